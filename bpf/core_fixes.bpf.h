@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Kernel-struct drift, in one place. Every reader of a field or signature that
+ * changed between the kernels tcptrace supports (5.10 .. 7.x) lives here, with
+ * the reason. vmlinux.h is generated from a new kernel (6.18); CO-RE relocations
+ * resolve each access against the running kernel's BTF at load time.
+ */
+#ifndef TCPTRACE_CORE_FIXES_BPF_H
+#define TCPTRACE_CORE_FIXES_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+
+/*
+ * sk_protocol and sk_type were 8- and 16-bit bitfields before 5.6 (commit
+ * bf9765145b85 "sock: Make sk_protocol a 16-bit value") and plain u16 after.
+ * The BITFIELD_PROBED reader relocates byte offset, size and shifts, so it reads
+ * both layouts correctly.
+ */
+static __always_inline __u16 sk_protocol_of(const struct sock *sk)
+{
+	return (__u16)BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol);
+}
+
+static __always_inline __u16 sk_type_of(const struct sock *sk)
+{
+	return (__u16)BPF_CORE_READ_BITFIELD_PROBED(sk, sk_type);
+}
+
+/*
+ * inet_csk_accept() lost its int flags / int *err / bool kern arguments in 6.10
+ * (commit 92ef0fd55ac8 "net: change proto and proto_ops accept type"), which
+ * introduced struct proto_accept_arg. fexit programs find the return value after
+ * the arguments, so its slot moved from ctx[4] to ctx[2]. The type check is a
+ * load-time constant, so the verifier only ever sees one of the two reads.
+ * (bpf_get_func_ret() would hide this, but needs 5.17.)
+ */
+static __always_inline struct sock *inet_csk_accept_ret(unsigned long long *ctx)
+{
+	struct sock *ret;
+
+	if (bpf_core_type_exists(struct proto_accept_arg)) {
+		ret = (struct sock *)ctx[2];
+		barrier_var(ret);
+	} else {
+		ret = (struct sock *)ctx[4];
+		barrier_var(ret);
+	}
+	return ret;
+}
+
+/*
+ * The socket cookie lives in sock_common since 5.? as atomic64_t skc_cookie;
+ * sock_diag dumps generate it, which is what lets sockets that predate attach be
+ * recognised in the kernel. 0 means "never generated".
+ */
+static __always_inline __u64 sk_cookie_of(const struct sock *sk)
+{
+	return BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+}
+
+/* Network namespace inode of a socket (possible_net_t is a struct since 4.x). */
+static __always_inline __u32 sk_netns_of(const struct sock *sk)
+{
+	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+}
+
+/*
+ * Syscall arguments from the pt_regs a raw sys_enter tracepoint passes (x86-64
+ * syscall ABI: rdi, rsi, rdx, r10, r8, r9). Read through CO-RE so the same code
+ * serves raw_tp (untyped pointer) and tp_btf (typed) programs.
+ */
+#if defined(__TARGET_ARCH_x86)
+#define SYSCALL_ARG1(regs) BPF_CORE_READ((regs), di)
+#define SYSCALL_ARG2(regs) BPF_CORE_READ((regs), si)
+#define SYSCALL_NR_AT_EXIT(regs) BPF_CORE_READ((regs), orig_ax)
+#else
+#error "tcptrace: syscall numbers and registers are only wired up for x86-64"
+#endif
+
+#endif /* TCPTRACE_CORE_FIXES_BPF_H */

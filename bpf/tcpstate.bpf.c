@@ -1,0 +1,698 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * tcpstate: follow TCP sockets through their state transitions and attribute
+ * each transition to the process that owns the socket, not to whoever happens
+ * to be on the CPU.
+ *
+ * Why ownership is a map: ESTABLISHED -> CLOSE_WAIT (the peer's FIN) and most
+ * other transitions run in softirq context, or on loopback in the *peer's*
+ * task. The owner is learnt in process context (connect, listen, accept, or
+ * seeded from user space for sockets that predate attach) and carried per
+ * struct sock in the owners map until the socket reaches TCP_CLOSE.
+ *
+ * Hooks come in flavours chosen by user space with set_autoload() before load;
+ * every flavour is a thin wrapper over the static helpers below:
+ *   transitions  tp_btf | raw_tp | tracepoint            sock:inet_sock_set_state (4.16+)
+ *   accept       fexit | kretprobe  (+ syscall exit)     inet_csk_accept
+ *   syscalls     tp_btf | raw_tp (raw_syscalls sys_enter/sys_exit, no tracefs needed)
+ *                | tracepoint (syscalls:sys_{enter,exit}_*, needs tracefs)
+ *   fork         tp_btf | raw_tp | tracepoint            sched:sched_process_fork
+ * Minimum kernel: 5.8 (BPF ring buffer); tp_btf 5.5, fexit 5.5.
+ *
+ * Transport: one BPF ring buffer; records are submitted without a wake-up and
+ * user space drains on a timer, except when the ring fills past a watermark
+ * (a wake-up per event costs ~10 us here: see shared/reference/peer-overhead.md).
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_core_read.h>
+#include "core_fixes.bpf.h"
+#include "tcpstate.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+#define SOCK_STREAM 1
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+#define TCP_ESTABLISHED 1
+#define TCP_SYN_SENT 2
+#define TCP_SYN_RECV 3
+#define TCP_CLOSE 7
+#define TCP_LISTEN 10
+
+/* x86-64 syscall numbers */
+#define NR_close 3
+#define NR_connect 42
+#define NR_accept 43
+#define NR_shutdown 48
+#define NR_listen 50
+#define NR_accept4 288
+
+/* ---- configuration (rodata, set before load) ---- */
+const volatile bool targ_filter = false;    /* only sockets owned by tgids in "targets" */
+const volatile bool targ_children = false;  /* follow forks of targets */
+const volatile __u64 targ_wakeup_bytes = 0; /* force a wake-up past this much unread data */
+const volatile __u64 targ_wakeup_gap_ns = 1000000;
+const volatile __s32 targ_self_tgid = 0;    /* never trace tcptrace itself */
+
+/* ---- state (bss) ---- */
+bool seeded = false; /* the seeds map has entries: look up unknown sockets by cookie */
+
+/* ---- maps ---- */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20); /* resized by user space */
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536); /* resized by user space (--max-sockets) */
+	__type(key, __u64);	    /* struct sock * */
+	__type(value, struct tt_owner);
+} owners SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64); /* socket cookie, from sock_diag */
+	__type(value, struct tt_owner);
+} seeds SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct tt_listen_key);
+	__type(value, struct tt_owner);
+} listeners SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32); /* tgid */
+	__type(value, __u8);
+} targets SEC(".maps");
+
+struct pending {
+	__s32 fd;
+	__u32 nr;
+};
+
+/* tid -> fd of an in-flight connect()/listen(): the transition inside it learns the fd */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct pending);
+} pending SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TT_CNT__MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/* per-CPU time of the last forced wake-up, to bound wake-ups while the ring is above the watermark */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} last_wakeup SEC(".maps");
+
+/* ---- helpers ---- */
+
+static __always_inline void count(__u32 which)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &which);
+
+	if (v)
+		*v += 1;
+}
+
+static __always_inline bool is_target(__u32 tgid)
+{
+	if (!targ_filter)
+		return tgid != (__u32)targ_self_tgid;
+	return bpf_map_lookup_elem(&targets, &tgid) != NULL;
+}
+
+static __always_inline void *reserve(__u32 size)
+{
+	void *rec = bpf_ringbuf_reserve(&events, size, 0);
+
+	if (!rec)
+		count(TT_CNT_RB_FULL);
+	return rec;
+}
+
+static __always_inline void fill_hdr(struct tt_hdr *h, __u16 kind, __u16 size, __u16 flags)
+{
+	h->kind = kind;
+	h->size = size;
+	h->flags = flags;
+	h->version = TT_RECORD_VERSION;
+	h->cpu = (__u8)bpf_get_smp_processor_id();
+	h->ts_ns = bpf_ktime_get_ns();
+}
+
+/* Submit without a wake-up unless the ring is past the watermark (then at most one per CPU per gap). */
+static __always_inline void submit(void *rec)
+{
+	__u64 flags = BPF_RB_NO_WAKEUP;
+
+	if (targ_wakeup_bytes && bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= targ_wakeup_bytes) {
+		__u32 zero = 0;
+		__u64 *last = bpf_map_lookup_elem(&last_wakeup, &zero);
+		__u64 now = bpf_ktime_get_ns();
+
+		if (last && now - *last >= targ_wakeup_gap_ns) {
+			*last = now;
+			flags = BPF_RB_FORCE_WAKEUP;
+			count(TT_CNT_WAKEUPS);
+		}
+	}
+	bpf_ringbuf_submit(rec, flags);
+	count(TT_CNT_EVENTS);
+}
+
+static __always_inline bool sk_is_tcp(const struct sock *sk)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+
+	if (family != AF_INET && family != AF_INET6)
+		return false;
+	return sk_protocol_of(sk) == IPPROTO_TCP && sk_type_of(sk) == SOCK_STREAM;
+}
+
+static __always_inline void read_tuple(const struct sock *sk, struct tt_tuple *t)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+
+	t->family = family;
+	t->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	t->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (family == AF_INET6) {
+		BPF_CORE_READ_INTO(&t->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&t->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	} else {
+		BPF_CORE_READ_INTO((__u32 *)t->saddr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__u32 *)t->daddr, sk, __sk_common.skc_daddr);
+	}
+}
+
+/* fd -> struct sock of the current task, or NULL if fd is not a TCP socket. */
+static __always_inline struct sock *fd_to_tcp_sk(int fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds, *f = NULL;
+	struct socket *sock;
+	struct sock *sk;
+	umode_t mode;
+
+	if (!fdt || fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+		return NULL;
+	mode = BPF_CORE_READ(f, f_inode, i_mode);
+	if ((mode & S_IFMT) != S_IFSOCK)
+		return NULL;
+	sock = BPF_CORE_READ(f, private_data);
+	sk = BPF_CORE_READ(sock, sk);
+	if (!sk || !sk_is_tcp(sk))
+		return NULL;
+	return sk;
+}
+
+static __always_inline void owner_here(struct tt_owner *o, __s32 fd, __u8 origin)
+{
+	o->first_ns = bpf_ktime_get_ns();
+	o->tgid = bpf_get_current_pid_tgid() >> 32;
+	o->fd = fd;
+	o->origin = origin;
+	bpf_get_current_comm(o->comm, sizeof(o->comm));
+}
+
+static __always_inline struct tt_owner *owner_put(__u64 skey, struct tt_owner *o)
+{
+	if (bpf_map_update_elem(&owners, &skey, o, BPF_ANY)) {
+		count(TT_CNT_OWNERS_FULL);
+		return NULL;
+	}
+	return bpf_map_lookup_elem(&owners, &skey);
+}
+
+/*
+ * Find (or learn) the owner of sk at a transition. Order matters: the owners map
+ * first; then sockets seeded from sock_diag at attach; then a new child of a
+ * traced listener; then the acquisitions that only ever run in the owner's own
+ * syscall (connect: CLOSE -> SYN_SENT, listen: CLOSE -> LISTEN).
+ */
+static __always_inline struct tt_owner *owner_of(const struct sock *sk, int oldstate, int newstate,
+						   struct tt_tuple *t, __u32 netns)
+{
+	__u64 skey = (__u64)sk;
+	struct tt_owner *o = bpf_map_lookup_elem(&owners, &skey);
+	struct tt_owner fresh = {};
+
+	if (o)
+		return o;
+
+	if (seeded) {
+		__u64 cookie = sk_cookie_of(sk);
+
+		if (cookie) {
+			o = bpf_map_lookup_elem(&seeds, &cookie);
+			if (o) {
+				fresh = *o;
+				bpf_map_delete_elem(&seeds, &cookie);
+				count(TT_CNT_SEEDED_HITS);
+				return owner_put(skey, &fresh);
+			}
+		}
+	}
+
+	if (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV) {
+		struct tt_listen_key lk = { .netns = netns, .port = t->sport };
+
+		o = bpf_map_lookup_elem(&listeners, &lk);
+		if (!o)
+			return NULL;
+		fresh = *o;
+		fresh.first_ns = bpf_ktime_get_ns();
+		fresh.fd = -1;
+		fresh.origin = TT_ORIGIN_ACCEPT_PENDING;
+		return owner_put(skey, &fresh);
+	}
+
+	if (oldstate == TCP_CLOSE && (newstate == TCP_SYN_SENT || newstate == TCP_LISTEN)) {
+		__u64 id = bpf_get_current_pid_tgid();
+		__u32 tid = (__u32)id;
+		struct pending *p;
+		__s32 fd = -1;
+
+		if (!is_target(id >> 32))
+			return NULL;
+		p = bpf_map_lookup_elem(&pending, &tid);
+		if (p)
+			fd = p->fd;
+		owner_here(&fresh, fd, newstate == TCP_LISTEN ? TT_ORIGIN_LISTEN : TT_ORIGIN_CONNECT);
+		return owner_put(skey, &fresh);
+	}
+	return NULL;
+}
+
+static __always_inline void handle_transition(void *ctx, const struct sock *sk, int oldstate, int newstate)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 skey = (__u64)sk;
+	struct tt_transition *e;
+	struct tt_owner *o;
+	struct tt_tuple t = {};
+	__u32 netns;
+	__u16 flags = 0;
+
+	if (!sk || !sk_is_tcp(sk))
+		return;
+	read_tuple(sk, &t);
+	netns = sk_netns_of(sk);
+	o = owner_of(sk, oldstate, newstate, &t, netns);
+
+	if (o) {
+		flags |= TT_F_OWNER_KNOWN;
+		if (o->tgid == (__u32)(id >> 32))
+			flags |= TT_F_OWNER_ON_CPU;
+		if (targ_filter && !is_target(o->tgid))
+			o = NULL, flags = 0;
+	}
+	if (targ_filter && !o) {
+		count(TT_CNT_FILTERED);
+		goto out;
+	}
+	if (!targ_filter && (__u32)(id >> 32) == (__u32)targ_self_tgid && !o)
+		goto out;
+
+	/* a traced listener: remember its port so its children are attributed before accept() */
+	if (o && newstate == TCP_LISTEN) {
+		struct tt_listen_key lk = { .netns = netns, .port = t.sport };
+
+		if (bpf_map_update_elem(&listeners, &lk, o, BPF_ANY))
+			count(TT_CNT_LISTENERS_FULL);
+	} else if (oldstate == TCP_LISTEN && newstate == TCP_CLOSE) {
+		struct tt_listen_key lk = { .netns = netns, .port = t.sport };
+
+		bpf_map_delete_elem(&listeners, &lk);
+	}
+
+	e = reserve(sizeof(*e));
+	if (!e)
+		goto out;
+	fill_hdr(&e->hdr, TT_KIND_TRANSITION, sizeof(*e), flags);
+	e->sk = skey;
+	e->tuple = t;
+	e->netns = netns;
+	e->oldstate = oldstate;
+	e->newstate = newstate;
+	e->cpu_tgid = id >> 32;
+	e->cpu_tid = (__u32)id;
+	bpf_get_current_comm(e->cpu_comm, sizeof(e->cpu_comm));
+	if (o) {
+		e->owner_tgid = o->tgid;
+		e->owner_fd = o->fd;
+		e->owner_first_ns = o->first_ns;
+		e->origin = o->origin;
+		__builtin_memcpy(e->owner_comm, o->comm, sizeof(e->owner_comm));
+	} else {
+		e->owner_fd = -1;
+	}
+	submit(e);
+out:
+	if (newstate == TCP_CLOSE)
+		bpf_map_delete_elem(&owners, &skey);
+}
+
+static __always_inline void emit_sockcall(const struct sock *sk, __u8 call, __s32 fd, __s32 arg, __u8 via)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct tt_sockcall *e = reserve(sizeof(*e));
+
+	if (!e)
+		return;
+	fill_hdr(&e->hdr, TT_KIND_SOCKCALL, sizeof(*e), 0);
+	e->sk = (__u64)sk;
+	read_tuple(sk, &e->tuple);
+	e->netns = sk_netns_of(sk);
+	e->tgid = id >> 32;
+	e->tid = (__u32)id;
+	e->fd = fd;
+	e->arg = arg;
+	e->call = call;
+	e->state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	e->via = via;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	submit(e);
+}
+
+/* The accepted socket now belongs to the caller. Sockets already reset (CLOSE) are not tracked. */
+static __always_inline void claim_accepted(struct sock *sk, __s32 fd)
+{
+	__u64 skey = (__u64)sk;
+	struct tt_owner *o = bpf_map_lookup_elem(&owners, &skey);
+	struct tt_owner fresh = {};
+
+	if (BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_CLOSE) {
+		if (o)
+			bpf_map_delete_elem(&owners, &skey);
+		return;
+	}
+	if (o) {
+		/* keep first_ns: the socket was ours (as a listener's child) since SYN_RECV */
+		o->tgid = bpf_get_current_pid_tgid() >> 32;
+		if (fd >= 0)
+			o->fd = fd;
+		o->origin = TT_ORIGIN_ACCEPT;
+		bpf_get_current_comm(o->comm, sizeof(o->comm));
+		return;
+	}
+	owner_here(&fresh, fd, TT_ORIGIN_ACCEPT);
+	owner_put(skey, &fresh);
+}
+
+/* accept()/accept4() returned fd: resolve it, claim the socket, report the acceptor. */
+static __always_inline void on_accept_exit(long ret)
+{
+	struct sock *sk;
+
+	if (ret < 0 || !is_target(bpf_get_current_pid_tgid() >> 32))
+		return;
+	sk = fd_to_tcp_sk((int)ret);
+	if (!sk)
+		return;
+	claim_accepted(sk, (__s32)ret);
+	emit_sockcall(sk, TT_CALL_ACCEPT, (__s32)ret, 0, TT_VIA_SYSCALL);
+}
+
+/* Return of inet_csk_accept (fexit / kretprobe): ownership without the fd, also for io_uring. */
+static __always_inline void on_inet_csk_accept(struct sock *sk)
+{
+	if (!sk || !is_target(bpf_get_current_pid_tgid() >> 32) || !sk_is_tcp(sk))
+		return;
+	claim_accepted(sk, -1);
+}
+
+static __always_inline void on_pending_enter(__u32 nr, long fd)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+	struct pending p = { .fd = (__s32)fd, .nr = nr };
+
+	if (!is_target(id >> 32))
+		return;
+	if (bpf_map_update_elem(&pending, &tid, &p, BPF_ANY))
+		count(TT_CNT_PENDING_FULL);
+}
+
+static __always_inline void on_pending_exit(void)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+	bpf_map_delete_elem(&pending, &tid);
+}
+
+/* close()/shutdown() by the owner: report it (the socket may live on if the fd was shared). */
+static __always_inline void on_release_enter(__u8 call, long fd, long how)
+{
+	struct sock *sk;
+	__u64 skey;
+	struct tt_owner *o;
+
+	if (!is_target(bpf_get_current_pid_tgid() >> 32))
+		return;
+	sk = fd_to_tcp_sk((int)fd);
+	if (!sk)
+		return;
+	skey = (__u64)sk;
+	o = bpf_map_lookup_elem(&owners, &skey);
+	if (!o && targ_filter)
+		return;
+	emit_sockcall(sk, call, (__s32)fd, (__s32)how, TT_VIA_SYSCALL);
+}
+
+static __always_inline void on_sys_enter(long nr, long arg1, long arg2)
+{
+	switch (nr) {
+	case NR_connect:
+	case NR_listen:
+		on_pending_enter(nr, arg1);
+		break;
+	case NR_close:
+		on_release_enter(TT_CALL_CLOSE, arg1, 0);
+		break;
+	case NR_shutdown:
+		on_release_enter(TT_CALL_SHUTDOWN, arg1, arg2);
+		break;
+	}
+}
+
+static __always_inline void on_sys_exit(long nr, long ret)
+{
+	switch (nr) {
+	case NR_accept:
+	case NR_accept4:
+		on_accept_exit(ret);
+		break;
+	case NR_connect:
+	case NR_listen:
+		on_pending_exit();
+		break;
+	}
+}
+
+static __always_inline void on_fork(__u32 parent_tgid, __u32 child_tgid)
+{
+	__u8 one = 1;
+	struct tt_fork *e;
+
+	if (!targ_children || !targ_filter || parent_tgid == child_tgid)
+		return;
+	if (!bpf_map_lookup_elem(&targets, &parent_tgid))
+		return;
+	if (bpf_map_update_elem(&targets, &child_tgid, &one, BPF_ANY)) {
+		count(TT_CNT_TARGETS_FULL);
+		return;
+	}
+	e = reserve(sizeof(*e));
+	if (!e)
+		return;
+	fill_hdr(&e->hdr, TT_KIND_FORK, sizeof(*e), 0);
+	e->parent_tgid = parent_tgid;
+	e->child_tgid = child_tgid;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	submit(e);
+}
+
+/* ==== flavour: tp_btf (5.5+, typed arguments, no tracefs) ==== */
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(tp_btf_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
+{
+	handle_transition(ctx, sk, oldstate, newstate);
+	return 0;
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(tp_btf_sys_enter, struct pt_regs *regs, long id)
+{
+	if (id == NR_connect || id == NR_listen || id == NR_close || id == NR_shutdown)
+		on_sys_enter(id, SYSCALL_ARG1(regs), SYSCALL_ARG2(regs));
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(tp_btf_sys_exit, struct pt_regs *regs, long ret)
+{
+	long nr = SYSCALL_NR_AT_EXIT(regs);
+
+	if (nr == NR_accept || nr == NR_accept4 || nr == NR_connect || nr == NR_listen)
+		on_sys_exit(nr, ret);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(tp_btf_sched_process_fork, struct task_struct *parent, struct task_struct *child)
+{
+	on_fork(BPF_CORE_READ(parent, tgid), BPF_CORE_READ(child, tgid));
+	return 0;
+}
+
+/* ==== flavour: raw_tp (4.17+, untyped arguments read with CO-RE, no tracefs) ==== */
+
+SEC("raw_tp/inet_sock_set_state")
+int BPF_PROG(raw_tp_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
+{
+	handle_transition(ctx, sk, oldstate, newstate);
+	return 0;
+}
+
+SEC("raw_tp/sys_enter")
+int BPF_PROG(raw_tp_sys_enter, struct pt_regs *regs, long id)
+{
+	if (id == NR_connect || id == NR_listen || id == NR_close || id == NR_shutdown)
+		on_sys_enter(id, SYSCALL_ARG1(regs), SYSCALL_ARG2(regs));
+	return 0;
+}
+
+SEC("raw_tp/sys_exit")
+int BPF_PROG(raw_tp_sys_exit, struct pt_regs *regs, long ret)
+{
+	long nr = SYSCALL_NR_AT_EXIT(regs);
+
+	if (nr == NR_accept || nr == NR_accept4 || nr == NR_connect || nr == NR_listen)
+		on_sys_exit(nr, ret);
+	return 0;
+}
+
+SEC("raw_tp/sched_process_fork")
+int BPF_PROG(raw_tp_sched_process_fork, struct task_struct *parent, struct task_struct *child)
+{
+	on_fork(BPF_CORE_READ(parent, tgid), BPF_CORE_READ(child, tgid));
+	return 0;
+}
+
+/* ==== flavour: plain tracepoints (perf events; need tracefs for their ids) ==== */
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int tp_inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	if (ctx->protocol != IPPROTO_TCP)
+		return 0;
+	handle_transition(ctx, (const struct sock *)ctx->skaddr, ctx->oldstate, ctx->newstate);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_connect")
+int tp_sys_enter_connect(struct trace_event_raw_sys_enter *ctx)
+{
+	on_pending_enter(NR_connect, ctx->args[0]);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_connect")
+int tp_sys_exit_connect(struct trace_event_raw_sys_exit *ctx)
+{
+	on_pending_exit();
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_listen")
+int tp_sys_enter_listen(struct trace_event_raw_sys_enter *ctx)
+{
+	on_pending_enter(NR_listen, ctx->args[0]);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_listen")
+int tp_sys_exit_listen(struct trace_event_raw_sys_exit *ctx)
+{
+	on_pending_exit();
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int tp_sys_exit_accept4(struct trace_event_raw_sys_exit *ctx)
+{
+	on_accept_exit(ctx->ret);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int tp_sys_exit_accept(struct trace_event_raw_sys_exit *ctx)
+{
+	on_accept_exit(ctx->ret);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_close")
+int tp_sys_enter_close(struct trace_event_raw_sys_enter *ctx)
+{
+	on_release_enter(TT_CALL_CLOSE, ctx->args[0], 0);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_shutdown")
+int tp_sys_enter_shutdown(struct trace_event_raw_sys_enter *ctx)
+{
+	on_release_enter(TT_CALL_SHUTDOWN, ctx->args[0], ctx->args[1]);
+	return 0;
+}
+
+SEC("tracepoint/sched/sched_process_fork")
+int tp_sched_process_fork(struct trace_event_raw_sched_process_fork *ctx)
+{
+	/* child_pid is a tid: for a new thread it is not a tgid, and adding it is harmless */
+	on_fork(bpf_get_current_pid_tgid() >> 32, ctx->child_pid);
+	return 0;
+}
+
+/* ==== flavour: fexit / kretprobe for inet_csk_accept (accept variants) ==== */
+
+SEC("fexit/inet_csk_accept")
+int fexit_inet_csk_accept(unsigned long long *ctx)
+{
+	on_inet_csk_accept(inet_csk_accept_ret(ctx));
+	return 0;
+}
+
+SEC("kretprobe/inet_csk_accept")
+int BPF_KRETPROBE(kretprobe_inet_csk_accept, struct sock *sk)
+{
+	on_inet_csk_accept(sk);
+	return 0;
+}

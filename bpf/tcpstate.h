@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The boundary between the kernel programs (tcpstate.bpf.c) and user space
+ * (native/ and, through a generated decoder, src/).
+ *
+ * Rules, because both clang -target bpf and the host compiler read this file:
+ * only fixed-width __u8..__u64 and fixed arrays, no pointers, no bool, nothing
+ * from vmlinux.h. Fields go largest first, padding is explicit, and every size
+ * is pinned with _Static_assert. Every record in the ring buffer starts with
+ * struct tt_hdr so user space can dispatch on kind and skip by size.
+ *
+ * src/generated/events.ts is generated from the BTF of this header
+ * (scripts/gen-events.mjs): offsets are never kept in sync by hand.
+ */
+#ifndef TCPTRACE_TCPSTATE_H
+#define TCPTRACE_TCPSTATE_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#if defined(__cplusplus) && !defined(_Static_assert)
+#define _Static_assert static_assert /* the addon includes this header from C++ */
+#endif
+
+#define TT_COMM_LEN 16
+#define TT_RECORD_VERSION 1
+
+/* Record kinds in the ring buffer (and in recordings). */
+enum tt_kind {
+	TT_KIND_TRANSITION = 1, /* sock:inet_sock_set_state for a TCP socket */
+	TT_KIND_SOCKCALL = 2,	/* a syscall / kernel call that acquires or releases a socket */
+	TT_KIND_FORK = 3,	/* a traced process forked (--children) */
+	TT_KIND_STACK = 4,	/* reserved for user stacks (leak attribution) */
+};
+
+/* How the owner got the socket. */
+enum tt_origin {
+	TT_ORIGIN_UNKNOWN = 0,
+	TT_ORIGIN_ACCEPT = 1,	      /* returned by accept()/accept4() */
+	TT_ORIGIN_CONNECT = 2,	      /* connect() (CLOSE -> SYN_SENT) */
+	TT_ORIGIN_LISTEN = 3,	      /* listen() (CLOSE -> LISTEN) */
+	TT_ORIGIN_PREEXISTING = 4,    /* open before tcptrace attached (seeded from sock_diag) */
+	TT_ORIGIN_ACCEPT_PENDING = 5, /* child of a traced listener, not yet accepted */
+};
+
+/* Socket calls reported in struct tt_sockcall. */
+enum tt_call {
+	TT_CALL_ACCEPT = 1,
+	TT_CALL_CONNECT = 2,
+	TT_CALL_LISTEN = 3,
+	TT_CALL_CLOSE = 4,
+	TT_CALL_SHUTDOWN = 5,
+};
+
+/* Which kind of hook produced a sockcall (so a report can say how it knows). */
+enum tt_via {
+	TT_VIA_SYSCALL = 0,  /* syscall tracepoint (tracepoint, raw_tp or tp_btf flavour) */
+	TT_VIA_FEXIT = 1,    /* fexit/inet_csk_accept */
+	TT_VIA_KRETPROBE = 2 /* kretprobe/inet_csk_accept */
+};
+
+/* Per-CPU counters (map "counters"); user space sums and reports them. */
+enum tt_counter {
+	TT_CNT_EVENTS = 0,	      /* records submitted to the ring buffer */
+	TT_CNT_RB_FULL = 1,	      /* bpf_ringbuf_reserve failed: record lost */
+	TT_CNT_OWNERS_FULL = 2,	      /* owners map full: a socket's owner is not tracked */
+	TT_CNT_LISTENERS_FULL = 3,    /* listeners map full */
+	TT_CNT_TARGETS_FULL = 4,      /* targets map full: a forked child is not followed */
+	TT_CNT_PENDING_FULL = 5,      /* pending (tid -> fd) map full */
+	TT_CNT_FILTERED = 6,	      /* transitions dropped in the kernel by the pid filter */
+	TT_CNT_WAKEUPS = 7,	      /* forced ring buffer wake-ups (watermark crossed) */
+	TT_CNT_SEEDED_HITS = 8,	      /* sockets claimed from the pre-attach seed map */
+	TT_CNT__MAX = 16,
+};
+
+/* Flags in tt_hdr.flags */
+#define TT_F_OWNER_KNOWN (1u << 0)   /* owner_* fields come from the owners map */
+#define TT_F_OWNER_ON_CPU (1u << 1)  /* the owner's own thread was on the CPU */
+
+struct tt_hdr {
+	__u16 kind; /* enum tt_kind */
+	__u16 size; /* whole record, header included */
+	__u16 flags;
+	__u8 version; /* TT_RECORD_VERSION */
+	__u8 cpu;
+	__u64 ts_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
+};
+_Static_assert(sizeof(struct tt_hdr) == 16, "tt_hdr layout");
+
+/* The 4-tuple; IPv4 addresses use the first 4 bytes of the 16. */
+struct tt_tuple {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport; /* host byte order */
+	__u16 dport; /* host byte order */
+	__u16 family; /* AF_INET / AF_INET6 */
+	__u16 pad;
+};
+_Static_assert(sizeof(struct tt_tuple) == 40, "tt_tuple layout");
+
+struct tt_transition {
+	struct tt_hdr hdr;
+	__u64 sk;	   /* kernel address of struct sock: identity while the socket lives */
+	__u64 owner_first_ns; /* when the owner was first seen holding it (0: unknown) */
+	struct tt_tuple tuple;
+	__u32 owner_tgid;  /* 0 when unknown */
+	__s32 owner_fd;	   /* -1 when unknown */
+	__u32 cpu_tgid;	   /* who was on the CPU: often NOT the owner (softirq) */
+	__u32 cpu_tid;
+	__u32 netns;	   /* network namespace inode */
+	__u8 oldstate;
+	__u8 newstate;
+	__u8 origin;	   /* enum tt_origin */
+	__u8 pad;
+	char owner_comm[TT_COMM_LEN];
+	char cpu_comm[TT_COMM_LEN];
+};
+_Static_assert(sizeof(struct tt_transition) == 128, "tt_transition layout");
+
+struct tt_sockcall {
+	struct tt_hdr hdr;
+	__u64 sk;
+	struct tt_tuple tuple;
+	__u32 tgid;
+	__u32 tid;
+	__s32 fd;     /* -1 when the hook cannot know it (fexit/kretprobe accept) */
+	__s32 arg;    /* shutdown: how */
+	__u32 netns;
+	__u8 call;    /* enum tt_call */
+	__u8 state;   /* TCP state at the call */
+	__u8 via;     /* enum tt_via */
+	__u8 pad;
+	char comm[TT_COMM_LEN];
+};
+_Static_assert(sizeof(struct tt_sockcall) == 104, "tt_sockcall layout");
+
+struct tt_fork {
+	struct tt_hdr hdr;
+	__u32 parent_tgid;
+	__u32 child_tgid;
+	char comm[TT_COMM_LEN];
+};
+_Static_assert(sizeof(struct tt_fork) == 40, "tt_fork layout");
+
+/* Value of the owners map (sk -> owner) and of the seeds map (cookie -> owner). */
+struct tt_owner {
+	__u64 first_ns;
+	__u32 tgid;
+	__s32 fd;
+	__u8 origin;
+	__u8 pad[7];
+	char comm[TT_COMM_LEN];
+};
+_Static_assert(sizeof(struct tt_owner) == 40, "tt_owner layout");
+
+/* Key of the listeners map: a traced listener's port in its network namespace. */
+struct tt_listen_key {
+	__u32 netns;
+	__u16 port;
+	__u16 pad;
+};
+_Static_assert(sizeof(struct tt_listen_key) == 8, "tt_listen_key layout");
+
+#endif /* TCPTRACE_TCPSTATE_H */

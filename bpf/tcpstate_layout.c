@@ -1,0 +1,20 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Not a BPF program: compiled with -g -target bpf only so that the BTF of
+ * tcpstate.h (every record struct and enum, with exact offsets) can be read
+ * by scripts/gen-events.mjs, which writes src/generated/events.ts from it.
+ */
+#include "tcpstate.h"
+
+struct tt_hdr layout_hdr;
+struct tt_tuple layout_tuple;
+struct tt_transition layout_transition;
+struct tt_sockcall layout_sockcall;
+struct tt_fork layout_fork;
+struct tt_owner layout_owner;
+struct tt_listen_key layout_listen_key;
+enum tt_kind layout_kind;
+enum tt_origin layout_origin;
+enum tt_call layout_call;
+enum tt_via layout_via;
+enum tt_counter layout_counter;

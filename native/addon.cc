@@ -1,0 +1,29 @@
+// tcptrace native addon: libbpf lifecycle, ring buffer transport, feature
+// probes and sock_diag enumeration. Threading model: every export runs on the
+// JS thread; the one worker thread per started Tracer is described in
+// ring_poller.h; short-lived helper threads exist only inside a call (namespace
+// switches in tracefs.cc and sock_diag.cc) and are joined before it returns.
+#include <napi.h>
+
+#include "bpf_error.h"
+#include "libbpf_log.h"
+#include "probe.h"
+#include "sock_diag.h"
+#include "tracer.h"
+
+namespace tcptrace {
+
+Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
+  InstallLibbpfLogger();
+  InitErrors(env, exports);
+  InitProbe(env, exports);
+  InitSockDiag(env, exports);
+  Tracer::Init(env, exports);
+  return exports;
+}
+
+}  // namespace tcptrace
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) { return tcptrace::InitAll(env, exports); }
+
+NODE_API_MODULE(tcptrace, Init)

@@ -1,0 +1,66 @@
+// Drains the BPF ring buffer on a worker thread and hands records to JS in batches.
+//
+// Threading model:
+//  - The poll thread owns the libbpf ring_buffer (libbpf's consumer is not
+//    thread-safe) and is the only thread that calls ring_buffer__consume(). It
+//    sleeps in epoll_wait on the ring's epoll fd and a stop eventfd, waking on
+//    the interval timeout (the kernel side submits with BPF_RB_NO_WAKEUP) or
+//    when the kernel forces a wake-up past the watermark.
+//  - Each wake-up copies every available record out of the ring into one
+//    std::vector (records never point into ring memory) and posts that vector to
+//    the JS thread through a ThreadSafeFunction: one JS call per batch, never
+//    one per event. The JS Buffer wraps the vector without another copy.
+//  - Batches waiting for the JS thread are bounded by bytes; past the bound a
+//    batch is dropped and counted (dropped_batches/dropped_bytes), never silently.
+//  - Stop(): the JS thread signals the eventfd; the poll thread does a last
+//    drain, releases the ThreadSafeFunction and exits; the promise resolves when
+//    every queued batch has been delivered (TSFN finalizer), so a final report
+//    sees all events. Join happens in the finalizer / destructor.
+#pragma once
+
+#include <napi.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+struct ring_buffer;
+
+namespace tcptrace {
+
+struct PollerStats {
+  uint64_t batches = 0;
+  uint64_t records = 0;
+  uint64_t bytes = 0;
+  uint64_t dropped_batches = 0;
+  uint64_t dropped_bytes = 0;
+};
+
+struct PollState;
+
+class RingPoller {
+ public:
+  // ring_fd: the BPF_MAP_TYPE_RINGBUF map fd. Check ok() after construction.
+  RingPoller(Napi::Env env, int ring_fd, Napi::Function on_batch, int interval_ms,
+             size_t max_inflight_bytes);
+  // Stops the thread (joins it) if Stop() was never called.
+  ~RingPoller();
+  RingPoller(const RingPoller&) = delete;
+  RingPoller& operator=(const RingPoller&) = delete;
+
+  // JS thread. Returns a promise resolved once all batches were delivered.
+  Napi::Promise Stop(Napi::Env env);
+  PollerStats Stats() const;
+  bool ok() const;
+  std::string error() const;
+
+ private:
+  // Shared with the ThreadSafeFunction finalizer, which may run after this
+  // handle is gone (it runs on a later turn of the JS event loop).
+  std::shared_ptr<PollState> state_;
+};
+
+}  // namespace tcptrace

@@ -1,0 +1,344 @@
+// Thread affinity: every method runs on the JS thread; the only other thread is
+// the RingPoller's (see ring_poller.h).
+#include "tracer.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <set>
+
+#include "bpf_error.h"
+#include "libbpf_log.h"
+#include "ring_poller.h"
+#include "tcpstate.h"
+#include "tcpstate.skel.h"
+#include "tracefs.h"
+
+namespace tcptrace {
+
+namespace {
+
+uint32_t GetU32(Napi::Object o, const char* key, uint32_t def) {
+  Napi::Value v = o.Get(key);
+  return v.IsNumber() ? v.As<Napi::Number>().Uint32Value() : def;
+}
+
+bool GetBool(Napi::Object o, const char* key, bool def) {
+  Napi::Value v = o.Get(key);
+  return v.IsBoolean() ? v.As<Napi::Boolean>().Value() : def;
+}
+
+uint64_t GetU64(Napi::Value v) {
+  if (v.IsBigInt()) {
+    bool lossless;
+    return v.As<Napi::BigInt>().Uint64Value(&lossless);
+  }
+  return v.IsNumber() ? static_cast<uint64_t>(v.As<Napi::Number>().Int64Value()) : 0;
+}
+
+void CopyComm(Napi::Object o, char* dst) {
+  std::memset(dst, 0, TT_COMM_LEN);
+  Napi::Value v = o.Get("comm");
+  if (v.IsString()) {
+    std::string s = v.As<Napi::String>().Utf8Value();
+    std::strncpy(dst, s.c_str(), TT_COMM_LEN - 1);
+  }
+}
+
+tt_owner OwnerFrom(Napi::Object o) {
+  tt_owner ow;
+  std::memset(&ow, 0, sizeof(ow));
+  ow.first_ns = GetU64(o.Get("firstNs"));
+  ow.tgid = GetU32(o, "tgid", 0);
+  Napi::Value fd = o.Get("fd");
+  ow.fd = fd.IsNumber() ? fd.As<Napi::Number>().Int32Value() : -1;
+  ow.origin = static_cast<uint8_t>(GetU32(o, "origin", TT_ORIGIN_PREEXISTING));
+  CopyComm(o, ow.comm);
+  return ow;
+}
+
+// "tracepoint/sock/inet_sock_set_state" -> attach through tracefs ids (see tracefs.h).
+bpf_link* AttachTracepoint(bpf_program* prog, const std::string& sec, NativeError* err) {
+  std::string rest = sec.substr(sec.find('/') + 1);
+  size_t slash = rest.find('/');
+  std::string cat = rest.substr(0, slash), name = rest.substr(slash + 1);
+  std::string why;
+  long id = TracepointId(cat, name, &why);
+  if (id < 0) {
+    *err = MakeError("attach " + sec, static_cast<int>(-id), why);
+    return nullptr;
+  }
+  int pfd = OpenTracepointEvent(id);
+  if (pfd < 0) {
+    *err = MakeError("attach " + sec, -pfd, "perf_event_open");
+    return nullptr;
+  }
+  bpf_link* link = bpf_program__attach_perf_event(prog, pfd);
+  if (link == nullptr) {
+    int e = errno;
+    close(pfd);
+    *err = MakeError("attach " + sec, e);
+    return nullptr;
+  }
+  return link;
+}
+
+}  // namespace
+
+void Tracer::Init(Napi::Env env, Napi::Object exports) {
+  Napi::Function ctor = DefineClass(env, "Tracer",
+                                    {
+                                        InstanceMethod("load", &Tracer::Load),
+                                        InstanceMethod("attach", &Tracer::Attach),
+                                        InstanceMethod("addTargets", &Tracer::AddTargets),
+                                        InstanceMethod("seedOwners", &Tracer::SeedOwners),
+                                        InstanceMethod("seedListeners", &Tracer::SeedListeners),
+                                        InstanceMethod("start", &Tracer::Start),
+                                        InstanceMethod("stop", &Tracer::Stop),
+                                        InstanceMethod("counters", &Tracer::Counters),
+                                        InstanceMethod("close", &Tracer::Close),
+                                    });
+  exports.Set("Tracer", ctor);
+}
+
+Tracer::Tracer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tracer>(info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) {
+    throw Napi::TypeError::New(env, "Tracer(options): expected an options object");
+  }
+  Napi::Object o = info[0].As<Napi::Object>();
+  Napi::Value progs = o.Get("programs");
+  if (!progs.IsArray()) throw Napi::TypeError::New(env, "Tracer: options.programs must be an array");
+
+  LogCapture capture;
+  skel_ = tcpstate_bpf__open();
+  if (skel_ == nullptr) {
+    throw ToJsError(env, MakeError("open BPF object", errno, "", capture.Text()));
+  }
+
+  Napi::Array arr = progs.As<Napi::Array>();
+  std::set<std::string> want;
+  for (uint32_t i = 0; i < arr.Length(); i++) want.insert(arr.Get(i).As<Napi::String>().Utf8Value());
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, skel_->obj) {
+    std::string name = bpf_program__name(prog);
+    bool on = want.count(name) > 0;
+    bpf_program__set_autoload(prog, on);
+    if (on) {
+      programs_.push_back(name);
+      want.erase(name);
+    }
+  }
+  if (!want.empty()) {
+    std::string missing = *want.begin();
+    CloseAll();
+    throw Napi::TypeError::New(env, "Tracer: no BPF program named " + missing);
+  }
+
+  // Configuration is rodata: constant for the verifier, dead branches pruned.
+  skel_->rodata->targ_filter = GetBool(o, "filter", false);
+  skel_->rodata->targ_children = GetBool(o, "children", false);
+  skel_->rodata->targ_self_tgid = static_cast<int32_t>(getpid());
+  uint32_t ring = GetU32(o, "ringBytes", 8u << 20);
+  skel_->rodata->targ_wakeup_bytes = GetU32(o, "wakeupBytes", ring / 4);
+  uint32_t max_sockets = GetU32(o, "maxSockets", 65536);
+  uint32_t max_targets = GetU32(o, "maxTargets", 4096);
+
+  int err = bpf_map__set_max_entries(skel_->maps.events, ring);
+  if (!err) err = bpf_map__set_max_entries(skel_->maps.owners, max_sockets);
+  if (!err) err = bpf_map__set_max_entries(skel_->maps.seeds, max_sockets);
+  if (!err) err = bpf_map__set_max_entries(skel_->maps.targets, max_targets);
+  if (err) {
+    CloseAll();
+    throw ToJsError(env, MakeError("size BPF maps", -err, "ring size must be a power of 2 multiple of the page size"));
+  }
+}
+
+Tracer::~Tracer() { CloseAll(); }
+
+void Tracer::RequireState(Napi::Env env, int want, const char* what) {
+  if (state_ == kClosed) throw ToJsError(env, {"CLOSED", 0, what, std::string("tracer is closed"), ""});
+  if (state_ != want) {
+    throw ToJsError(env, {"BAD_STATE", 0, what,
+                          std::string(what) + " called out of order (open -> load -> attach -> start)", ""});
+  }
+}
+
+Napi::Value Tracer::Load(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireState(env, kOpened, "load");
+  LogCapture capture;
+  int err = tcpstate_bpf__load(skel_);
+  if (err) {
+    std::string log = capture.Text();
+    NativeError e = MakeError("load BPF programs", -err, "", log);
+    // The verifier's own words start after this marker in libbpf's output.
+    if (log.find("BEGIN PROG LOAD LOG") != std::string::npos || log.find("processed ") != std::string::npos)
+      e.code = "VERIFIER";
+    throw ToJsError(env, e);
+  }
+  state_ = kLoaded;
+  return env.Undefined();
+}
+
+Napi::Value Tracer::Attach(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireState(env, kLoaded, "attach");
+  Napi::Array out = Napi::Array::New(env);
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, skel_->obj) {
+    if (!bpf_program__autoload(prog)) continue;
+    std::string sec = bpf_program__section_name(prog);
+    LogCapture capture;
+    NativeError nerr;
+    bpf_link* link;
+    if (sec.rfind("tracepoint/", 0) == 0) {
+      link = AttachTracepoint(prog, sec, &nerr);
+    } else {
+      link = bpf_program__attach(prog);
+      if (link == nullptr) nerr = MakeError("attach " + sec, errno, "", capture.Text());
+    }
+    if (link == nullptr) {
+      for (bpf_link* l : links_) bpf_link__destroy(l);
+      links_.clear();
+      throw ToJsError(env, nerr);
+    }
+    links_.push_back(link);
+    Napi::Object rec = Napi::Object::New(env);
+    rec.Set("program", bpf_program__name(prog));
+    rec.Set("section", sec);
+    out.Set(out.Length(), rec);
+  }
+  state_ = kAttached;
+  return out;
+}
+
+Napi::Value Tracer::AddTargets(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (state_ != kLoaded && state_ != kAttached) RequireState(env, kLoaded, "addTargets");
+  Napi::Array arr = info[0].As<Napi::Array>();
+  uint8_t one = 1;
+  for (uint32_t i = 0; i < arr.Length(); i++) {
+    uint32_t tgid = arr.Get(i).As<Napi::Number>().Uint32Value();
+    int err = bpf_map__update_elem(skel_->maps.targets, &tgid, sizeof(tgid), &one, sizeof(one), BPF_ANY);
+    if (err) throw ToJsError(env, MakeError("add target pid " + std::to_string(tgid), -err));
+  }
+  return env.Undefined();
+}
+
+// seedOwners([{cookie, tgid, fd, firstNs, origin, comm}]): sockets that predate attach.
+Napi::Value Tracer::SeedOwners(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (state_ != kLoaded && state_ != kAttached) RequireState(env, kLoaded, "seedOwners");
+  Napi::Array arr = info[0].As<Napi::Array>();
+  uint32_t n = 0;
+  for (uint32_t i = 0; i < arr.Length(); i++) {
+    Napi::Object o = arr.Get(i).As<Napi::Object>();
+    uint64_t cookie = GetU64(o.Get("cookie"));
+    if (cookie == 0) continue;
+    tt_owner ow = OwnerFrom(o);
+    int err = bpf_map__update_elem(skel_->maps.seeds, &cookie, sizeof(cookie), &ow, sizeof(ow), BPF_ANY);
+    if (err) throw ToJsError(env, MakeError("seed socket owner", -err));
+    n++;
+  }
+  if (n > 0) skel_->bss->seeded = true;
+  return Napi::Number::New(env, n);
+}
+
+// seedListeners([{netns, port, tgid, fd, comm}]): traced listeners that predate attach.
+Napi::Value Tracer::SeedListeners(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (state_ != kLoaded && state_ != kAttached) RequireState(env, kLoaded, "seedListeners");
+  Napi::Array arr = info[0].As<Napi::Array>();
+  for (uint32_t i = 0; i < arr.Length(); i++) {
+    Napi::Object o = arr.Get(i).As<Napi::Object>();
+    tt_listen_key key = {};
+    key.netns = GetU32(o, "netns", 0);
+    key.port = static_cast<uint16_t>(GetU32(o, "port", 0));
+    tt_owner ow = OwnerFrom(o);
+    ow.origin = TT_ORIGIN_LISTEN;
+    int err = bpf_map__update_elem(skel_->maps.listeners, &key, sizeof(key), &ow, sizeof(ow), BPF_ANY);
+    if (err) throw ToJsError(env, MakeError("seed listener", -err));
+  }
+  return env.Undefined();
+}
+
+// start(onBatch(buffer), {intervalMs, maxInflightBytes})
+Napi::Value Tracer::Start(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireState(env, kAttached, "start");
+  if (poller_) throw ToJsError(env, {"BAD_STATE", 0, "start", "tracer already started", ""});
+  if (info.Length() < 1 || !info[0].IsFunction()) throw Napi::TypeError::New(env, "start(onBatch): expected a function");
+  uint32_t interval = 100;
+  double max_inflight = 256.0 * 1024 * 1024;
+  if (info.Length() > 1 && info[1].IsObject()) {
+    Napi::Object o = info[1].As<Napi::Object>();
+    interval = GetU32(o, "intervalMs", interval);
+    Napi::Value m = o.Get("maxInflightBytes");
+    if (m.IsNumber()) max_inflight = m.As<Napi::Number>().DoubleValue();
+  }
+  poller_ = std::make_unique<RingPoller>(env, bpf_map__fd(skel_->maps.events), info[0].As<Napi::Function>(),
+                                         static_cast<int>(interval), static_cast<size_t>(max_inflight));
+  if (!poller_->ok()) {
+    std::string why = poller_->error();
+    poller_.reset();
+    throw ToJsError(env, {"EPOLL", 0, "start ring buffer poller", "failed to start ring buffer poller: " + why, ""});
+  }
+  return env.Undefined();
+}
+
+Napi::Value Tracer::Stop(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!poller_) {
+    auto d = Napi::Promise::Deferred::New(env);
+    d.Resolve(env.Undefined());
+    return d.Promise();
+  }
+  return poller_->Stop(env);
+}
+
+// counters(): kernel per-CPU counters summed (index = enum tt_counter) and the poller's own.
+Napi::Value Tracer::Counters(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  if (state_ == kClosed || skel_ == nullptr) return out;
+  int ncpu = libbpf_num_possible_cpus();
+  std::vector<uint64_t> vals(ncpu > 0 ? ncpu : 1);
+  Napi::Array kernel = Napi::Array::New(env);
+  for (uint32_t k = 0; k < TT_CNT__MAX; k++) {
+    uint64_t sum = 0;
+    if (bpf_map__lookup_elem(skel_->maps.counters, &k, sizeof(k), vals.data(), vals.size() * sizeof(uint64_t), 0) == 0) {
+      for (uint64_t v : vals) sum += v;
+    }
+    kernel.Set(k, Napi::BigInt::New(env, sum));
+  }
+  out.Set("kernel", kernel);
+  PollerStats s = poller_ ? poller_->Stats() : PollerStats();
+  out.Set("batches", Napi::BigInt::New(env, s.batches));
+  out.Set("records", Napi::BigInt::New(env, s.records));
+  out.Set("bytes", Napi::BigInt::New(env, s.bytes));
+  out.Set("droppedBatches", Napi::BigInt::New(env, s.dropped_batches));
+  out.Set("droppedBytes", Napi::BigInt::New(env, s.dropped_bytes));
+  return out;
+}
+
+Napi::Value Tracer::Close(const Napi::CallbackInfo& info) {
+  CloseAll();
+  return info.Env().Undefined();
+}
+
+void Tracer::CloseAll() {
+  poller_.reset();  // joins the poll thread before the ring's map goes away
+  for (bpf_link* l : links_) bpf_link__destroy(l);
+  links_.clear();
+  if (skel_ != nullptr) {
+    tcpstate_bpf__destroy(skel_);
+    skel_ = nullptr;
+  }
+  state_ = kClosed;
+}
+
+}  // namespace tcptrace

@@ -1,0 +1,59 @@
+// The Tracer: one BPF object (bpf/tcpstate.bpf.c) through its lifecycle.
+//
+//   new Tracer(options)  open the skeleton, write rodata, choose programs
+//                        (set_autoload), size maps                 [JS thread]
+//   load()               verifier; the log is kept in the error   [JS thread]
+//   attach()             one link per loaded program               [JS thread]
+//   addTargets/seed*()   map updates from user space               [JS thread]
+//   start(cb)            RingPoller thread delivers record batches [poll thread -> JS]
+//   stop()               last drain, resolves when all delivered   [JS thread]
+//   close()              detaches links and frees everything       [JS thread]
+//
+// C++ owns every handle (skeleton, links, poller) through RAII; close() is
+// idempotent and also runs from the environment cleanup hook, so a JS exit
+// without close() still detaches. Links are fd-based and never pinned: a
+// SIGKILLed agent leaves nothing attached.
+#pragma once
+
+#include <napi.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+struct tcpstate_bpf;
+struct bpf_link;
+
+namespace tcptrace {
+
+class RingPoller;
+
+class Tracer : public Napi::ObjectWrap<Tracer> {
+ public:
+  static void Init(Napi::Env env, Napi::Object exports);
+  explicit Tracer(const Napi::CallbackInfo& info);
+  ~Tracer() override;
+
+ private:
+  Napi::Value Load(const Napi::CallbackInfo& info);
+  Napi::Value Attach(const Napi::CallbackInfo& info);
+  Napi::Value AddTargets(const Napi::CallbackInfo& info);
+  Napi::Value SeedOwners(const Napi::CallbackInfo& info);
+  Napi::Value SeedListeners(const Napi::CallbackInfo& info);
+  Napi::Value Start(const Napi::CallbackInfo& info);
+  Napi::Value Stop(const Napi::CallbackInfo& info);
+  Napi::Value Counters(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+
+  void CloseAll();
+  void RequireState(Napi::Env env, int want, const char* what);
+
+  enum State { kOpened = 0, kLoaded = 1, kAttached = 2, kClosed = 3 };
+  int state_ = kOpened;
+  tcpstate_bpf* skel_ = nullptr;
+  std::vector<bpf_link*> links_;
+  std::unique_ptr<RingPoller> poller_;
+  std::vector<std::string> programs_;
+};
+
+}  // namespace tcptrace
