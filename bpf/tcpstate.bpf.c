@@ -356,6 +356,7 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 		goto out;
 	fill_hdr(&e->hdr, TT_KIND_TRANSITION, sizeof(*e), flags);
 	e->sk = skey;
+	e->cookie = sk_cookie_of(sk);
 	e->tuple = t;
 	e->netns = netns;
 	e->oldstate = oldstate;
@@ -387,6 +388,7 @@ static __always_inline void emit_sockcall(const struct sock *sk, __u8 call, __s3
 		return;
 	fill_hdr(&e->hdr, TT_KIND_SOCKCALL, sizeof(*e), 0);
 	e->sk = (__u64)sk;
+	e->cookie = sk_cookie_of(sk);
 	read_tuple(sk, &e->tuple);
 	e->netns = sk_netns_of(sk);
 	e->tgid = id >> 32;

@@ -103,6 +103,7 @@ struct tt_transition {
 	struct tt_hdr hdr;
 	__u64 sk;	   /* kernel address of struct sock: identity while the socket lives */
 	__u64 owner_first_ns; /* when the owner was first seen holding it (0: unknown) */
+	__u64 cookie;	   /* socket cookie if one was generated (sock_diag did, for sockets present at attach), else 0 */
 	struct tt_tuple tuple;
 	__u32 owner_tgid;  /* 0 when unknown */
 	__s32 owner_fd;	   /* -1 when unknown */
@@ -116,11 +117,12 @@ struct tt_transition {
 	char owner_comm[TT_COMM_LEN];
 	char cpu_comm[TT_COMM_LEN];
 };
-_Static_assert(sizeof(struct tt_transition) == 128, "tt_transition layout");
+_Static_assert(sizeof(struct tt_transition) == 136, "tt_transition layout");
 
 struct tt_sockcall {
 	struct tt_hdr hdr;
 	__u64 sk;
+	__u64 cookie; /* as in tt_transition */
 	struct tt_tuple tuple;
 	__u32 tgid;
 	__u32 tid;
@@ -133,7 +135,7 @@ struct tt_sockcall {
 	__u8 pad;
 	char comm[TT_COMM_LEN];
 };
-_Static_assert(sizeof(struct tt_sockcall) == 104, "tt_sockcall layout");
+_Static_assert(sizeof(struct tt_sockcall) == 112, "tt_sockcall layout");
 
 struct tt_fork {
 	struct tt_hdr hdr;

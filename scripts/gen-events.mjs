@@ -98,6 +98,22 @@ for (const s of structs) {
   lines.push('  };', '}', '');
 }
 
+// Flat constants for hot paths that read single fields without building objects:
+// O_<STRUCT>_<FIELD> (tt_ prefix dropped; nested structs flattened: O_TRANSITION_TUPLE_SPORT).
+lines.push('// Flat field offsets (bytes from the start of the record) and sizes.');
+const flat = (sname, base, prefix) => {
+  for (const f of fieldsOf(btf.types.find((t) => t.kind === 'STRUCT' && t.name === sname))) {
+    const name = `${prefix}_${f.name.toUpperCase()}`;
+    if (f.kind === 'struct') flat(f.struct, base + f.off, name);
+    else lines.push(`export const ${name} = ${base + f.off};`);
+  }
+};
+for (const st of structs) {
+  const short = st.name.replace(/^tt_/, '').toUpperCase();
+  lines.push(`export const SIZE_${short} = ${st.size};`);
+  flat(st.name, 0, `O_${short}`);
+}
+lines.push('');
 lines.push(`/** Sizes and offsets of every struct in tcpstate.h, as the compiler laid them out. */`);
 lines.push(`export const LAYOUT = ${JSON.stringify(layoutOut, null, 2)} as const;`, '');
 

@@ -1,0 +1,57 @@
+/**
+ * The tcptrace command line: assembles one commander file per subcommand
+ * (src/commands/*) and maps errors to exit codes. Nothing else exits.
+ */
+import { Command, CommanderError } from 'commander';
+import { BpfError, EXIT, EXIT_HELP, UsageError, exitCodeFor } from './errors.js';
+import { logger, setLogLevel } from './log.js';
+import { featuresCommand } from './commands/features.js';
+import { recordCommand } from './commands/record.js';
+import { reportCommand } from './commands/report.js';
+import { traceCommand } from './commands/trace.js';
+
+const program = new Command('tcptrace')
+  .description(
+    'Follow every TCP socket of a process through its state transitions, and find the code path\n' +
+      'that leaves sockets in CLOSE_WAIT (the peer closed; the program never called close()).',
+  )
+  .option('--log-level <level>', 'stderr log level: trace, debug, info, warn, error, silent', 'warn')
+  .hook('preAction', (cmd) => setLogLevel(cmd.optsWithGlobals().logLevel ?? 'warn'))
+  .addHelpText('after', `\n${EXIT_HELP}`)
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride();
+
+program.addCommand(traceCommand(), { isDefault: true });
+program.addCommand(recordCommand());
+program.addCommand(reportCommand());
+program.addCommand(featuresCommand());
+
+// Subcommands added with addCommand() do not inherit these settings.
+for (const sub of program.commands) sub.exitOverride().showHelpAfterError('(run with --help for usage)');
+
+export async function main(argv: string[]): Promise<number> {
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : EXIT.OK;
+  } catch (err) {
+    return handleError(err);
+  }
+}
+
+function handleError(err: unknown): number {
+  if (err instanceof CommanderError) {
+    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0) return EXIT.OK;
+    return EXIT.USAGE; // commander already printed the one-line message
+  }
+  const msg = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`tcptrace: ${msg}\n`);
+  if (err instanceof BpfError && err.log) {
+    logger('cli').debug({ op: err.op, log: err.log }, 'libbpf / verifier log');
+  } else if (!(err instanceof UsageError) && err instanceof Error && exitCodeFor(err) === EXIT.FAILURE) {
+    logger('cli').debug({ err }, 'stack');
+  }
+  return exitCodeFor(err);
+}
+
+const code = await main(process.argv);
+process.exitCode = code;

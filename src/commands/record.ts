@@ -1,0 +1,32 @@
+/** `tcptrace record -o FILE`: write the trace to a file for `tcptrace report`. */
+import { Command, Option } from 'commander';
+import { EXIT } from '../errors.js';
+import { RecordWriter } from '../record/writer.js';
+import { selectorOptions, type SelectorOpts } from './options.js';
+import { describeTargets, runSession } from './run-session.js';
+
+export function recordCommand(): Command {
+  const cmd = new Command('record')
+    .description('record every transition and call to a file (msgpack frames); analyse it later with `tcptrace report`')
+    .addHelpText(
+      'after',
+      `
+The file is flushed every second: a recorder that is killed leaves a readable file.
+Examples:
+  tcptrace record -o run.tcptrace --pid 4242 --duration 600
+  tcptrace record -o box.tcptrace                 whole system until Ctrl-C
+  tcptrace report run.tcptrace`,
+    )
+    .addOption(new Option('-o, --output <file>', 'recording to write').makeOptionMandatory());
+  for (const o of selectorOptions()) cmd.addOption(o);
+  cmd.action(async (opts: SelectorOpts & { output: string }) => {
+    const writer = new RecordWriter(opts.output);
+    const end = await runSession(opts, [writer], (s) =>
+      process.stderr.write(`tcptrace: recording ${describeTargets(opts)} to ${opts.output} (attach mode ${s.info.attach.mode}); Ctrl-C to stop\n`),
+    );
+    const c = end.counters;
+    process.stderr.write(`tcptrace: recorded ${c.records} records (${writer.bytesWritten} bytes) to ${opts.output}; lost ${c.lost}, dropped ${c.droppedBatches} batches\n`);
+    if (end.reason === 'target-exited') process.exitCode = EXIT.TARGET_EXITED;
+  });
+  return cmd;
+}

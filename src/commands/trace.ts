@@ -1,0 +1,68 @@
+/** `tcptrace [--pid PID ...]`: live transitions, then the report. The default command. */
+import { Command, Option } from 'commander';
+import { Analyzer, type LiveLine } from '../analysis/analyzer.js';
+import { EXIT } from '../errors.js';
+import { RecordWriter } from '../record/writer.js';
+import { formatLive, LIVE_HEADER, renderReport } from '../report/text.js';
+import type { TraceSink } from '../trace/types.js';
+import { formatOption, selectorOptions, type SelectorOpts } from './options.js';
+import { describeTargets, runSession } from './run-session.js';
+
+interface TraceOpts extends SelectorOpts {
+  format: 'text' | 'json';
+  quiet: boolean;
+  record?: string;
+}
+
+export function traceCommand(): Command {
+  const cmd = new Command('trace')
+    .description('trace TCP state transitions live and report the sockets left in CLOSE_WAIT (default command)')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  tcptrace --pid 4242                    follow pid 4242's sockets until Ctrl-C
+  tcptrace --pid 4242 --duration 30 --quiet
+                                         no live lines; only the report after 30 s
+  tcptrace -p 4242 -f json > report.json one JSON document at exit (docs/report-json.md)
+  tcptrace -p 4242 --record run.tcptrace also write a recording for \`tcptrace report\`
+
+Live columns: seconds since start, owner pid, comm and fd (the owner, even when the
+kernel changed the state in softirq on behalf of another process), local and remote
+address, old -> new state, and how long the socket spent in the old state.`,
+    );
+  for (const o of selectorOptions()) cmd.addOption(o);
+  cmd
+    .addOption(formatOption())
+    .addOption(new Option('-q, --quiet', 'no live lines, only the final report').default(false))
+    .addOption(new Option('-w, --record <file>', 'also record the trace to a file (read it with `tcptrace report`)'))
+    .action(async (opts: TraceOpts) => {
+      const analyzer = new Analyzer();
+      const out: string[] = [];
+      if (opts.format === 'text' && !opts.quiet) {
+        analyzer.onLine = (l: LiveLine) => out.push(formatLive(l, analyzer.info.startedNs));
+      }
+      const sinks: TraceSink[] = [analyzer];
+      const flush = () => {
+        if (out.length) {
+          process.stdout.write(out.join('\n') + '\n');
+          out.length = 0;
+        }
+      };
+      sinks.push({ begin() {}, present() {}, counters() {}, finish() {}, batch: flush });
+      if (opts.record) sinks.push(new RecordWriter(opts.record));
+      const end = await runSession(opts, sinks, (s) => {
+        process.stderr.write(`tcptrace: tracing ${describeTargets(opts)} (attach mode ${s.info.attach.mode}); Ctrl-C to stop\n`);
+        if (opts.format === 'text' && !opts.quiet) process.stdout.write(LIVE_HEADER + '\n');
+      });
+      flush();
+      const report = analyzer.result();
+      if (opts.format === 'json') process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+      else process.stdout.write((opts.quiet ? '' : '\n') + renderReport(report));
+      if (end.reason === 'target-exited') {
+        process.stderr.write(`tcptrace: the traced process exited (pid ${end.exitedPids.join(', ')}); the report covers the trace until then\n`);
+        process.exitCode = EXIT.TARGET_EXITED;
+      }
+    });
+  return cmd;
+}

@@ -1,0 +1,74 @@
+/**
+ * Decoded trace events: what the analysis consumes, whether they come from the
+ * live ring buffer (binary records, src/decode.ts) or from a recording. Flat
+ * objects of scalars: no nested allocations on the hot path.
+ */
+export interface TransitionEvent {
+  type: 'transition';
+  ts: bigint; // CLOCK_MONOTONIC ns
+  sk: bigint;
+  /** socket cookie, non-zero for sockets present at attach (links them to their PresentEvent) */
+  cookie: bigint;
+  oldState: number;
+  newState: number;
+  family: number;
+  local: string; // "ip:port"
+  remote: string;
+  netns: number;
+  ownerKnown: boolean;
+  ownerPid: number; // 0 when unknown
+  ownerFd: number; // -1 when unknown
+  ownerComm: string;
+  ownerFirstNs: bigint;
+  origin: number; // TT_ORIGIN
+  cpuPid: number; // who was on the CPU (often not the owner)
+  cpuTid: number;
+  cpuComm: string;
+}
+
+export interface SockcallEvent {
+  type: 'sockcall';
+  ts: bigint;
+  sk: bigint;
+  cookie: bigint;
+  call: number; // TT_CALL
+  via: number; // TT_VIA
+  state: number;
+  family: number;
+  local: string;
+  remote: string;
+  netns: number;
+  pid: number;
+  tid: number;
+  fd: number;
+  arg: number;
+  comm: string;
+}
+
+export interface ForkEvent {
+  type: 'fork';
+  ts: bigint;
+  parentPid: number;
+  childPid: number;
+  comm: string;
+}
+
+/** A socket that existed when tracing began (sock_diag + /proc/PID/fd), synthesized in user space. */
+export interface PresentEvent {
+  type: 'present';
+  ts: bigint;
+  cookie: bigint;
+  state: number;
+  family: number;
+  local: string;
+  remote: string;
+  netns: number;
+  pid: number;
+  fd: number;
+  comm: string;
+  inode: number;
+  /** other processes holding the same socket (inherited across fork, passed over a unix socket) */
+  sharedWith: number[];
+}
+
+export type TraceEvent = TransitionEvent | SockcallEvent | ForkEvent | PresentEvent;

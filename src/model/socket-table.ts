@@ -1,0 +1,246 @@
+/**
+ * The socket table: every traced socket from its first event to TCP_CLOSE.
+ * Keyed by the kernel's struct sock address, which the kernel reuses: after
+ * CLOSE the record is retired, and the same address later is a new socket.
+ * Retired sockets are summarised, not kept, so memory stays bounded under churn.
+ */
+import { TT_CALL, TT_ORIGIN } from '../generated/events.js';
+import type { PresentEvent, SockcallEvent, TraceEvent, TransitionEvent } from './events.js';
+import { TCP } from './states.js';
+
+export type Origin = 'accept' | 'connect' | 'listen' | 'preexisting' | 'accept-pending' | 'unknown';
+
+const ORIGIN_NAMES: Record<number, Origin> = {
+  [TT_ORIGIN.UNKNOWN]: 'unknown',
+  [TT_ORIGIN.ACCEPT]: 'accept',
+  [TT_ORIGIN.CONNECT]: 'connect',
+  [TT_ORIGIN.LISTEN]: 'listen',
+  [TT_ORIGIN.PREEXISTING]: 'preexisting',
+  [TT_ORIGIN.ACCEPT_PENDING]: 'accept-pending',
+};
+
+export function originName(o: number): Origin {
+  return ORIGIN_NAMES[o] ?? 'unknown';
+}
+
+export interface StateChange {
+  ts: bigint;
+  from: number;
+  to: number;
+  cpuPid: number;
+}
+
+export interface SocketRecord {
+  serial: number;
+  sk: bigint;
+  family: number;
+  local: string;
+  remote: string;
+  netns: number;
+  pid: number; // owner; 0 when unknown
+  comm: string;
+  fd: number; // -1 when unknown
+  origin: Origin;
+  state: number;
+  /** when the current state began; null when it began before tracing */
+  stateSince: bigint | null;
+  firstSeen: bigint;
+  /** present at attach (sock_diag) rather than seen being created */
+  preexisting: boolean;
+  /** only known from the attach snapshot so far: no event seen for it yet */
+  snapshotOnly: boolean;
+  fdClosedAt: bigint | null;
+  shutdownAt: bigint | null;
+  sharedWith: number[];
+  history: StateChange[];
+}
+
+/** What a transition did to the table, for live output. */
+export interface Applied {
+  rec: SocketRecord;
+  /** ns spent in the old state, or null when the old state began before tracing */
+  inOldNs: bigint | null;
+  duplicate: boolean;
+}
+
+export interface TableCounts {
+  transitions: number;
+  sockcalls: number;
+  forks: number;
+  present: number;
+  duplicatesAfterAttach: number;
+  retired: number;
+}
+
+const MAX_HISTORY = 32;
+
+export class SocketTable {
+  readonly live = new Map<bigint, SocketRecord>();
+  readonly counts: TableCounts = { transitions: 0, sockcalls: 0, forks: 0, present: 0, duplicatesAfterAttach: 0, retired: 0 };
+  /** pids whose sockets are targets; null: every socket (whole-system mode) */
+  readonly targets: Set<number> | null;
+  /** ns each retired socket spent in CLOSE_WAIT before it was closed, grouped by owner pid */
+  readonly closeWaitDurations = new Map<number, bigint[]>();
+  private serial = 0;
+  /** called when a socket retires (CLOSE), before it leaves the table */
+  onRetire?: (rec: SocketRecord) => void;
+
+  constructor(targets: Iterable<number> | null) {
+    this.targets = targets ? new Set(targets) : null;
+  }
+
+  apply(ev: TraceEvent): Applied | null {
+    switch (ev.type) {
+      case 'transition':
+        return this.applyTransition(ev);
+      case 'sockcall':
+        this.applySockcall(ev);
+        return null;
+      case 'present':
+        this.applyPresent(ev);
+        return null;
+      case 'fork':
+        this.counts.forks++;
+        if (this.targets && this.targets.has(ev.parentPid)) this.targets.add(ev.childPid);
+        return null;
+    }
+  }
+
+  isTarget(rec: SocketRecord): boolean {
+    return this.targets === null ? true : this.targets.has(rec.pid);
+  }
+
+  private create(ev: { sk: bigint; family: number; local: string; remote: string; netns: number; ts: bigint }): SocketRecord {
+    const rec: SocketRecord = {
+      serial: ++this.serial,
+      sk: ev.sk,
+      family: ev.family,
+      local: ev.local,
+      remote: ev.remote,
+      netns: ev.netns,
+      pid: 0,
+      comm: '',
+      fd: -1,
+      origin: 'unknown',
+      state: TCP.CLOSE,
+      stateSince: null,
+      firstSeen: ev.ts,
+      preexisting: false,
+      snapshotOnly: false,
+      fdClosedAt: null,
+      shutdownAt: null,
+      sharedWith: [],
+      history: [],
+    };
+    this.live.set(ev.sk, rec);
+    return rec;
+  }
+
+  private applyTransition(ev: TransitionEvent): Applied {
+    this.counts.transitions++;
+    if (ev.cookie !== 0n) this.adopt(ev.cookie, ev.sk);
+    let rec = this.live.get(ev.sk);
+    if (rec && rec.snapshotOnly) {
+      rec.snapshotOnly = false;
+      // The attach snapshot was taken after this change happened: it is already reflected.
+      if (ev.newState === rec.state && ev.ts <= rec.firstSeen) {
+        this.counts.duplicatesAfterAttach++;
+        return { rec, inOldNs: null, duplicate: true };
+      }
+    }
+    if (!rec) {
+      rec = this.create(ev);
+      // a socket first seen mid-life: its old state began before we saw it
+      // (a listener's child starts in SYN_RECV; LISTEN is its parent's state, not its own)
+      rec.stateSince = ev.oldState === TCP.CLOSE ? ev.ts : null;
+      rec.state = ev.oldState;
+    }
+    // The tuple fills in as the socket progresses (a connecting socket learns its
+    // local port); at CLOSE the kernel has already released the port (shows :0).
+    if (ev.newState !== TCP.CLOSE) {
+      rec.local = ev.local;
+      rec.remote = ev.remote;
+    }
+    if (ev.ownerKnown) {
+      rec.pid = ev.ownerPid;
+      rec.comm = ev.ownerComm;
+      if (ev.ownerFd >= 0) rec.fd = ev.ownerFd;
+      const origin = originName(ev.origin);
+      if (!(rec.preexisting && origin === 'preexisting')) rec.origin = origin;
+    }
+    const inOldNs = rec.stateSince === null ? null : ev.ts - rec.stateSince;
+    if (rec.history.length < MAX_HISTORY) rec.history.push({ ts: ev.ts, from: ev.oldState, to: ev.newState, cpuPid: ev.cpuPid });
+    if (ev.oldState === TCP.CLOSE_WAIT && ev.newState !== TCP.CLOSE_WAIT && inOldNs !== null && rec.pid) {
+      let list = this.closeWaitDurations.get(rec.pid);
+      if (!list) this.closeWaitDurations.set(rec.pid, (list = []));
+      list.push(inOldNs);
+    }
+    rec.state = ev.newState;
+    rec.stateSince = ev.ts;
+    if (ev.newState === TCP.CLOSE) {
+      this.onRetire?.(rec);
+      this.live.delete(ev.sk);
+      this.counts.retired++;
+    }
+    return { rec, inOldNs, duplicate: false };
+  }
+
+  private applySockcall(ev: SockcallEvent): void {
+    this.counts.sockcalls++;
+    if (ev.cookie !== 0n) this.adopt(ev.cookie, ev.sk);
+    let rec = this.live.get(ev.sk);
+    if (ev.call === TT_CALL.ACCEPT) {
+      if (!rec) {
+        if (ev.state === TCP.CLOSE) return; // reset before accept(): nothing will follow
+        rec = this.create(ev);
+        rec.state = ev.state;
+      }
+      rec.pid = ev.pid;
+      rec.comm = ev.comm;
+      rec.fd = ev.fd;
+      rec.origin = 'accept';
+      rec.snapshotOnly = false;
+      return;
+    }
+    if (!rec) return;
+    if (ev.call === TT_CALL.CLOSE) {
+      rec.fdClosedAt = ev.ts;
+    } else if (ev.call === TT_CALL.SHUTDOWN) {
+      rec.shutdownAt = ev.ts;
+    }
+  }
+
+  private applyPresent(ev: PresentEvent): void {
+    this.counts.present++;
+    // Sockets are keyed by sk in events but present records only know the cookie:
+    // they are keyed by a synthetic negative-free key until an event names the sk.
+    const key = presentKey(ev.cookie);
+    let rec = this.live.get(key);
+    if (!rec) {
+      rec = this.create({ ...ev, sk: key });
+      rec.state = ev.state;
+      rec.preexisting = true;
+      rec.snapshotOnly = true;
+      rec.origin = 'preexisting';
+    }
+    rec.pid = ev.pid;
+    rec.comm = ev.comm;
+    rec.fd = ev.fd;
+    rec.sharedWith = ev.sharedWith;
+  }
+
+  /** Links a pre-existing socket (known by cookie) to its kernel address once an event names both. */
+  adopt(cookie: bigint, sk: bigint): void {
+    const key = presentKey(cookie);
+    const rec = this.live.get(key);
+    if (!rec || this.live.has(sk)) return;
+    this.live.delete(key);
+    rec.sk = sk;
+    this.live.set(sk, rec);
+  }
+}
+
+/** Pre-existing sockets are keyed by cookie (tagged in the top bit) until their sk is known. */
+export function presentKey(cookie: bigint): bigint {
+  return cookie | (1n << 127n);
+}

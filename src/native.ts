@@ -1,0 +1,122 @@
+/**
+ * Loads the native addon (build/Release, then build/Debug) and gives it a
+ * typed face. Only MODULE_NOT_FOUND is swallowed while searching; the final
+ * error says what was tried and how to build.
+ */
+import { createRequire } from 'node:module';
+import { BpfError } from './errors.js';
+
+export interface ProbeOutcome {
+  supported: boolean;
+  reason: string;
+  log?: string;
+}
+
+export interface KernelProbe {
+  btf: ProbeOutcome;
+  bpf: ProbeOutcome;
+  ringbuf: ProbeOutcome;
+  tp_btf: ProbeOutcome;
+  raw_tp: ProbeOutcome;
+  fexit: ProbeOutcome;
+  kretprobe: ProbeOutcome;
+  tracepoint: ProbeOutcome;
+  syscallTracepoint: ProbeOutcome;
+  tracefs: { mounted: string | null };
+}
+
+export interface DiagSocket {
+  family: number;
+  state: number;
+  src: string;
+  sport: number;
+  dst: string;
+  dport: number;
+  inode: number;
+  uid: number;
+  /** LISTEN: current accept-queue length; otherwise bytes not yet read */
+  rqueue: number;
+  /** LISTEN: backlog; otherwise bytes not yet acknowledged */
+  wqueue: number;
+  timer: number;
+  retrans: number;
+  expiresMs: number;
+  ifindex: number;
+  cookie: bigint;
+}
+
+export interface SeedOwner {
+  cookie: bigint;
+  tgid: number;
+  fd: number;
+  firstNs?: bigint;
+  origin?: number;
+  comm: string;
+}
+
+export interface SeedListener {
+  netns: number;
+  port: number;
+  tgid: number;
+  fd: number;
+  comm: string;
+}
+
+export interface NativeCounters {
+  kernel: bigint[];
+  batches: bigint;
+  records: bigint;
+  bytes: bigint;
+  droppedBatches: bigint;
+  droppedBytes: bigint;
+}
+
+export interface NativeTracerOptions {
+  programs: string[];
+  filter: boolean;
+  children: boolean;
+  ringBytes: number;
+  wakeupBytes?: number;
+  maxSockets: number;
+  maxTargets?: number;
+}
+
+export interface NativeTracer {
+  load(): void;
+  attach(): { program: string; section: string }[];
+  addTargets(tgids: number[]): void;
+  seedOwners(owners: SeedOwner[]): number;
+  seedListeners(listeners: SeedListener[]): void;
+  start(onBatch: (batch: Buffer) => void, opts?: { intervalMs?: number; maxInflightBytes?: number }): void;
+  stop(): Promise<void>;
+  counters(): NativeCounters;
+  close(): void;
+}
+
+export interface Native {
+  initialize(errorClass: typeof BpfError): void;
+  probeKernel(): KernelProbe;
+  drainLibbpfLog(): string;
+  sockDiag(opts?: { netnsPid?: number; states?: number; families?: number[] }): DiagSocket[];
+  Tracer: new (opts: NativeTracerOptions) => NativeTracer;
+}
+
+let cached: Native | undefined;
+
+export function native(): Native {
+  if (cached) return cached;
+  const require = createRequire(import.meta.url);
+  const tried: string[] = [];
+  for (const rel of ['../../build/Release/tcptrace.node', '../../build/Debug/tcptrace.node']) {
+    try {
+      const mod = require(rel) as Native;
+      mod.initialize(BpfError);
+      cached = mod;
+      return mod;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw err;
+      tried.push(rel);
+    }
+  }
+  throw new Error(`native addon not built (tried ${tried.join(', ')}): run \`npm install\` in the checkout`);
+}

@@ -1,0 +1,57 @@
+/**
+ * Recording file format (version 1).
+ *
+ *   file   := frame*
+ *   frame  := u32 big-endian payload length, then a msgpack payload
+ *   payload:= {t: 'header', format: 'tcptrace-record', version: 1, info}
+ *           | {t: 'present', events}     sockets present at attach
+ *           | {t: 'batch', data}         ring-buffer records, byte for byte (bpf/tcpstate.h)
+ *           | {t: 'counters', c}         kernel and agent counters, sampled
+ *           | {t: 'end', end}            written on a clean stop
+ *
+ * Frames are flushed on an interval with synchronous writes, so a killed
+ * recorder leaves a file whose complete frames all read back; a missing end
+ * frame means "interrupted". 64-bit values travel as decimal strings.
+ */
+import { Packr, Unpackr } from 'msgpackr';
+
+export const RECORD_FORMAT = 'tcptrace-record';
+export const RECORD_VERSION = 1;
+
+const packr = new Packr({ useRecords: false, moreTypes: false });
+const unpackr = new Unpackr({ useRecords: false });
+
+export function encodeFrame(payload: unknown): Buffer {
+  const body = packr.pack(payload);
+  const head = Buffer.allocUnsafe(4);
+  head.writeUInt32BE(body.length, 0);
+  return Buffer.concat([head, body]);
+}
+
+export function decodeFrame(body: Buffer): Record<string, unknown> {
+  return unpackr.unpack(body) as Record<string, unknown>;
+}
+
+/** Deep copy with bigints as {$big: "123"} so they survive msgpack unchanged. */
+export function toWire(v: unknown): unknown {
+  if (typeof v === 'bigint') return { $big: v.toString() };
+  if (Array.isArray(v)) return v.map(toWire);
+  if (v && typeof v === 'object' && !Buffer.isBuffer(v) && !(v instanceof Uint8Array)) {
+    const o: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) o[k] = toWire(x);
+    return o;
+  }
+  return v;
+}
+
+export function fromWire<T>(v: unknown): T {
+  if (Array.isArray(v)) return v.map((x) => fromWire(x)) as T;
+  if (v && typeof v === 'object' && !Buffer.isBuffer(v) && !(v instanceof Uint8Array)) {
+    const o = v as Record<string, unknown>;
+    if (typeof o.$big === 'string' && Object.keys(o).length === 1) return BigInt(o.$big) as T;
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(o)) out[k] = fromWire(x);
+    return out as T;
+  }
+  return v as T;
+}

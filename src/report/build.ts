@@ -1,0 +1,129 @@
+/**
+ * The final report: one JSON document (schema tcptrace.report/1, documented in
+ * docs/report-json.md), also the source of the text rendering.
+ */
+import type { Analyzer } from '../analysis/analyzer.js';
+import { stateName, TCP } from '../model/states.js';
+import type { SocketRecord } from '../model/socket-table.js';
+import type { SessionEnd } from '../trace/types.js';
+
+export const REPORT_SCHEMA = 'tcptrace.report/1';
+
+export interface CloseWaitEntry {
+  pid: number;
+  comm: string;
+  fd: number | null;
+  local: string;
+  remote: string;
+  /** time in CLOSE_WAIT at the end of the trace */
+  closeWaitMs: number;
+  /** 'transition': measured from the FIN; 'attach': the socket was already in CLOSE_WAIT at attach, so this is a lower bound */
+  since: 'transition' | 'attach';
+  origin: string;
+  fdClosed: boolean;
+  sharedWith: number[];
+}
+
+export interface ReportDoc {
+  schema: string;
+  tool: { name: string; version: string };
+  host: string;
+  kernel: string;
+  attach: { mode: string; chosenBy: string; hooks: Record<string, string> };
+  target: { pids: number[] | null; children: boolean; exited: number[] };
+  startedAt: string; // ISO wall clock
+  durationMs: number;
+  endReason: string;
+  counts: {
+    events: number;
+    transitions: number;
+    calls: number;
+    presentAtAttach: number;
+    lost: number;
+    droppedInAgent: number;
+    filteredInKernel: number;
+    ownersMapFull: number;
+    listenersMapFull: number;
+    targetsMapFull: number;
+  };
+  /** target sockets per TCP state at the end */
+  states: Record<string, number>;
+  closeWait: CloseWaitEntry[];
+  warnings: string[];
+}
+
+const ms = (ns: bigint): number => Number(ns / 1000n) / 1000;
+
+export function buildReport(a: Analyzer, end: SessionEnd): ReportDoc {
+  const { table, info } = a;
+  const counters = a.lastCounters;
+  const endNs = end.endedNs;
+  const states: Record<string, number> = {};
+  const closeWait: CloseWaitEntry[] = [];
+  for (const rec of table.live.values()) {
+    if (!isReportable(rec, table.isTarget(rec))) continue;
+    const name = stateName(rec.state);
+    states[name] = (states[name] ?? 0) + 1;
+    if (rec.state === TCP.CLOSE_WAIT) closeWait.push(closeWaitEntry(rec, endNs, info.startedNs));
+  }
+  closeWait.sort((x, y) => y.closeWaitMs - x.closeWaitMs || x.pid - y.pid || (x.fd ?? -1) - (y.fd ?? -1));
+
+  const warnings: string[] = [];
+  if (counters.lost) warnings.push(`${counters.lost} events lost: the ring buffer was full (raise --ring-size)`);
+  if (counters.droppedBatches) warnings.push(`${counters.droppedBatches} batches (${counters.droppedBytes} bytes) dropped in the agent: it fell behind`);
+  if (counters.ownersFull) warnings.push(`${counters.ownersFull} sockets not tracked: owners map full (raise --max-sockets)`);
+  if (counters.listenersFull) warnings.push(`${counters.listenersFull} listeners not tracked: listeners map full`);
+  if (counters.targetsFull) warnings.push(`${counters.targetsFull} forked children not followed: targets map full`);
+  if (end.reason === 'target-exited') warnings.push(`the traced process${end.exitedPids.length > 1 ? 'es' : ''} exited during the trace (${end.exitedPids.join(', ')}): the report covers what was seen until then`);
+  if (a.decodeStats.unknown) warnings.push(`${a.decodeStats.unknown} records of an unknown kind were skipped (newer BPF object?)`);
+
+  const wallStart = info.clock.wallNs + (info.startedNs - info.clock.monotonicNs);
+  return {
+    schema: REPORT_SCHEMA,
+    tool: info.tool,
+    host: info.host,
+    kernel: info.kernel,
+    attach: { mode: info.attach.mode, chosenBy: info.attach.chosenBy, hooks: info.attach.hooks },
+    target: { pids: info.selectors.pids, children: info.selectors.children, exited: [...end.exitedPids].sort((x, y) => x - y) },
+    startedAt: new Date(Number(wallStart / 1_000_000n)).toISOString(),
+    durationMs: Math.round(ms(endNs - info.startedNs)),
+    endReason: end.reason,
+    counts: {
+      events: counters.events,
+      transitions: table.counts.transitions,
+      calls: table.counts.sockcalls,
+      presentAtAttach: table.counts.present,
+      lost: counters.lost,
+      droppedInAgent: counters.droppedBatches,
+      filteredInKernel: counters.filtered,
+      ownersMapFull: counters.ownersFull,
+      listenersMapFull: counters.listenersFull,
+      targetsMapFull: counters.targetsFull,
+    },
+    states,
+    closeWait,
+    warnings,
+  };
+}
+
+/** Sockets the report speaks of: owned by a target (or any socket in whole-system mode). */
+function isReportable(rec: SocketRecord, target: boolean): boolean {
+  return target && rec.state !== TCP.CLOSE;
+}
+
+function closeWaitEntry(rec: SocketRecord, endNs: bigint, startedNs: bigint): CloseWaitEntry {
+  const known = rec.stateSince !== null;
+  const since = known ? rec.stateSince! : startedNs;
+  return {
+    pid: rec.pid,
+    comm: rec.comm,
+    fd: rec.fd >= 0 ? rec.fd : null,
+    local: rec.local,
+    remote: rec.remote,
+    closeWaitMs: Math.max(0, Math.round(ms(endNs - since))),
+    since: known ? 'transition' : 'attach',
+    origin: rec.origin,
+    fdClosed: rec.fdClosedAt !== null,
+    sharedWith: rec.sharedWith,
+  };
+}

@@ -1,0 +1,220 @@
+/**
+ * A live trace: open -> configure -> load -> attach -> snapshot -> poll, then
+ * stop. The library API behind `tcptrace` and `tcptrace record`; it throws,
+ * never exits. Records go to sinks in batches exactly as read from the ring.
+ */
+import { planAttach, type AttachPlan } from '../attach/probe.js';
+import { TcptraceError } from '../errors.js';
+import { logger } from '../log.js';
+import { TT_COUNTER, TT_ORIGIN } from '../generated/events.js';
+import { native, type NativeCounters, type NativeTracer } from '../native.js';
+import { bootId, hostName, monotonicNs, osRelease, clockMapping } from '../sys/host.js';
+import { VERSION } from '../version.js';
+import { TCP } from '../model/states.js';
+import { alive, descendants, snapshotSockets, toPresentEvent, type OwnedSocket } from './snapshot.js';
+import { zeroCounters, type Counters, type EndReason, type SessionEnd, type SessionInfo, type TraceSink } from './types.js';
+
+export interface TraceOptions {
+  /** traced processes; null traces the whole system */
+  pids: number[] | null;
+  children: boolean;
+  attachMode?: string;
+  ringBytes: number;
+  maxSockets: number;
+  /** how often the agent drains the ring when the kernel does not wake it */
+  drainIntervalMs: number;
+  /** how often counters are sampled for sinks and logs */
+  countersIntervalMs: number;
+}
+
+export const DEFAULTS = {
+  ringBytes: 16 << 20,
+  maxSockets: 131072,
+  drainIntervalMs: 100,
+  countersIntervalMs: 1000,
+} as const;
+
+const log = logger('session');
+
+export class TraceSession {
+  readonly info: SessionInfo;
+  private readonly tracer: NativeTracer;
+  private readonly targets: Set<number> | null;
+  private readonly exited = new Set<number>();
+  private timers: NodeJS.Timeout[] = [];
+  private done: Promise<SessionEnd>;
+  private resolveDone!: (e: SessionEnd) => void;
+  private stopping = false;
+  private lastLog = { events: 0, lost: 0, dropped: 0 };
+
+  private constructor(
+    private readonly opts: TraceOptions,
+    private readonly sinks: TraceSink[],
+    plan: AttachPlan,
+    tracer: NativeTracer,
+    targets: Set<number> | null,
+  ) {
+    this.tracer = tracer;
+    this.targets = targets;
+    this.done = new Promise((r) => (this.resolveDone = r));
+    this.info = {
+      tool: { name: 'tcptrace', version: VERSION },
+      host: hostName(),
+      kernel: osRelease(),
+      bootId: bootId(),
+      clock: clockMapping(),
+      attach: { mode: plan.mode.name, chosenBy: plan.chosenBy, hooks: plan.mode.hooks, programs: plan.mode.programs },
+      selectors: { pids: opts.pids, children: opts.children },
+      startedNs: monotonicNs(),
+    };
+  }
+
+  /** Validates the targets, loads and attaches, seeds pre-existing sockets and starts delivering. */
+  static open(opts: TraceOptions, sinks: TraceSink[]): TraceSession {
+    let targets: Set<number> | null = null;
+    if (opts.pids) {
+      for (const pid of opts.pids) {
+        if (!alive(pid)) throw new TcptraceError('NO_SUCH_PROCESS', `no such process: ${pid}`);
+      }
+      targets = new Set(opts.pids);
+      if (opts.children) for (const p of descendants(opts.pids)) targets.add(p);
+    }
+    const plan = planAttach(opts.attachMode);
+    log.info({ mode: plan.mode.name, chosenBy: plan.chosenBy }, 'attach mode');
+    const tracer = new (native().Tracer)({
+      programs: plan.mode.programs,
+      filter: targets !== null,
+      children: opts.children,
+      ringBytes: opts.ringBytes,
+      maxSockets: opts.maxSockets,
+    });
+    try {
+      tracer.load();
+      if (targets) tracer.addTargets([...targets]);
+      tracer.attach();
+    } catch (err) {
+      tracer.close();
+      throw err;
+    }
+    const session = new TraceSession(opts, sinks, plan, tracer, targets);
+    try {
+      session.begin();
+    } catch (err) {
+      tracer.close();
+      throw err;
+    }
+    return session;
+  }
+
+  private begin(): void {
+    for (const s of this.sinks) s.begin(this.info);
+    // Attached first, then snapshot: a socket created before attach is in the
+    // snapshot, one created after is seen by the hooks. Two passes: the first
+    // seeds owners (by cookie) so transitions during the second are attributed;
+    // the second is what the report starts from.
+    const pids = this.targets ? [...this.targets] : null;
+    this.seed(snapshotSockets(pids));
+    const ts = monotonicNs();
+    const second = snapshotSockets(pids);
+    this.seed(second);
+    const present = second.map((s) => toPresentEvent(s, ts));
+    for (const s of this.sinks) s.present(present);
+    log.info({ sockets: present.length }, 'sockets present at attach');
+
+    this.tracer.start((buf) => {
+      for (const s of this.sinks) s.batch(buf);
+    }, { intervalMs: this.opts.drainIntervalMs });
+
+    this.timers.push(setInterval(() => this.sampleCounters(), this.opts.countersIntervalMs));
+    if (this.targets) this.timers.push(setInterval(() => this.watchTargets(), 250));
+    drainLibbpf();
+  }
+
+  private seed(socks: OwnedSocket[]): void {
+    const owners = socks.map((s) => ({ cookie: s.diag.cookie, tgid: s.pid, fd: s.fd, origin: TT_ORIGIN.PREEXISTING, comm: s.comm }));
+    const n = this.tracer.seedOwners(owners);
+    const listeners = socks
+      .filter((s) => s.diag.state === TCP.LISTEN)
+      .map((s) => ({ netns: s.netns, port: s.diag.sport, tgid: s.pid, fd: s.fd, comm: s.comm }));
+    this.tracer.seedListeners(listeners);
+    log.debug({ owners: n, listeners: listeners.length }, 'seeded');
+  }
+
+  counters(): Counters {
+    return toCounters(this.tracer.counters());
+  }
+
+  private sampleCounters(): void {
+    const c = this.counters();
+    for (const s of this.sinks) s.counters(c);
+    const dropped = c.droppedBatches;
+    if (c.lost > this.lastLog.lost || dropped > this.lastLog.dropped) {
+      log.warn({ events: c.events, lost: c.lost, droppedBatches: dropped }, 'events lost: raise --ring-size, or trace fewer processes');
+    } else {
+      log.debug({ events: c.events, lost: c.lost, records: c.records, batches: c.batches }, 'counters');
+    }
+    this.lastLog = { events: c.events, lost: c.lost, dropped };
+    drainLibbpf();
+  }
+
+  private watchTargets(): void {
+    if (!this.targets) return;
+    for (const pid of this.targets) {
+      if (!this.exited.has(pid) && !alive(pid)) {
+        this.exited.add(pid);
+        log.info({ pid }, 'traced process exited');
+      }
+    }
+    // the trace ends when every process it was asked to follow is gone
+    if (this.opts.pids && this.opts.pids.every((p) => this.exited.has(p)) && [...this.targets].every((p) => this.exited.has(p) || !alive(p))) {
+      void this.stop('target-exited');
+    }
+  }
+
+  /** Adds pids learnt from fork events to the exit watch (the kernel already follows them). */
+  noteChildren(pids: number[]): void {
+    if (this.targets) for (const p of pids) this.targets.add(p);
+  }
+
+  /** Resolves when the session ended (stop(), or the targets exited). */
+  finished(): Promise<SessionEnd> {
+    return this.done;
+  }
+
+  async stop(reason: EndReason): Promise<SessionEnd> {
+    if (this.stopping) return this.done;
+    this.stopping = true;
+    for (const t of this.timers) clearInterval(t);
+    await this.tracer.stop(); // last drain; every batch delivered
+    const end: SessionEnd = { endedNs: monotonicNs(), reason, exitedPids: [...this.exited], counters: this.counters() };
+    this.tracer.close();
+    drainLibbpf();
+    for (const s of this.sinks) await s.finish(end);
+    this.resolveDone(end);
+    return end;
+  }
+}
+
+function drainLibbpf(): void {
+  const text = native().drainLibbpfLog();
+  if (text) for (const line of text.trimEnd().split('\n')) logger('libbpf').debug(line);
+}
+
+export function toCounters(n: NativeCounters): Counters {
+  const k = (i: number) => Number(n.kernel[i] ?? 0n);
+  const c = zeroCounters();
+  c.events = k(TT_COUNTER.EVENTS);
+  c.lost = k(TT_COUNTER.RB_FULL);
+  c.filtered = k(TT_COUNTER.FILTERED);
+  c.ownersFull = k(TT_COUNTER.OWNERS_FULL);
+  c.listenersFull = k(TT_COUNTER.LISTENERS_FULL);
+  c.targetsFull = k(TT_COUNTER.TARGETS_FULL);
+  c.pendingFull = k(TT_COUNTER.PENDING_FULL);
+  c.wakeups = k(TT_COUNTER.WAKEUPS);
+  c.seededHits = k(TT_COUNTER.SEEDED_HITS);
+  c.records = Number(n.records);
+  c.batches = Number(n.batches);
+  c.droppedBatches = Number(n.droppedBatches);
+  c.droppedBytes = Number(n.droppedBytes);
+  return c;
+}

@@ -1,0 +1,164 @@
+/**
+ * Sockets that exist before tracing starts: sock_diag (INET_DIAG, with inodes
+ * and cookies) joined to /proc/PID/fd. A CLOSE_WAIT leak that began an hour ago
+ * must be visible the moment tcptrace attaches. Each network namespace is
+ * dumped once, from inside it (a pid in a container has its own sockets).
+ */
+import { readdirSync, readlinkSync, readFileSync, statSync } from 'node:fs';
+import { native, type DiagSocket } from '../native.js';
+import { logger } from '../log.js';
+import { endpoint } from '../model/addr.js';
+import type { PresentEvent } from '../model/events.js';
+
+const log = logger('snapshot');
+
+export interface OwnedSocket {
+  diag: DiagSocket;
+  netns: number;
+  pid: number;
+  fd: number;
+  comm: string;
+  /** other pids holding the same socket */
+  sharedWith: number[];
+}
+
+/** inode -> fd for every socket fd of pid. Missing or vanished processes give an empty map. */
+export function socketFds(pid: number): Map<number, number> {
+  const out = new Map<number, number>();
+  let names: string[];
+  try {
+    names = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return out;
+  }
+  for (const name of names) {
+    try {
+      const link = readlinkSync(`/proc/${pid}/fd/${name}`);
+      if (link.startsWith('socket:[')) out.set(Number(link.slice(8, -1)), Number(name));
+    } catch {
+      // fd closed while we looked
+    }
+  }
+  return out;
+}
+
+export function commOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+export function netnsOf(pid: number): number {
+  try {
+    return statSync(`/proc/${pid}/ns/net`).ino;
+  } catch {
+    return 0;
+  }
+}
+
+export function allPids(): number[] {
+  return readdirSync('/proc')
+    .filter((n) => /^\d+$/.test(n))
+    .map(Number);
+}
+
+/** Every TCP socket held by one of pids (all processes when pids is null), with its owner. */
+export function snapshotSockets(pids: number[] | null, exclude: number = process.pid): OwnedSocket[] {
+  const holders = (pids ?? allPids()).filter((p) => p !== exclude);
+  // inode -> holders, and the netns each holder lives in
+  const byInode = new Map<number, { pid: number; fd: number }[]>();
+  const netnsPids = new Map<number, number>(); // netns inode -> a pid inside it
+  for (const pid of holders) {
+    const fds = socketFds(pid);
+    if (fds.size === 0) continue;
+    const ns = netnsOf(pid);
+    if (ns && !netnsPids.has(ns)) netnsPids.set(ns, pid);
+    for (const [inode, fd] of fds) {
+      let list = byInode.get(inode);
+      if (!list) byInode.set(inode, (list = []));
+      list.push({ pid, fd });
+    }
+  }
+  const out: OwnedSocket[] = [];
+  const comms = new Map<number, string>();
+  for (const [ns, pid] of netnsPids) {
+    let diags: DiagSocket[];
+    try {
+      diags = native().sockDiag({ netnsPid: pid === process.pid ? 0 : pid });
+    } catch (err) {
+      log.warn({ err, netns: ns, pid }, 'cannot enumerate the sockets of a network namespace');
+      continue;
+    }
+    for (const d of diags) {
+      const owners = d.inode ? byInode.get(d.inode) : undefined;
+      if (!owners) continue;
+      const first = owners.reduce((a, b) => (b.pid < a.pid ? b : a));
+      if (!comms.has(first.pid)) comms.set(first.pid, commOf(first.pid));
+      out.push({
+        diag: d,
+        netns: ns,
+        pid: first.pid,
+        fd: first.fd,
+        comm: comms.get(first.pid)!,
+        sharedWith: owners.filter((o) => o.pid !== first.pid).map((o) => o.pid),
+      });
+    }
+  }
+  return out;
+}
+
+export function toPresentEvent(s: OwnedSocket, ts: bigint): PresentEvent {
+  return {
+    type: 'present',
+    ts,
+    cookie: s.diag.cookie,
+    state: s.diag.state,
+    family: s.diag.family,
+    local: endpoint(s.diag.family, s.diag.src, s.diag.sport),
+    remote: endpoint(s.diag.family, s.diag.dst, s.diag.dport),
+    netns: s.netns,
+    pid: s.pid,
+    fd: s.fd,
+    comm: s.comm,
+    inode: s.diag.inode,
+    sharedWith: s.sharedWith,
+  };
+}
+
+/** Descendants of pids (for --children), from /proc/PID/stat parent links. */
+export function descendants(pids: number[]): number[] {
+  const parent = new Map<number, number>();
+  for (const pid of allPids()) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      parent.set(pid, ppid);
+    } catch {
+      // exited
+    }
+  }
+  const set = new Set(pids);
+  let grew = true;
+  while (grew) {
+    grew = false;
+    for (const [pid, ppid] of parent) {
+      if (!set.has(pid) && set.has(ppid)) {
+        set.add(pid);
+        grew = true;
+      }
+    }
+  }
+  return [...set].filter((p) => !pids.includes(p));
+}
+
+/** true while pid exists and is not a zombie */
+export function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat[stat.lastIndexOf(')') + 2] !== 'Z';
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,62 @@
+/** What flows from a trace source (live session or recording) to its consumers. */
+import type { PresentEvent } from '../model/events.js';
+
+export interface Counters {
+  /** records the kernel submitted to the ring buffer */
+  events: number;
+  /** records lost because the ring buffer was full */
+  lost: number;
+  /** transitions of non-target sockets dropped in the kernel (--pid) */
+  filtered: number;
+  ownersFull: number;
+  listenersFull: number;
+  targetsFull: number;
+  pendingFull: number;
+  wakeups: number;
+  seededHits: number;
+  /** records the agent read from the ring */
+  records: number;
+  batches: number;
+  /** batches dropped in the agent because JS fell too far behind */
+  droppedBatches: number;
+  droppedBytes: number;
+}
+
+export function zeroCounters(): Counters {
+  return {
+    events: 0, lost: 0, filtered: 0, ownersFull: 0, listenersFull: 0, targetsFull: 0, pendingFull: 0,
+    wakeups: 0, seededHits: 0, records: 0, batches: 0, droppedBatches: 0, droppedBytes: 0,
+  };
+}
+
+export interface SessionInfo {
+  tool: { name: 'tcptrace'; version: string };
+  host: string;
+  kernel: string;
+  bootId: string;
+  /** wall = wallNs + (monotonic - monotonicNs) */
+  clock: { monotonicNs: bigint; wallNs: bigint };
+  attach: { mode: string; chosenBy: 'probe' | 'option'; hooks: Record<string, string>; programs: string[] };
+  selectors: { pids: number[] | null; children: boolean };
+  startedNs: bigint;
+}
+
+export type EndReason = 'duration' | 'signal' | 'target-exited' | 'stopped' | 'interrupted';
+
+export interface SessionEnd {
+  endedNs: bigint;
+  reason: EndReason;
+  /** traced pids that exited during the trace */
+  exitedPids: number[];
+  counters: Counters;
+}
+
+/** A consumer of a trace: the live analyzer, a recorder, or both. */
+export interface TraceSink {
+  begin(info: SessionInfo): void;
+  /** packed binary records, exactly as read from the ring buffer */
+  batch(buf: Buffer): void;
+  present(events: PresentEvent[]): void;
+  counters(c: Counters): void;
+  finish(end: SessionEnd): void | Promise<void>;
+}
