@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { BpfError, EXIT, EXIT_HELP, UsageError, exitCodeFor } from './errors.js';
 import { logger, setLogLevel } from './log.js';
 import { featuresCommand } from './commands/features.js';
+import { doctorCommand } from './commands/doctor.js';
 import { recordCommand } from './commands/record.js';
 import { reportCommand } from './commands/report.js';
 import { traceCommand } from './commands/trace.js';
@@ -25,6 +26,7 @@ program.addCommand(traceCommand(), { isDefault: true });
 program.addCommand(recordCommand());
 program.addCommand(reportCommand());
 program.addCommand(featuresCommand());
+program.addCommand(doctorCommand());
 
 // Subcommands added with addCommand() do not inherit these settings.
 for (const sub of program.commands) sub.exitOverride().showHelpAfterError('(run with --help for usage)');

@@ -1,0 +1,24 @@
+/** Reads a recording back into decoded events, for assertions. */
+import { decodeBatch } from '../../src/decode.js';
+import type { PresentEvent, TraceEvent } from '../../src/model/events.js';
+import { replay } from '../../src/record/reader.js';
+import type { SessionEnd, SessionInfo } from '../../src/trace/types.js';
+
+export interface Recorded {
+  info: SessionInfo;
+  present: PresentEvent[];
+  events: TraceEvent[];
+  end: SessionEnd;
+}
+
+export async function readRecording(path: string): Promise<Recorded> {
+  const rec: Partial<Recorded> & { events: TraceEvent[]; present: PresentEvent[] } = { events: [], present: [] };
+  await replay(path, {
+    begin: (info) => void (rec.info = info),
+    present: (p) => void rec.present.push(...p),
+    batch: (buf) => decodeBatch(buf, rec.events),
+    counters: () => {},
+    finish: (end) => void (rec.end = end),
+  });
+  return rec as Recorded;
+}
