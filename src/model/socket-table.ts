@@ -100,14 +100,22 @@ export class SocketTable {
         this.applyPresent(ev);
         return null;
       case 'fork':
-        this.counts.forks++;
-        if (this.targets && this.targets.has(ev.parentPid)) this.targets.add(ev.childPid);
+        this.applyFork(ev.parentPid, ev.childPid);
         return null;
     }
   }
 
   isTarget(rec: SocketRecord): boolean {
     return this.targets === null ? true : this.targets.has(rec.pid);
+  }
+
+  /**
+   * Who holds the socket now: the owner, unless the owner closed its fd while
+   * a process it forked still holds a copy (same fd number, inherited).
+   */
+  holder(rec: SocketRecord): { pid: number; fd: number } {
+    if (rec.fdClosedAt !== null && rec.sharedWith.length) return { pid: rec.sharedWith[0], fd: rec.fd };
+    return { pid: rec.pid, fd: rec.fd };
   }
 
   private create(ev: { sk: bigint; family: number; local: string; remote: string; netns: number; ts: bigint }): SocketRecord {
@@ -165,8 +173,9 @@ export class SocketTable {
       rec.pid = ev.ownerPid;
       rec.comm = ev.ownerComm;
       if (ev.ownerFd >= 0) rec.fd = ev.ownerFd;
+      // the table may know more than the kernel's copy: never go back from accept to accept-pending
       const origin = originName(ev.origin);
-      if (!(rec.preexisting && origin === 'preexisting')) rec.origin = origin;
+      if (!rec.preexisting && !(rec.origin === 'accept' && origin === 'accept-pending')) rec.origin = origin;
     }
     const inOldNs = rec.stateSince === null ? null : ev.ts - rec.stateSince;
     if (rec.history.length < MAX_HISTORY) rec.history.push({ ts: ev.ts, from: ev.oldState, to: ev.newState, cpuPid: ev.cpuPid });
@@ -207,6 +216,16 @@ export class SocketTable {
       rec.fdClosedAt = ev.ts;
     } else if (ev.call === TT_CALL.SHUTDOWN) {
       rec.shutdownAt = ev.ts;
+    }
+  }
+
+  /** A forked child inherits every open fd: the parent's sockets are now shared with it. */
+  private applyFork(parent: number, child: number): void {
+    this.counts.forks++;
+    if (this.targets && this.targets.has(parent)) this.targets.add(child);
+    for (const rec of this.live.values()) {
+      // only sockets in the fd table: a connection still in the accept queue is not inherited
+      if (rec.pid === parent && rec.fd >= 0 && rec.fdClosedAt === null && !rec.sharedWith.includes(child)) rec.sharedWith.push(child);
     }
   }
 

@@ -20,7 +20,10 @@ export interface CloseWaitEntry {
   /** 'transition': measured from the FIN; 'attach': the socket was already in CLOSE_WAIT at attach, so this is a lower bound */
   since: 'transition' | 'attach';
   origin: string;
+  /** the holder closed its fd? (then another process still holds the socket) */
   fdClosed: boolean;
+  /** the process that accepted/connected it (differs from pid when a forked child holds it) */
+  acquiredBy: number;
   sharedWith: number[];
 }
 
@@ -64,7 +67,7 @@ export function buildReport(a: Analyzer, end: SessionEnd): ReportDoc {
     if (!isReportable(rec, table.isTarget(rec))) continue;
     const name = stateName(rec.state);
     states[name] = (states[name] ?? 0) + 1;
-    if (rec.state === TCP.CLOSE_WAIT) closeWait.push(closeWaitEntry(rec, endNs, info.startedNs));
+    if (rec.state === TCP.CLOSE_WAIT) closeWait.push(closeWaitEntry(rec, table.holder(rec), endNs, info.startedNs));
   }
   closeWait.sort((x, y) => y.closeWaitMs - x.closeWaitMs || x.pid - y.pid || (x.fd ?? -1) - (y.fd ?? -1));
 
@@ -111,19 +114,20 @@ function isReportable(rec: SocketRecord, target: boolean): boolean {
   return target && rec.state !== TCP.CLOSE;
 }
 
-function closeWaitEntry(rec: SocketRecord, endNs: bigint, startedNs: bigint): CloseWaitEntry {
+function closeWaitEntry(rec: SocketRecord, holder: { pid: number; fd: number }, endNs: bigint, startedNs: bigint): CloseWaitEntry {
   const known = rec.stateSince !== null;
   const since = known ? rec.stateSince! : startedNs;
   return {
-    pid: rec.pid,
+    pid: holder.pid,
     comm: rec.comm,
-    fd: rec.fd >= 0 ? rec.fd : null,
+    fd: holder.fd >= 0 ? holder.fd : null,
     local: rec.local,
     remote: rec.remote,
     closeWaitMs: Math.max(0, Math.round(ms(endNs - since))),
     since: known ? 'transition' : 'attach',
     origin: rec.origin,
-    fdClosed: rec.fdClosedAt !== null,
-    sharedWith: rec.sharedWith,
+    fdClosed: holder.pid === rec.pid && rec.fdClosedAt !== null,
+    acquiredBy: rec.pid,
+    sharedWith: rec.sharedWith.filter((p) => p !== holder.pid),
   };
 }

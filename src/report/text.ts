@@ -54,7 +54,10 @@ export function renderReport(r: ReportDoc): string {
     out.push(`  ${'PID'.padStart(7)} ${'COMM'.padEnd(15)} ${'FD'.padStart(4)} ${'LOCAL'.padEnd(22)} ${'REMOTE'.padEnd(22)} IN CLOSE_WAIT`);
     for (const e of r.closeWait) {
       const age = e.since === 'attach' ? `>= ${formatDuration(e.closeWaitMs)} (already at attach)` : formatDuration(e.closeWaitMs);
-      const notes = [e.fdClosed ? 'fd closed, socket still held elsewhere' : '', e.sharedWith.length ? `shared with pid ${e.sharedWith.join(',')}` : '']
+      const notes = [
+        e.acquiredBy !== e.pid ? `acquired by pid ${e.acquiredBy}, inherited across fork` : e.fdClosed ? 'fd closed, socket still held elsewhere' : '',
+        e.sharedWith.length ? `shared with pid ${e.sharedWith.join(',')}` : '',
+      ]
         .filter(Boolean)
         .join('; ');
       out.push(`  ${String(e.pid).padStart(7)} ${e.comm.slice(0, 15).padEnd(15)} ${String(e.fd ?? '-').padStart(4)} ${e.local.padEnd(22)} ${e.remote.padEnd(22)} ${age}${notes ? `  [${notes}]` : ''}`);

@@ -3,7 +3,7 @@
  * as a child process through its CLI. Every wait is bounded.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -45,7 +45,8 @@ export interface Server {
 
 /** Starts a fixture that prints "PORT n" and returns once it listens. */
 export function startServer(cmd: string, args: string[] = [], timeoutMs = 10_000): Promise<Server> {
-  const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  // its own process group, so that stop() also stops what it forks (kill -PGID, by pid)
+  const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
   return new Promise((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => {
@@ -62,10 +63,21 @@ export function startServer(cmd: string, args: string[] = [], timeoutMs = 10_000
       if (m) {
         clearTimeout(timer);
         proc.removeAllListeners('exit');
-        resolve({ pid: proc.pid!, port: Number(m[1]), proc, stop: () => stopPid(proc) });
+        resolve({ pid: proc.pid!, port: Number(m[1]), proc, stop: () => stopGroup(proc) });
       }
     });
   });
+}
+
+/** Stops a process started detached, and everything it forked, by its process group id. */
+export async function stopGroup(proc: ChildProcess): Promise<void> {
+  try {
+    process.kill(-proc.pid!, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+  await stopPid(proc);
+  proc.stdout?.destroy();
 }
 
 export function stopPid(proc: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
@@ -156,26 +168,48 @@ function collect(proc: ChildProcess, timeoutMs = 60_000): Promise<RunResult> {
   return new Promise((resolve) => proc.on('close', (code, signal) => (clearTimeout(timer), resolve({ code, signal, stdout, stderr }))));
 }
 
-/** `ss` view of the pid's CLOSE_WAIT sockets: set of "local remote". */
-export function ssCloseWait(pid: number): Set<string> {
+/** `ss` view of CLOSE_WAIT sockets: "local remote" -> holder pid (first one ss names). */
+export function ssCloseWaitHolders(): Map<string, number> {
   const r = spawnSync('ss', ['-tanpH', 'state', 'close-wait'], { encoding: 'utf8' });
-  const out = new Set<string>();
+  const out = new Map<string, number>();
   for (const line of r.stdout.split('\n')) {
-    if (!line.includes(`pid=${pid},`)) continue;
     const cols = line.trim().split(/\s+/);
-    out.add(`${cols[2]} ${cols[3]}`);
+    const m = /pid=(\d+),/.exec(cols[4] ?? '');
+    if (m) out.set(`${cols[2]} ${cols[3]}`, Number(m[1]));
   }
   return out;
 }
 
+/** `ss` view of the pid's CLOSE_WAIT sockets: set of "local remote". */
+export function ssCloseWait(pid: number): Set<string> {
+  return new Set([...ssCloseWaitHolders()].filter(([, p]) => p === pid).map(([k]) => k));
+}
+
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** ids of BPF programs whose name starts with one of ours, from bpftool */
-export function ourBpfPrograms(): { id: number; name: string; pids: number[] }[] {
+/** ids of the BPF programs a process holds (program and link fds), from /proc/PID/fdinfo */
+export function bpfProgIdsOf(pid: number): number[] {
+  const ids = new Set<number>();
+  let fds: string[] = [];
+  try {
+    fds = readdirSync(`/proc/${pid}/fdinfo`);
+  } catch {
+    return [];
+  }
+  for (const fd of fds) {
+    try {
+      const m = /^prog_id:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
+      if (m) ids.add(Number(m[1]));
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return [...ids];
+}
+
+/** ids of every loaded BPF program, from bpftool */
+export function loadedBpfProgIds(): number[] {
   const r = spawnSync('bpftool', ['prog', 'show', '-j'], { encoding: 'utf8' });
-  if (r.status !== 0) return [];
-  const progs = JSON.parse(r.stdout) as { id: number; name?: string; pids?: { pid: number }[] }[];
-  return progs
-    .filter((p) => p.name && /^(tp_btf_|raw_tp_|tp_sys_|tp_inet_|tp_sched_|fexit_inet|kretprobe_inet|probe_)/.test(p.name))
-    .map((p) => ({ id: p.id, name: p.name!, pids: (p.pids ?? []).map((x) => x.pid) }));
+  if (r.status !== 0) throw new Error(`bpftool prog show failed: ${r.stderr}`);
+  return (JSON.parse(r.stdout) as { id: number }[]).map((p) => p.id);
 }

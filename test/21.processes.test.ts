@@ -1,0 +1,70 @@
+/**
+ * Other shapes of real programs: a Node server whose handlers forget
+ * socket.end() (allowHalfOpen), and a forking C server whose children hold the
+ * leaked sockets (--children). The CLOSE_WAIT set must equal `ss` for the pids.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { buildC, FIXTURES, needKernelBtf, needRoot, runClient, sleep, ssCloseWait, ssCloseWaitHolders, startServer, startTcptrace, type Server } from './helpers/proc.js';
+
+const skip = needRoot() ?? needKernelBtf();
+
+describe('a Node server that never ends half-closed sockets', { skip: skip ?? false }, () => {
+  let server: Server;
+  let report: any;
+  let ss: Set<string>;
+  before(async () => {
+    server = await startServer(process.execPath, [join(FIXTURES, 'node_server.mjs')]);
+    const t = startTcptrace(['--pid', String(server.pid), '--format', 'json']);
+    await t.ready;
+    runClient(server.port, 'leak', 4);
+    runClient(server.port, 'good', 3, true);
+    await sleep(400);
+    ss = ssCloseWait(server.pid);
+    const r = await t.stop();
+    assert.equal(r.code, 0, r.stderr);
+    report = JSON.parse(r.stdout);
+  });
+  after(() => server?.stop());
+
+  test('reports the 4 leaked sockets, with fds, and only those', () => {
+    assert.equal(ss.size, 4);
+    assert.deepEqual(new Set(report.closeWait.map((e: any) => `${e.local} ${e.remote}`)), ss);
+    for (const e of report.closeWait) {
+      assert.equal(e.pid, server.pid);
+      assert.equal(e.origin, 'accept');
+      assert.ok(e.fd >= 0, 'fd known from accept4');
+    }
+  });
+});
+
+describe('a forking server traced with --children', { skip: skip ?? false }, () => {
+  let server: Server;
+  let report: any;
+  let holders: Map<string, number>;
+  before(async () => {
+    server = await startServer(buildC('leaky_server', ['-O2', '-g']), ['0', 'fork']);
+    const t = startTcptrace(['--pid', String(server.pid), '--children', '--format', 'json']);
+    await t.ready;
+    runClient(server.port, 'leak', 3);
+    runClient(server.port, 'good', 2, true);
+    await sleep(500);
+    // ss names the child processes that hold the sockets
+    holders = new Map([...ssCloseWaitHolders()].filter(([k]) => k.startsWith(`127.0.0.1:${server.port} `)));
+    const r = await t.stop();
+    assert.equal(r.code, 0, r.stderr);
+    report = JSON.parse(r.stdout);
+  });
+  after(() => server?.stop()); // the whole process group: parent and forked children
+
+  test('each leaked socket is reported with the child that holds it', () => {
+    assert.equal(holders.size, 3);
+    const ours = new Map(report.closeWait.map((e: any) => [`${e.local} ${e.remote}`, e.pid]));
+    assert.deepEqual(ours, holders);
+    for (const e of report.closeWait) {
+      assert.equal(e.acquiredBy, server.pid, 'accepted by the parent');
+      assert.notEqual(e.pid, server.pid, 'held by a forked child');
+    }
+  });
+});

@@ -1,0 +1,97 @@
+/** Every error path: one clear line on stderr and its own exit code. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { EXIT, TcptraceError, exitCodeFor } from '../src/errors.js';
+import { planAttach } from '../src/attach/probe.js';
+import type { KernelProbe } from '../src/native.js';
+import { buildC, needRoot, runTcptrace, sleep, startServer, startTcptrace, WORK } from './helpers/proc.js';
+
+const ok = { supported: true, reason: '' };
+const probe = (over: Partial<KernelProbe>): KernelProbe => ({
+  btf: ok, bpf: ok, ringbuf: ok, tp_btf: ok, raw_tp: ok, fexit: ok, kretprobe: ok, tracepoint: ok, syscallTracepoint: ok,
+  tracefs: { mounted: null }, ...over,
+});
+
+function oneLine(stderr: string): string {
+  const lines = stderr.trim().split('\n');
+  assert.equal(lines.length, 1, `expected one line on stderr, got:\n${stderr}`);
+  return lines[0];
+}
+
+test('unknown option: usage error 64', async () => {
+  const r = await runTcptrace(['--bogus']);
+  assert.equal(r.code, EXIT.USAGE);
+  assert.match(r.stderr, /unknown option '--bogus'/);
+});
+
+test('a pid that is not a number: usage error 64', async () => {
+  const r = await runTcptrace(['--pid', 'abc']);
+  assert.equal(r.code, EXIT.USAGE);
+  assert.match(r.stderr, /'abc' is not a process id/);
+});
+
+test('a pid that does not exist: 67', { skip: needRoot() ?? false }, async () => {
+  const r = await runTcptrace(['--pid', '4194303']);
+  assert.equal(r.code, EXIT.NO_SUCH_PROCESS);
+  assert.equal(oneLine(r.stderr), 'tcptrace: no such process: 4194303');
+});
+
+test('not root: 77, and says how to fix it', { skip: process.getuid?.() === 0 ? false : 'needs root to drop privileges with setpriv' }, async () => {
+  const r = await runTcptrace(['--pid', '1', '--duration', '1'], { uid: 65534 });
+  assert.equal(r.code, EXIT.NOT_PERMITTED, r.stderr);
+  assert.match(oneLine(r.stderr), /^tcptrace: not permitted to use BPF .*run as root, or grant CAP_BPF and CAP_PERFMON$/);
+});
+
+test('an attach mode this kernel lacks: 69 with the probe\'s reason', { skip: needRoot() ?? false }, async () => {
+  const feats = JSON.parse((await runTcptrace(['features', '--format', 'json'])).stdout);
+  const missing = feats.modes.find((m: any) => !m.usable);
+  if (!missing) return; // every mode works here: nothing to refuse
+  const r = await runTcptrace(['--attach-mode', missing.name, '--duration', '1']);
+  assert.equal(r.code, EXIT.UNSUPPORTED_KERNEL);
+  assert.match(oneLine(r.stderr), new RegExp(`attach mode '${missing.name}' is not available on this kernel`));
+});
+
+test('no kernel BTF / BPF disabled / no ring buffer: unsupported kernel, 69', () => {
+  const cases: [Partial<KernelProbe>, RegExp][] = [
+    [{ btf: { supported: false, reason: '/sys/kernel/btf/vmlinux: No such file or directory' } }, /kernel BTF is missing/],
+    [{ bpf: { supported: false, reason: 'bpf(BPF_MAP_CREATE): Function not implemented' } }, /BPF is not available/],
+    [{ ringbuf: { supported: false, reason: 'BPF ring buffer needs kernel 5.8+' } }, /ring buffer unavailable/],
+  ];
+  for (const [over, msg] of cases) {
+    if (process.getuid?.() !== 0 && over.bpf) continue; // as non-root the same probe reads "not permitted"
+    assert.throws(() => planAttach(undefined, probe(over)), (err: unknown) => {
+      assert.ok(err instanceof TcptraceError);
+      assert.match(err.message, msg);
+      assert.equal(exitCodeFor(err), EXIT.UNSUPPORTED_KERNEL);
+      return true;
+    });
+  }
+});
+
+test('report: a missing file is 66, a file that is not a recording is 65', async () => {
+  const missing = await runTcptrace(['report', join(WORK, 'nope.tcptrace')]);
+  assert.equal(missing.code, EXIT.NO_INPUT);
+  assert.match(oneLine(missing.stderr), /cannot read .*nope\.tcptrace: ENOENT/);
+  const junk = join(WORK, 'junk.tcptrace');
+  writeFileSync(junk, Buffer.from('\u0000\u0000\u0000\u0003abcdefgh'));
+  const bad = await runTcptrace(['report', junk]);
+  assert.equal(bad.code, EXIT.BAD_INPUT);
+  assert.equal(oneLine(bad.stderr).startsWith('tcptrace: '), true);
+});
+
+test('the traced process exits mid-trace: report what was seen, say so, exit 3', { skip: needRoot() ?? false }, async () => {
+  const server = await startServer(buildC('leaky_server', ['-O2', '-g']));
+  const t = startTcptrace(['--pid', String(server.pid), '--format', 'json']);
+  await t.ready;
+  await sleep(200);
+  await server.stop();
+  const r = await t.done;
+  assert.equal(r.code, EXIT.TARGET_EXITED, r.stderr);
+  const doc = JSON.parse(r.stdout);
+  assert.equal(doc.endReason, 'target-exited');
+  assert.deepEqual(doc.target.exited, [server.pid]);
+  assert.ok(doc.warnings.some((w: string) => /exited during the trace/.test(w)));
+  assert.match(r.stderr, /the traced process exited/);
+});

@@ -1,0 +1,34 @@
+/** Nothing stays attached: not after a clean stop, not after SIGKILL. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { bpfProgIdsOf, buildC, loadedBpfProgIds, needKernelBtf, needRoot, sleep, startServer, startTcptrace } from './helpers/proc.js';
+
+const skip = needRoot() ?? needKernelBtf();
+
+/** programs are freed after an RCU grace period: wait (bounded) for them to go */
+async function stillLoaded(ids: number[]): Promise<number[]> {
+  for (let i = 0; i < 50; i++) {
+    const left = loadedBpfProgIds().filter((id) => ids.includes(id));
+    if (!left.length) return [];
+    await sleep(100);
+  }
+  return loadedBpfProgIds().filter((id) => ids.includes(id));
+}
+
+for (const signal of ['SIGINT', 'SIGKILL'] as const) {
+  test(`no BPF program of the agent survives ${signal}`, { skip: skip ?? false }, async () => {
+    const server = await startServer(buildC('leaky_server', ['-O2', '-g']));
+    try {
+      const t = startTcptrace(['--pid', String(server.pid), '--quiet']);
+      await t.ready;
+      const mine = bpfProgIdsOf(t.proc.pid!);
+      assert.ok(mine.length >= 4, `expected the agent to hold its programs, found ${mine.length}`);
+      assert.deepEqual(mine.filter((id) => !loadedBpfProgIds().includes(id)), [], 'bpftool lists them');
+      const r = await t.stop(signal);
+      assert.equal(signal === 'SIGKILL' ? r.signal : r.code, signal === 'SIGKILL' ? 'SIGKILL' : 0);
+      assert.deepEqual(await stillLoaded(mine), []);
+    } finally {
+      await server.stop();
+    }
+  });
+}
