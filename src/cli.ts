@@ -5,6 +5,7 @@
 import { Command, CommanderError } from 'commander';
 import { BpfError, EXIT, EXIT_HELP, UsageError, exitCodeFor } from './errors.js';
 import { logger, setLogLevel } from './log.js';
+import { demoCommand } from './commands/demo.js';
 import { featuresCommand } from './commands/features.js';
 import { doctorCommand } from './commands/doctor.js';
 import { recordCommand } from './commands/record.js';
@@ -26,6 +27,7 @@ program.addCommand(traceCommand(), { isDefault: true });
 program.addCommand(recordCommand());
 program.addCommand(reportCommand());
 program.addCommand(featuresCommand());
+program.addCommand(demoCommand());
 program.addCommand(doctorCommand());
 
 // Subcommands added with addCommand() do not inherit these settings.

@@ -1,0 +1,80 @@
+/**
+ * `tcptrace demo`: start a small leaky server, make a few requests (some before
+ * attaching), trace it, and show its CLOSE_WAIT sockets. Everything runs on
+ * 127.0.0.1 and is stopped by pid at the end.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { Command, Option } from 'commander';
+import { Analyzer } from '../analysis/analyzer.js';
+import { formatLive, LIVE_HEADER, renderReport } from '../report/text.js';
+import { DEFAULTS } from '../trace/session.js';
+import { runSession } from './run-session.js';
+
+const say = (s: string) => process.stderr.write(`demo: ${s}\n`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function request(port: number, path: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect(port, '127.0.0.1', () => c.end(`GET ${path} HTTP/1.0\r\n\r\n`));
+    c.on('data', () => {});
+    c.on('end', () => resolve());
+    c.on('close', () => resolve());
+    c.on('error', reject);
+    // the leaky handler never ends its side: our end() already sent the FIN, stop waiting
+    setTimeout(() => (c.destroy(), resolve()), 300);
+  });
+}
+
+function startServer(): Promise<{ proc: ChildProcess; port: number }> {
+  const script = fileURLToPath(new URL('../demo/leaky-server.js', import.meta.url));
+  const proc = spawn(process.execPath, [script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    proc.once('exit', (c) => reject(new Error(`demo server exited (${c})`)));
+    proc.stdout!.on('data', (d: Buffer) => {
+      const m = /PORT (\d+)/.exec(d.toString());
+      if (m) resolve({ proc, port: Number(m[1]) });
+    });
+  });
+}
+
+export function demoCommand(): Command {
+  return new Command('demo')
+    .description('run tcptrace on a built-in leaky server: live transitions, then its CLOSE_WAIT sockets')
+    .addOption(new Option('--attach-mode <mode>', 'force an attach mode (see `tcptrace features`)'))
+    .action(async (opts: { attachMode?: string }) => {
+      const { proc, port } = await startServer();
+      try {
+        say(`started a leaky server, pid ${proc.pid}, on 127.0.0.1:${port}; its /quote handler never ends its socket`);
+        for (let i = 0; i < 2; i++) await request(port, '/quote');
+        say('made 2 leaky requests before attaching: tcptrace must find those too');
+        const analyzer = new Analyzer();
+        const lines: string[] = [];
+        analyzer.onLine = (l) => lines.push(formatLive(l, analyzer.info.startedNs));
+        const flush = () => {
+          if (lines.length) process.stdout.write(lines.splice(0).join('\n') + '\n');
+        };
+        const done = runSession(
+          { pid: [proc.pid!], children: false, attachMode: opts.attachMode, ringSize: DEFAULTS.ringBytes, maxSockets: DEFAULTS.maxSockets },
+          [analyzer, { begin() {}, present() {}, counters() {}, finish() {}, batch: flush }],
+          async (s) => {
+            say(`tracing pid ${proc.pid} (attach mode ${s.info.attach.mode}); now 3 healthy and 3 leaky requests`);
+            process.stdout.write(LIVE_HEADER + '\n');
+            for (let i = 0; i < 3; i++) {
+              await request(port, '/health');
+              await request(port, '/quote');
+            }
+            await sleep(600);
+            await s.stop('duration');
+          },
+        );
+        await done;
+        flush();
+        process.stdout.write('\n' + renderReport(analyzer.result()));
+        say(`in production: tcptrace --pid <PID> (add --format json for scripts); see tcptrace --help`);
+      } finally {
+        if (proc.exitCode === null) process.kill(proc.pid!, 'SIGKILL');
+      }
+    });
+}
