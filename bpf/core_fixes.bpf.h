@@ -75,6 +75,10 @@ static __always_inline __u32 sk_netns_of(const struct sock *sk)
 #define SYSCALL_ARG1(regs) BPF_CORE_READ((regs), di)
 #define SYSCALL_ARG2(regs) BPF_CORE_READ((regs), si)
 #define SYSCALL_NR_AT_EXIT(regs) BPF_CORE_READ((regs), orig_ax)
+/* the same through a typed (tp_btf) pointer: direct, CO-RE-relocated loads */
+#define SYSCALL_ARG1_BTF(regs) ((regs)->di)
+#define SYSCALL_ARG2_BTF(regs) ((regs)->si)
+#define SYSCALL_NR_AT_EXIT_BTF(regs) ((regs)->orig_ax)
 #else
 #error "tcptrace: syscall numbers and registers are only wired up for x86-64"
 #endif

@@ -250,20 +250,18 @@ static __always_inline struct tt_owner *owner_put(__u64 skey, struct tt_owner *o
 }
 
 /*
- * Find (or learn) the owner of sk at a transition. Order matters: the owners map
- * first; then sockets seeded from sock_diag at attach; then a new child of a
- * traced listener; then the acquisitions that only ever run in the owner's own
- * syscall (connect: CLOSE -> SYN_SENT, listen: CLOSE -> LISTEN).
+ * Learn the owner of a socket the owners map does not know yet. Order matters:
+ * sockets seeded from sock_diag at attach; then a new child of a traced
+ * listener; then the acquisitions that only ever run in the owner's own syscall
+ * (connect: CLOSE -> SYN_SENT, listen: CLOSE -> LISTEN). Every other unknown
+ * socket is not ours, and is dropped before any of its fields is read: in
+ * --pid mode most transitions on a busy box are other processes' (the cost of
+ * this path is what the nginx benchmark measures).
  */
-static __always_inline struct tt_owner *owner_of(const struct sock *sk, int oldstate, int newstate,
-						   struct tt_tuple *t, __u32 netns)
+static __always_inline struct tt_owner *learn_owner(const struct sock *sk, int oldstate, int newstate)
 {
 	__u64 skey = (__u64)sk;
-	struct tt_owner *o = bpf_map_lookup_elem(&owners, &skey);
-	struct tt_owner fresh = {};
-
-	if (o)
-		return o;
+	struct tt_owner *o, fresh = {};
 
 	if (seeded) {
 		__u64 cookie = sk_cookie_of(sk);
@@ -280,7 +278,7 @@ static __always_inline struct tt_owner *owner_of(const struct sock *sk, int olds
 	}
 
 	if (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV) {
-		struct tt_listen_key lk = { .netns = netns, .port = t->sport };
+		struct tt_listen_key lk = { .netns = sk_netns_of(sk), .port = BPF_CORE_READ(sk, __sk_common.skc_num) };
 
 		o = bpf_map_lookup_elem(&listeners, &lk);
 		if (!o)
@@ -298,7 +296,7 @@ static __always_inline struct tt_owner *owner_of(const struct sock *sk, int olds
 		struct pending *p;
 		__s32 fd = -1;
 
-		if (!is_target(id >> 32))
+		if (!is_target(id >> 32) || !sk_is_tcp(sk))
 			return NULL;
 		p = bpf_map_lookup_elem(&pending, &tid);
 		if (p)
@@ -319,25 +317,29 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 	__u32 netns;
 	__u16 flags = 0;
 
-	if (!sk || !sk_is_tcp(sk))
+	if (!sk)
 		return;
-	read_tuple(sk, &t);
-	netns = sk_netns_of(sk);
-	o = owner_of(sk, oldstate, newstate, &t, netns);
-
-	if (o) {
+	o = bpf_map_lookup_elem(&owners, &skey);
+	if (!o)
+		o = learn_owner(sk, oldstate, newstate);
+	if (o && targ_filter && !is_target(o->tgid))
+		o = NULL;
+	if (!o) {
+		/* --pid: not a target's socket. Whole system: any TCP socket but our own. */
+		if (targ_filter) {
+			count(TT_CNT_FILTERED);
+			return;
+		}
+		if ((__u32)(id >> 32) == (__u32)targ_self_tgid || !sk_is_tcp(sk))
+			return;
+	} else {
 		flags |= TT_F_OWNER_KNOWN;
 		if (o->tgid == (__u32)(id >> 32))
 			flags |= TT_F_OWNER_ON_CPU;
-		if (targ_filter && !is_target(o->tgid))
-			o = NULL, flags = 0;
 	}
-	if (targ_filter && !o) {
-		count(TT_CNT_FILTERED);
-		goto out;
-	}
-	if (!targ_filter && (__u32)(id >> 32) == (__u32)targ_self_tgid && !o)
-		goto out;
+
+	read_tuple(sk, &t);
+	netns = sk_netns_of(sk);
 
 	/* a traced listener: remember its port so its children are attributed before accept() */
 	if (o && newstate == TCP_LISTEN) {
@@ -375,7 +377,7 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 	}
 	submit(e);
 out:
-	if (newstate == TCP_CLOSE)
+	if (newstate == TCP_CLOSE && o)
 		bpf_map_delete_elem(&owners, &skey);
 }
 
@@ -549,18 +551,19 @@ int BPF_PROG(tp_btf_inet_sock_set_state, struct sock *sk, int oldstate, int news
 	return 0;
 }
 
+/* tp_btf arguments are typed kernel pointers: plain loads, no bpf_probe_read call per syscall */
 SEC("tp_btf/sys_enter")
 int BPF_PROG(tp_btf_sys_enter, struct pt_regs *regs, long id)
 {
 	if (id == NR_connect || id == NR_listen || id == NR_close || id == NR_shutdown)
-		on_sys_enter(id, SYSCALL_ARG1(regs), SYSCALL_ARG2(regs));
+		on_sys_enter(id, SYSCALL_ARG1_BTF(regs), SYSCALL_ARG2_BTF(regs));
 	return 0;
 }
 
 SEC("tp_btf/sys_exit")
 int BPF_PROG(tp_btf_sys_exit, struct pt_regs *regs, long ret)
 {
-	long nr = SYSCALL_NR_AT_EXIT(regs);
+	long nr = SYSCALL_NR_AT_EXIT_BTF(regs);
 
 	if (nr == NR_accept || nr == NR_accept4 || nr == NR_connect || nr == NR_listen)
 		on_sys_exit(nr, ret);

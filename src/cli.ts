@@ -14,7 +14,7 @@ import { traceCommand } from './commands/trace.js';
 
 const program = new Command('tcptrace')
   .description(
-    'Follow every TCP socket of a process through its state transitions, and find the code path\n' +
+    'Follow every TCP socket of a process through its state transitions, and find the code path ' +
       'that leaves sockets in CLOSE_WAIT (the peer closed; the program never called close()).',
   )
   .option('--log-level <level>', 'stderr log level: trace, debug, info, warn, error, silent', 'warn')

@@ -13,6 +13,7 @@
  *                               N connections, C at a time, each closed by this side first
  *                               (peer-first: wait for the peer to close, then close)
  *   burst HOST PORT N MS        start one connection every MS ms, N in all, without waiting
+ *   accepted N                  wait (at most 10 s) until N connections were accepted (leak mode)
  *   fill N                      open /dev/null until N fds are open (or EMFILE)
  *   exit
  * noaccept mode: listens on 127.0.0.1:PORT with BACKLOG, prints ready, then blocks
@@ -113,6 +114,11 @@ async function command(line: string): Promise<object> {
         clients.push(s);
       }, Number(a[3]));
       return { ok: true };
+    }
+    case 'accepted': {
+      const want = Number(a[0]);
+      for (let i = 0; i < 200 && accepted.length < want; i++) await new Promise((r) => setTimeout(r, 50));
+      return { ok: accepted.length >= want, accepted: accepted.length, error: accepted.length >= want ? undefined : `only ${accepted.length} accepted` };
     }
     case 'fill': {
       const target = Number(a[0]);

@@ -4,8 +4,8 @@
  * builds the final report. Live and offline feed it the same batches in the
  * same order, so they produce the same report.
  */
-import { decodeBatch, type DecodeStats } from '../decode.js';
-import type { TraceEvent, TransitionEvent, SockcallEvent } from '../model/events.js';
+import { forEachRecord, type DecodeStats, type RecordView } from '../decode.js';
+import type { TransitionEvent, SockcallEvent } from '../model/events.js';
 import { SocketTable, type Applied } from '../model/socket-table.js';
 import type { PresentEvent } from '../model/events.js';
 import { zeroCounters, type Counters, type SessionEnd, type SessionInfo, type TraceSink } from '../trace/types.js';
@@ -21,7 +21,6 @@ export class Analyzer implements TraceSink {
   info!: SessionInfo;
   lastCounters: Counters = zeroCounters();
   readonly decodeStats: DecodeStats = { records: 0, unknown: 0 };
-  private scratch: TraceEvent[] = [];
   private report: ReportDoc | null = null;
   /** set to receive one call per transition/sockcall (live output); unset in --quiet */
   onLine?: (line: LiveLine) => void;
@@ -37,15 +36,19 @@ export class Analyzer implements TraceSink {
   }
 
   batch(buf: Buffer): void {
-    const evs = this.scratch;
-    evs.length = 0;
-    decodeBatch(buf, evs, this.decodeStats);
+    const table = this.table;
     const onLine = this.onLine;
-    for (let i = 0; i < evs.length; i++) {
-      const ev = evs[i];
-      const applied = this.table.apply(ev);
-      if (onLine && (ev.type === 'transition' || ev.type === 'sockcall') && !applied?.duplicate) onLine({ ev, applied });
-    }
+    // views are reused per record: the table copies what it keeps, live lines are formatted at once
+    forEachRecord(
+      buf,
+      onLine
+        ? (ev: RecordView) => {
+            const applied = table.apply(ev);
+            if (ev.type !== 'fork' && !applied?.duplicate) onLine({ ev, applied });
+          }
+        : (ev: RecordView) => void table.apply(ev),
+      this.decodeStats,
+    );
   }
 
   counters(c: Counters): void {

@@ -5,13 +5,14 @@
  */
 export interface TransitionEvent {
   type: 'transition';
-  ts: bigint; // CLOCK_MONOTONIC ns
+  ts: number; // CLOCK_MONOTONIC ns (float: exact to the ns for 104 days of uptime)
   sk: bigint;
   /** socket cookie, non-zero for sockets present at attach (links them to their PresentEvent) */
   cookie: bigint;
   oldState: number;
   newState: number;
   family: number;
+  localPort: number;
   local: string; // "ip:port"
   remote: string;
   netns: number;
@@ -19,7 +20,7 @@ export interface TransitionEvent {
   ownerPid: number; // 0 when unknown
   ownerFd: number; // -1 when unknown
   ownerComm: string;
-  ownerFirstNs: bigint;
+  ownerFirstNs: number;
   origin: number; // TT_ORIGIN
   cpuPid: number; // who was on the CPU (often not the owner)
   cpuTid: number;
@@ -28,7 +29,7 @@ export interface TransitionEvent {
 
 export interface SockcallEvent {
   type: 'sockcall';
-  ts: bigint;
+  ts: number;
   sk: bigint;
   cookie: bigint;
   call: number; // TT_CALL
@@ -47,7 +48,7 @@ export interface SockcallEvent {
 
 export interface ForkEvent {
   type: 'fork';
-  ts: bigint;
+  ts: number;
   parentPid: number;
   childPid: number;
   comm: string;
@@ -56,7 +57,7 @@ export interface ForkEvent {
 /** A socket that existed when tracing began (sock_diag + /proc/PID/fd), synthesized in user space. */
 export interface PresentEvent {
   type: 'present';
-  ts: bigint;
+  ts: number;
   cookie: bigint;
   state: number;
   family: number;

@@ -23,13 +23,6 @@ export function originName(o: number): Origin {
   return ORIGIN_NAMES[o] ?? 'unknown';
 }
 
-export interface StateChange {
-  ts: bigint;
-  from: number;
-  to: number;
-  cpuPid: number;
-}
-
 export interface SocketRecord {
   serial: number;
   sk: bigint;
@@ -43,23 +36,24 @@ export interface SocketRecord {
   origin: Origin;
   state: number;
   /** when the current state began; null when it began before tracing */
-  stateSince: bigint | null;
-  firstSeen: bigint;
+  stateSince: number | null;
+  firstSeen: number;
   /** present at attach (sock_diag) rather than seen being created */
   preexisting: boolean;
   /** only known from the attach snapshot so far: no event seen for it yet */
   snapshotOnly: boolean;
-  fdClosedAt: bigint | null;
-  shutdownAt: bigint | null;
+  fdClosedAt: number | null;
+  shutdownAt: number | null;
   sharedWith: number[];
-  history: StateChange[];
+  /** transitions seen for this socket */
+  transitions: number;
 }
 
 /** What a transition did to the table, for live output. */
 export interface Applied {
   rec: SocketRecord;
   /** ns spent in the old state, or null when the old state began before tracing */
-  inOldNs: bigint | null;
+  inOldNs: number | null;
   duplicate: boolean;
 }
 
@@ -72,15 +66,13 @@ export interface TableCounts {
   retired: number;
 }
 
-const MAX_HISTORY = 32;
-
 export class SocketTable {
   readonly live = new Map<bigint, SocketRecord>();
   readonly counts: TableCounts = { transitions: 0, sockcalls: 0, forks: 0, present: 0, duplicatesAfterAttach: 0, retired: 0 };
   /** pids whose sockets are targets; null: every socket (whole-system mode) */
   readonly targets: Set<number> | null;
   /** ns each retired socket spent in CLOSE_WAIT before it was closed, grouped by owner pid */
-  readonly closeWaitDurations = new Map<number, bigint[]>();
+  readonly closeWaitDurations = new Map<number, number[]>();
   private serial = 0;
   /** called when a socket retires (CLOSE), before it leaves the table */
   onRetire?: (rec: SocketRecord) => void;
@@ -118,7 +110,7 @@ export class SocketTable {
     return { pid: rec.pid, fd: rec.fd };
   }
 
-  private create(ev: { sk: bigint; family: number; local: string; remote: string; netns: number; ts: bigint }): SocketRecord {
+  private create(ev: { sk: bigint; family: number; local: string; remote: string; netns: number; ts: number }): SocketRecord {
     const rec: SocketRecord = {
       serial: ++this.serial,
       sk: ev.sk,
@@ -138,7 +130,7 @@ export class SocketTable {
       fdClosedAt: null,
       shutdownAt: null,
       sharedWith: [],
-      history: [],
+      transitions: 0,
     };
     this.live.set(ev.sk, rec);
     return rec;
@@ -146,8 +138,10 @@ export class SocketTable {
 
   private applyTransition(ev: TransitionEvent): Applied {
     this.counts.transitions++;
-    if (ev.cookie !== 0n) this.adopt(ev.cookie, ev.sk);
-    let rec = this.live.get(ev.sk);
+    const sk = ev.sk;
+    const cookie = ev.cookie;
+    if (cookie !== 0n) this.adopt(cookie, sk);
+    let rec = this.live.get(sk);
     if (rec && rec.snapshotOnly) {
       rec.snapshotOnly = false;
       // The attach snapshot was taken after this change happened: it is already reflected.
@@ -156,8 +150,10 @@ export class SocketTable {
         return { rec, inOldNs: null, duplicate: true };
       }
     }
+    let fresh = false;
     if (!rec) {
-      rec = this.create(ev);
+      rec = this.create({ sk, family: ev.family, local: ev.local, remote: ev.remote, netns: ev.netns, ts: ev.ts });
+      fresh = true;
       // a socket first seen mid-life: its old state began before we saw it
       // (a listener's child starts in SYN_RECV; LISTEN is its parent's state, not its own)
       rec.stateSince = ev.oldState === TCP.CLOSE ? ev.ts : null;
@@ -165,30 +161,39 @@ export class SocketTable {
     }
     // The tuple fills in as the socket progresses (a connecting socket learns its
     // local port); at CLOSE the kernel has already released the port (shows :0).
-    if (ev.newState !== TCP.CLOSE) {
+    // (connect() sets SYN_SENT before it picks the local port). Strings are only
+    // built when something is missing: most transitions change nothing here.
+    if (!fresh && ev.newState !== TCP.CLOSE && rec.local.endsWith(':0') && ev.localPort !== 0) {
       rec.local = ev.local;
       rec.remote = ev.remote;
     }
     if (ev.ownerKnown) {
-      rec.pid = ev.ownerPid;
-      rec.comm = ev.ownerComm;
-      if (ev.ownerFd >= 0) rec.fd = ev.ownerFd;
+      const pid = ev.ownerPid;
+      if (rec.pid !== pid || !rec.comm) {
+        rec.pid = pid;
+        rec.comm = ev.ownerComm;
+      }
+      const fd = ev.ownerFd;
+      if (fd >= 0) rec.fd = fd;
       // the table may know more than the kernel's copy: never go back from accept to accept-pending
       const origin = originName(ev.origin);
       if (!rec.preexisting && !(rec.origin === 'accept' && origin === 'accept-pending')) rec.origin = origin;
     }
-    const inOldNs = rec.stateSince === null ? null : ev.ts - rec.stateSince;
-    if (rec.history.length < MAX_HISTORY) rec.history.push({ ts: ev.ts, from: ev.oldState, to: ev.newState, cpuPid: ev.cpuPid });
-    if (ev.oldState === TCP.CLOSE_WAIT && ev.newState !== TCP.CLOSE_WAIT && inOldNs !== null && rec.pid) {
+    const ts = ev.ts;
+    const oldState = ev.oldState;
+    const newState = ev.newState;
+    const inOldNs = rec.stateSince === null ? null : ts - rec.stateSince;
+    rec.transitions++;
+    if (oldState === TCP.CLOSE_WAIT && newState !== TCP.CLOSE_WAIT && inOldNs !== null && rec.pid) {
       let list = this.closeWaitDurations.get(rec.pid);
       if (!list) this.closeWaitDurations.set(rec.pid, (list = []));
       list.push(inOldNs);
     }
-    rec.state = ev.newState;
-    rec.stateSince = ev.ts;
-    if (ev.newState === TCP.CLOSE) {
+    rec.state = newState;
+    rec.stateSince = ts;
+    if (newState === TCP.CLOSE) {
       this.onRetire?.(rec);
-      this.live.delete(ev.sk);
+      this.live.delete(rec.sk);
       this.counts.retired++;
     }
     return { rec, inOldNs, duplicate: false };

@@ -55,19 +55,20 @@ export interface ReportDoc {
   warnings: string[];
 }
 
-const ms = (ns: bigint): number => Number(ns / 1000n) / 1000;
+const ms = (ns: number): number => ns / 1e6;
 
 export function buildReport(a: Analyzer, end: SessionEnd): ReportDoc {
   const { table, info } = a;
   const counters = a.lastCounters;
-  const endNs = end.endedNs;
+  const endNs = Number(end.endedNs);
+  const startedNs = Number(info.startedNs);
   const states: Record<string, number> = {};
   const closeWait: CloseWaitEntry[] = [];
   for (const rec of table.live.values()) {
     if (!isReportable(rec, table.isTarget(rec))) continue;
     const name = stateName(rec.state);
     states[name] = (states[name] ?? 0) + 1;
-    if (rec.state === TCP.CLOSE_WAIT) closeWait.push(closeWaitEntry(rec, table.holder(rec), endNs, info.startedNs));
+    if (rec.state === TCP.CLOSE_WAIT) closeWait.push(closeWaitEntry(rec, table.holder(rec), endNs, startedNs));
   }
   closeWait.sort((x, y) => y.closeWaitMs - x.closeWaitMs || x.pid - y.pid || (x.fd ?? -1) - (y.fd ?? -1));
 
@@ -89,7 +90,7 @@ export function buildReport(a: Analyzer, end: SessionEnd): ReportDoc {
     attach: { mode: info.attach.mode, chosenBy: info.attach.chosenBy, hooks: info.attach.hooks },
     target: { pids: info.selectors.pids, children: info.selectors.children, exited: [...end.exitedPids].sort((x, y) => x - y) },
     startedAt: new Date(Number(wallStart / 1_000_000n)).toISOString(),
-    durationMs: Math.round(ms(endNs - info.startedNs)),
+    durationMs: Math.round(ms(endNs - startedNs)),
     endReason: end.reason,
     counts: {
       events: counters.events,
@@ -114,7 +115,7 @@ function isReportable(rec: SocketRecord, target: boolean): boolean {
   return target && rec.state !== TCP.CLOSE;
 }
 
-function closeWaitEntry(rec: SocketRecord, holder: { pid: number; fd: number }, endNs: bigint, startedNs: bigint): CloseWaitEntry {
+function closeWaitEntry(rec: SocketRecord, holder: { pid: number; fd: number }, endNs: number, startedNs: number): CloseWaitEntry {
   const known = rec.stateSince !== null;
   const since = known ? rec.stateSince! : startedNs;
   return {

@@ -26,8 +26,9 @@ export const LIVE_HEADER = `${'TIME(s)'.padEnd(10)} ${'PID'.padStart(7)} ${'COMM
 
 /** One line per transition or call; time is seconds since the trace began. */
 export function formatLive(line: LiveLine, startedNs: bigint): string {
+  const start = Number(startedNs);
   const { ev, applied } = line;
-  const t = (Number((ev.ts - startedNs) / 1000n) / 1e6).toFixed(6).padEnd(10);
+  const t = ((ev.ts - start) / 1e9).toFixed(6).padEnd(10);
   if (ev.type === 'transition') {
     const rec = applied?.rec;
     const pid = rec?.pid ? String(rec.pid) : '?';

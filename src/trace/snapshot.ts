@@ -110,9 +110,10 @@ export function snapshotSockets(pids: number[] | null, exclude: number = process
 }
 
 export function toPresentEvent(s: OwnedSocket, ts: bigint): PresentEvent {
+  const at = Number(ts);
   return {
     type: 'present',
-    ts,
+    ts: at,
     cookie: s.diag.cookie,
     state: s.diag.state,
     family: s.diag.family,

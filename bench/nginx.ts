@@ -1,0 +1,218 @@
+/**
+ * Benchmark: nginx (one worker, its own config on 127.0.0.1) under wrk with
+ * `Connection: close` (about 10 TCP state changes per request), in interleaved
+ * rounds, one condition after another, so that every ratio is measured side by
+ * side on this noisy machine:
+ *   baseline          no tracer
+ *   tcptrace --pid    tcptrace --pid <worker> --quiet
+ *   tcptrace record   tcptrace record, whole system, to a file
+ *   tcpstates         libbpf-tools tcpstates (the peer), output to a file
+ * Prints each condition's req/s ratio to the baseline of the same round
+ * (median [min-max]), lost events, and agent CPU seconds per million events.
+ *
+ * usage: node dist/bench/nginx.js [--rounds N] [--seconds S] [--conditions a,b,...]
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
+const CLI = join(ROOT, 'bin/tcptrace.js');
+const args = process.argv.slice(2);
+const opt = (name: string, def: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : def;
+};
+const ROUNDS = Number(opt('rounds', '5'));
+const SECONDS = Number(opt('seconds', '10'));
+const PORT = 18080;
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Tracer {
+  proc: ChildProcess;
+  stdout: string[];
+  stderr: string[];
+  exited: Promise<void>;
+}
+
+interface Run {
+  reqs: number;
+  events: number | null;
+  lost: number | null;
+  cpuS: number | null;
+}
+
+type Condition = { name: string; start: (worker: number, dir: string) => Promise<Tracer | null>; finish: (t: Tracer, dir: string) => Promise<Omit<Run, 'reqs' | 'cpuS'>> };
+
+function spawnTracer(cmd: string, argv: string[], ready: RegExp, stdoutFile?: string): Promise<Tracer> {
+  const proc = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const t: Tracer = { proc, stdout: [], stderr: [], exited: new Promise((r) => proc.on('exit', () => r())) };
+  let out = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${cmd} not ready in 20 s: ${t.stderr.join('')}`)), 20_000);
+    const check = (s: string) => {
+      if (ready.test(s)) {
+        clearTimeout(timer);
+        resolve(t);
+      }
+    };
+    proc.stdout!.on('data', (d: Buffer) => {
+      if (stdoutFile) {
+        // count lines only; keep memory flat
+        t.stdout.push(String(d.toString().split('\n').length - 1));
+      } else t.stdout.push(d.toString());
+      out += d.toString().slice(0, 4096);
+      check(out);
+    });
+    proc.stderr!.on('data', (d: Buffer) => {
+      t.stderr.push(d.toString());
+      check(t.stderr.join(''));
+    });
+    proc.on('exit', (c) => reject(new Error(`${cmd} exited (${c}): ${t.stderr.join('')}`)));
+  });
+}
+
+function cpuTicks(pid: number): number | null {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    return Number(f[11]) + Number(f[12]); // utime + stime
+  } catch {
+    return null;
+  }
+}
+
+const conditions: Condition[] = [
+  { name: 'baseline', start: async () => null, finish: async () => ({ events: null, lost: null }) },
+  {
+    name: 'tcptrace --pid --quiet',
+    start: (worker) => spawnTracer(process.execPath, [CLI, '--pid', String(worker), '--quiet', '--format', 'json'], /tcptrace: tracing/),
+    finish: async (t) => {
+      const doc = JSON.parse(t.stdout.join(''));
+      return { events: doc.counts.events, lost: doc.counts.lost + doc.counts.droppedInAgent };
+    },
+  },
+  {
+    name: 'tcptrace record (system)',
+    start: (_w, dir) => spawnTracer(process.execPath, [CLI, 'record', '-o', join(dir, 'bench.tcptrace')], /tcptrace: recording/),
+    finish: async (t) => {
+      const m = /recorded (\d+) records .* lost (\d+), dropped (\d+) batches/.exec(t.stderr.join(''));
+      return { events: m ? Number(m[1]) : null, lost: m ? Number(m[2]) + Number(m[3]) : null };
+    },
+  },
+  {
+    name: 'tcpstates (libbpf-tools)',
+    start: (_w) => spawnTracer('/usr/sbin/tcpstates', [], /SKADDR/, 'count'),
+    finish: async (t) => {
+      const lines = t.stdout.reduce((a, n) => a + Number(n), 0) - 1;
+      const lost = [...t.stderr.join('').matchAll(/lost (\d+) events/g)].reduce((a, m) => a + Number(m[1]), 0);
+      return { events: lines, lost };
+    },
+  },
+];
+
+async function wrk(): Promise<number> {
+  const r = spawnSync('timeout', ['-s', 'INT', String(SECONDS + 20), 'wrk', '-t1', '-c32', `-d${SECONDS}s`, '-H', 'Connection: close', `http://127.0.0.1:${PORT}/`], { encoding: 'utf8' });
+  const m = /Requests\/sec:\s+([\d.]+)/.exec(r.stdout);
+  if (!m) throw new Error(`wrk failed: ${r.stdout}${r.stderr}`);
+  return Number(m[1]);
+}
+
+function startNginx(dir: string): { master: number; worker: number } {
+  for (const d of ['logs', 'tmp']) mkdirSync(join(dir, d), { recursive: true });
+  const conf = join(dir, 'nginx.conf');
+  writeFileSync(
+    conf,
+    `worker_processes 1; daemon on; pid ${dir}/nginx.pid; error_log ${dir}/logs/error.log warn;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  client_body_temp_path ${dir}/tmp/body; proxy_temp_path ${dir}/tmp/proxy; fastcgi_temp_path ${dir}/tmp/fcgi;
+  uwsgi_temp_path ${dir}/tmp/uwsgi; scgi_temp_path ${dir}/tmp/scgi;
+  server { listen 127.0.0.1:${PORT} backlog=4096; location / { return 200 "ok\\n"; } } }
+`,
+  );
+  const r = spawnSync('nginx', ['-c', conf, '-p', dir], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`nginx failed to start: ${r.stderr}`);
+  const master = Number(readFileSync(join(dir, 'nginx.pid'), 'utf8').trim());
+  let worker = 0;
+  for (let i = 0; i < 50 && !worker; i++) {
+    const kids = readFileSync(`/proc/${master}/task/${master}/children`, 'utf8').trim();
+    worker = Number(kids.split(' ')[0] || 0);
+    if (!worker) spawnSync('sleep', ['0.1']);
+  }
+  return { master, worker };
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('the benchmark needs root (BPF)');
+  for (const tool of ['nginx', 'wrk']) if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) throw new Error(`${tool} missing: run scripts/setup.sh`);
+  const only = opt('conditions', '');
+  const conds = only ? conditions.filter((c) => c.name === 'baseline' || only.split(',').some((o) => c.name.includes(o))) : conditions;
+  const dir = mkdtempSync(join(tmpdir(), 'tcptrace-bench-'));
+  const { master, worker } = startNginx(dir);
+  const runs = new Map<string, Run[]>(conds.map((c) => [c.name, []]));
+  process.stderr.write(`bench: nginx master ${master}, worker ${worker}; ${ROUNDS} rounds x ${conds.length} conditions x ${SECONDS} s\n`);
+  try {
+    await wrk(); // warm-up, discarded
+    for (let r = 0; r < ROUNDS; r++) {
+      // rotate, and reverse on odd rounds, so no condition always follows the same one
+      let order = conds.map((_, i) => conds[(i + r) % conds.length]);
+      if (r % 2) order = order.reverse();
+      for (const c of order) {
+        const t = await c.start(worker, dir);
+        await sleep(500);
+        const before = t ? cpuTicks(t.proc.pid!) : null;
+        const reqs = await wrk();
+        await sleep(1000); // let the tracer drain
+        const after = t ? cpuTicks(t.proc.pid!) : null;
+        let extra: Omit<Run, 'reqs' | 'cpuS'> = { events: null, lost: null };
+        if (t) {
+          process.kill(t.proc.pid!, 'SIGINT');
+          await t.exited;
+          extra = await c.finish(t, dir);
+        }
+        const cpuS = before !== null && after !== null ? (after - before) / CLK_TCK : null;
+        runs.get(c.name)!.push({ reqs, cpuS, ...extra });
+        process.stderr.write(`bench: round ${r + 1} ${c.name.padEnd(26)} ${reqs.toFixed(0).padStart(7)} req/s${extra.events !== null ? `  events ${extra.events} lost ${extra.lost}` : ''}${cpuS !== null ? `  cpu ${cpuS.toFixed(2)} s` : ''}\n`);
+        rmSync(join(dir, 'bench.tcptrace'), { force: true });
+        await sleep(1000);
+      }
+    }
+  } finally {
+    spawnSync('kill', ['-QUIT', String(master)]);
+  }
+  const base = runs.get('baseline')!;
+  const rows = [['condition', 'req/s (median)', 'ratio to baseline, paired: median [min-max]', 'events/run', 'lost (total)', 'agent CPU s / 1M events']];
+  for (const c of conds) {
+    const rs = runs.get(c.name)!;
+    const ratios = rs.map((x, i) => x.reqs / base[i].reqs);
+    const ev = rs.filter((x) => x.events !== null);
+    const cpu = rs.filter((x) => x.cpuS !== null && x.events);
+    rows.push([
+      c.name,
+      median(rs.map((x) => x.reqs)).toFixed(0),
+      c.name === 'baseline' ? '1' : `${median(ratios).toFixed(3)} [${Math.min(...ratios).toFixed(3)}-${Math.max(...ratios).toFixed(3)}]`,
+      ev.length ? median(ev.map((x) => x.events!)).toFixed(0) : '-',
+      ev.length ? String(ev.reduce((a, x) => a + (x.lost ?? 0), 0)) : '-',
+      cpu.length ? median(cpu.map((x) => (x.cpuS! / x.events!) * 1e6)).toFixed(2) : '-',
+    ]);
+  }
+  const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  const out = rows.map((r) => '| ' + r.map((c, i) => c.padEnd(w[i])).join(' | ') + ' |');
+  out.splice(1, 0, '| ' + w.map((n) => '-'.repeat(n)).join(' | ') + ' |');
+  process.stdout.write(out.join('\n') + '\n');
+  rmSync(dir, { recursive: true, force: true });
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench: ${err.message}\n`);
+  process.exit(1);
+});
