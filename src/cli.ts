@@ -33,6 +33,12 @@ program.addCommand(doctorCommand());
 // Subcommands added with addCommand() do not inherit these settings.
 for (const sub of program.commands) sub.exitOverride().showHelpAfterError('(run with --help for usage)');
 
+// `tcptrace ... | head`: a closed pipe ends the output, it is not an error.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(EXIT.OK);
+  throw err;
+});
+
 export async function main(argv: string[]): Promise<number> {
   try {
     await program.parseAsync(argv);

@@ -4,7 +4,8 @@
  * must be visible the moment tcptrace attaches. Each network namespace is
  * dumped once, from inside it (a pid in a container has its own sockets).
  */
-import { readdirSync, readlinkSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { listPids, netnsInode, processComm, socketInodes } from '../sys/procfs.js';
 import { native, type DiagSocket } from '../native.js';
 import { logger } from '../log.js';
 import { endpoint } from '../model/addr.js';
@@ -22,58 +23,25 @@ export interface OwnedSocket {
   sharedWith: number[];
 }
 
-/** inode -> fd for every socket fd of pid. Missing or vanished processes give an empty map. */
-export function socketFds(pid: number): Map<number, number> {
-  const out = new Map<number, number>();
-  let names: string[];
+/** A process that vanished (or hides) while we looked simply contributes nothing. */
+function orEmpty<T>(f: () => T, empty: T): T {
   try {
-    names = readdirSync(`/proc/${pid}/fd`);
+    return f();
   } catch {
-    return out;
+    return empty;
   }
-  for (const name of names) {
-    try {
-      const link = readlinkSync(`/proc/${pid}/fd/${name}`);
-      if (link.startsWith('socket:[')) out.set(Number(link.slice(8, -1)), Number(name));
-    } catch {
-      // fd closed while we looked
-    }
-  }
-  return out;
-}
-
-export function commOf(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-  } catch {
-    return '';
-  }
-}
-
-export function netnsOf(pid: number): number {
-  try {
-    return statSync(`/proc/${pid}/ns/net`).ino;
-  } catch {
-    return 0;
-  }
-}
-
-export function allPids(): number[] {
-  return readdirSync('/proc')
-    .filter((n) => /^\d+$/.test(n))
-    .map(Number);
 }
 
 /** Every TCP socket held by one of pids (all processes when pids is null), with its owner. */
 export function snapshotSockets(pids: number[] | null, exclude: number = process.pid): OwnedSocket[] {
-  const holders = (pids ?? allPids()).filter((p) => p !== exclude);
+  const holders = (pids ?? listPids()).filter((p) => p !== exclude);
   // inode -> holders, and the netns each holder lives in
   const byInode = new Map<number, { pid: number; fd: number }[]>();
   const netnsPids = new Map<number, number>(); // netns inode -> a pid inside it
   for (const pid of holders) {
-    const fds = socketFds(pid);
+    const fds = orEmpty(() => socketInodes(pid), new Map<number, number>());
     if (fds.size === 0) continue;
-    const ns = netnsOf(pid);
+    const ns = orEmpty(() => netnsInode(pid), 0);
     if (ns && !netnsPids.has(ns)) netnsPids.set(ns, pid);
     for (const [inode, fd] of fds) {
       let list = byInode.get(inode);
@@ -95,7 +63,7 @@ export function snapshotSockets(pids: number[] | null, exclude: number = process
       const owners = d.inode ? byInode.get(d.inode) : undefined;
       if (!owners) continue;
       const first = owners.reduce((a, b) => (b.pid < a.pid ? b : a));
-      if (!comms.has(first.pid)) comms.set(first.pid, commOf(first.pid));
+      if (!comms.has(first.pid)) comms.set(first.pid, orEmpty(() => processComm(first.pid), ''));
       out.push({
         diag: d,
         netns: ns,
@@ -131,7 +99,7 @@ export function toPresentEvent(s: OwnedSocket, ts: bigint): PresentEvent {
 /** Descendants of pids (for --children), from /proc/PID/stat parent links. */
 export function descendants(pids: number[]): number[] {
   const parent = new Map<number, number>();
-  for (const pid of allPids()) {
+  for (const pid of listPids()) {
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
       const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
