@@ -53,7 +53,7 @@ for (const name of ['tcpstate', 'probe']) {
   const obj = join(out, `${name}.bpf.o`);
   run('BPF', 'clang', ['-g', '-O2', '-Wall', '-Werror', '-target', 'bpf', `-D__TARGET_ARCH_${arch}`, ...common, '-c', src, '-o', tmp], { label: `bpf/${name}.bpf.c` });
   run('GEN-OBJ', 'bpftool', ['gen', 'object', obj, tmp], { label: `${name}.bpf.o` });
-  const skelText = execFileSync('bpftool', ['gen', 'skeleton', obj, 'name', `${name}_bpf`], { encoding: 'utf8' });
+  const skelText = execFileSync('bpftool', ['gen', 'skeleton', obj, 'name', `${name}_bpf`], { encoding: 'utf8', maxBuffer: 256 << 20 });
   (await import('node:fs')).writeFileSync(skel, skelText);
   console.error(`  GEN-SKEL  ${name}.skel.h`);
 }
