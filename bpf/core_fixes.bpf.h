@@ -83,4 +83,23 @@ static __always_inline __u32 sk_netns_of(const struct sock *sk)
 #error "tcptrace: syscall numbers and registers are only wired up for x86-64"
 #endif
 
+/*
+ * The current task's user-mode registers (the pt_regs saved at kernel entry).
+ * bpf_task_pt_regs() exists from 5.15 (commit dd6e10fbd9fb "bpf: Add
+ * bpf_task_pt_regs() helper"); before that the same frame is found at the top
+ * of the task's kernel stack (x86-64: THREAD_SIZE 16 KiB without KASAN, no
+ * top-of-stack padding). The helper check is a load-time constant: on old
+ * kernels the call is dead code the verifier never visits.
+ */
+#define TT_X86_THREAD_SIZE 16384
+static __always_inline struct pt_regs *current_user_regs(void)
+{
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs))
+		return (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	void *stack = BPF_CORE_READ(task, stack);
+
+	return (struct pt_regs *)(stack + TT_X86_THREAD_SIZE) - 1;
+}
+
 #endif /* TCPTRACE_CORE_FIXES_BPF_H */

@@ -52,6 +52,15 @@ char LICENSE[] SEC("license") = "GPL";
 #define NR_shutdown 48
 #define NR_listen 50
 #define NR_accept4 288
+#define NR_read 0
+#define NR_write 1
+#define NR_readv 19
+#define NR_writev 20
+#define NR_sendto 44
+#define NR_recvfrom 45
+#define NR_sendmsg 46
+#define NR_recvmsg 47
+#define NR_sendmmsg 307
 
 /* ---- configuration (rodata, set before load) ---- */
 const volatile bool targ_filter = false;    /* only sockets owned by tgids in "targets" */
@@ -59,6 +68,9 @@ const volatile bool targ_children = false;  /* follow forks of targets */
 const volatile __u64 targ_wakeup_bytes = 0; /* force a wake-up past this much unread data */
 const volatile __u64 targ_wakeup_gap_ns = 1000000;
 const volatile __s32 targ_self_tgid = 0;    /* never trace tcptrace itself */
+const volatile bool targ_stacks = false;     /* capture user stacks at acquire / first I/O / EOF */
+const volatile __u32 targ_stack_bytes = 32768; /* user stack to copy, in whole pages from sp's page (<= TT_STACK_MAX) */
+const volatile __u32 targ_stack_rate = 1000;  /* stacks per second per process, burst the same */
 
 /* ---- state (bss) ---- */
 bool seeded = false; /* the seeds map has entries: look up unknown sockets by cookie */
@@ -116,6 +128,38 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } counters SEC(".maps");
+
+/*
+ * Scratch for one stack record per CPU (too big for the 512-byte BPF stack).
+ * A plain array indexed by CPU, sized to the possible CPUs by user space: per-CPU
+ * maps cap values at 32 KiB, less than a record. Only syscall-context programs
+ * use it, and they do not nest on a CPU. The slack keeps the verifier's bound on
+ * the rounded-up record size inside the value.
+ */
+struct stack_scratch_value {
+	struct tt_stack rec;
+	__u8 slack[8];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1); /* resized to the number of possible CPUs */
+	__type(key, __u32);
+	__type(value, struct stack_scratch_value);
+} stack_scratch SEC(".maps");
+
+struct budget {
+	__u64 last_ns;
+	__u64 tokens;
+};
+
+/* tgid -> token bucket bounding the stacks one process can cost us under churn */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct budget);
+} stack_budget SEC(".maps");
 
 /* per-CPU time of the last forced wake-up, to bound wake-ups while the ring is above the watermark */
 struct {
@@ -381,6 +425,92 @@ out:
 		bpf_map_delete_elem(&owners, &skey);
 }
 
+/* One token per stack, refilled at targ_stack_rate per second (approximate under concurrency). */
+static __always_inline bool stack_allowed(__u32 tgid)
+{
+	__u64 now = bpf_ktime_get_ns();
+	struct budget *b = bpf_map_lookup_elem(&stack_budget, &tgid);
+
+	if (!b) {
+		struct budget fresh = { .last_ns = now, .tokens = targ_stack_rate - 1 };
+
+		bpf_map_update_elem(&stack_budget, &tgid, &fresh, BPF_ANY);
+		return true;
+	}
+	__u64 refill = (now - b->last_ns) * targ_stack_rate / 1000000000ULL;
+	if (refill) {
+		b->tokens = b->tokens + refill > targ_stack_rate ? targ_stack_rate : b->tokens + refill;
+		b->last_ns = now;
+	}
+	if (!b->tokens)
+		return false;
+	b->tokens--;
+	return true;
+}
+
+/*
+ * Copy the user registers and up to targ_stack_bytes of the user stack into a
+ * ring record. bpf_probe_read_user cannot fault pages in, and a read that
+ * crosses into an unmapped page fails whole: copy page by page, starting at the
+ * page that holds sp, and stop at the first page that does not read (the stack
+ * above it is not needed to unwind the frames below it).
+ */
+static __always_inline void capture_stack(const struct sock *sk, __u8 site, __u8 call)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct pt_regs *regs;
+	struct stack_scratch_value *scratch;
+	struct tt_stack *s;
+	__u32 cpu = bpf_get_smp_processor_id(), off = 0, size;
+	__u64 sp;
+
+	if (!targ_stacks)
+		return;
+	if (!stack_allowed(id >> 32)) {
+		count(TT_CNT_STACKS_LIMITED);
+		return;
+	}
+	scratch = bpf_map_lookup_elem(&stack_scratch, &cpu);
+	if (!scratch)
+		return;
+	s = &scratch->rec;
+	regs = current_user_regs();
+	s->regs.ip = BPF_CORE_READ(regs, ip);
+	s->regs.sp = sp = BPF_CORE_READ(regs, sp);
+	s->regs.bp = BPF_CORE_READ(regs, bp);
+	s->regs.bx = BPF_CORE_READ(regs, bx);
+	s->regs.r12 = BPF_CORE_READ(regs, r12);
+	s->regs.r13 = BPF_CORE_READ(regs, r13);
+	s->regs.r14 = BPF_CORE_READ(regs, r14);
+	s->regs.r15 = BPF_CORE_READ(regs, r15);
+
+	/* whole pages, from the page that holds sp: constant-size reads the verifier can bound */
+	for (int i = 0; i < TT_STACK_MAX / 4096; i++) {
+		if (off >= targ_stack_bytes)
+			break;
+		if (bpf_probe_read_user(&s->stack[i * 4096], 4096, (void *)((sp & ~4095ULL) + i * 4096))) {
+			count(TT_CNT_STACK_SHORT);
+			break;
+		}
+		off += 4096;
+	}
+	s->stack_len = off;
+	size = (TT_STACK_FIXED + off + 7) & ~7u;
+	fill_hdr(&s->hdr, TT_KIND_STACK, size, 0);
+	s->sk = (__u64)sk;
+	s->cookie = sk_cookie_of(sk);
+	s->tgid = id >> 32;
+	s->tid = (__u32)id;
+	s->site = site;
+	s->call = call;
+	if (bpf_ringbuf_output(&events, s, size, BPF_RB_NO_WAKEUP)) {
+		count(TT_CNT_RB_FULL);
+		return;
+	}
+	count(TT_CNT_STACKS);
+	count(TT_CNT_EVENTS);
+}
+
 static __always_inline void emit_sockcall(const struct sock *sk, __u8 call, __s32 fd, __s32 arg, __u8 via)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -441,6 +571,7 @@ static __always_inline void on_accept_exit(long ret)
 		return;
 	claim_accepted(sk, (__s32)ret);
 	emit_sockcall(sk, TT_CALL_ACCEPT, (__s32)ret, 0, TT_VIA_SYSCALL);
+	capture_stack(sk, TT_SITE_ACQUIRE, TT_CALL_ACCEPT);
 }
 
 /* Return of inet_csk_accept (fexit / kretprobe): ownership without the fd, also for io_uring. */
@@ -461,6 +592,59 @@ static __always_inline void on_pending_enter(__u32 nr, long fd)
 		return;
 	if (bpf_map_update_elem(&pending, &tid, &p, BPF_ANY))
 		count(TT_CNT_PENDING_FULL);
+	if (targ_stacks && (nr == NR_connect || nr == NR_listen)) {
+		struct sock *sk = fd_to_tcp_sk((int)fd);
+
+		if (sk)
+			capture_stack(sk, TT_SITE_ACQUIRE, nr == NR_listen ? TT_CALL_LISTEN : TT_CALL_CONNECT);
+	}
+}
+
+/* write/send on a traced socket: the first one after acquiring it names the handler that owns it */
+static __always_inline void on_io_enter(long fd)
+{
+	struct tt_owner *o;
+	struct sock *sk;
+	__u64 skey;
+
+	if (!targ_stacks || !is_target(bpf_get_current_pid_tgid() >> 32))
+		return;
+	sk = fd_to_tcp_sk((int)fd);
+	if (!sk)
+		return;
+	skey = (__u64)sk;
+	o = bpf_map_lookup_elem(&owners, &skey);
+	if (!o || (o->flags & TT_OWNER_IO_SEEN))
+		return;
+	o->flags |= TT_OWNER_IO_SEEN;
+	capture_stack(sk, TT_SITE_IO, 0);
+}
+
+/* a read-family syscall returned: 0 on a traced socket is the program seeing the peer's FIN */
+static __always_inline void on_read_exit(long ret)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct pending *p = bpf_map_lookup_elem(&pending, &tid);
+	struct tt_owner *o;
+	struct sock *sk;
+	__u64 skey;
+	int fd;
+
+	if (!p)
+		return;
+	fd = p->fd;
+	bpf_map_delete_elem(&pending, &tid);
+	if (ret != 0)
+		return;
+	sk = fd_to_tcp_sk(fd);
+	if (!sk)
+		return;
+	skey = (__u64)sk;
+	o = bpf_map_lookup_elem(&owners, &skey);
+	if (!o || (o->flags & TT_OWNER_EOF_SEEN))
+		return;
+	o->flags |= TT_OWNER_EOF_SEEN;
+	capture_stack(sk, TT_SITE_EOF, 0);
 }
 
 static __always_inline void on_pending_exit(void)
@@ -492,6 +676,20 @@ static __always_inline void on_release_enter(__u8 call, long fd, long how)
 static __always_inline void on_sys_enter(long nr, long arg1, long arg2)
 {
 	switch (nr) {
+	case NR_write:
+	case NR_writev:
+	case NR_sendto:
+	case NR_sendmsg:
+	case NR_sendmmsg:
+		on_io_enter(arg1);
+		break;
+	case NR_read:
+	case NR_readv:
+	case NR_recvfrom:
+	case NR_recvmsg:
+		if (targ_stacks)
+			on_pending_enter(nr, arg1);
+		break;
 	case NR_connect:
 	case NR_listen:
 		on_pending_enter(nr, arg1);
@@ -515,6 +713,12 @@ static __always_inline void on_sys_exit(long nr, long ret)
 	case NR_connect:
 	case NR_listen:
 		on_pending_exit();
+		break;
+	case NR_read:
+	case NR_readv:
+	case NR_recvfrom:
+	case NR_recvmsg:
+		on_read_exit(ret);
 		break;
 	}
 }
@@ -542,6 +746,46 @@ static __always_inline void on_fork(__u32 parent_tgid, __u32 child_tgid)
 	submit(e);
 }
 
+/* The raw syscall hooks run for every syscall on the box: the first test must be cheap. */
+static __always_inline bool is_sys_enter_of_interest(long nr)
+{
+	switch (nr) {
+	case NR_connect:
+	case NR_listen:
+	case NR_close:
+	case NR_shutdown:
+		return true;
+	case NR_write:
+	case NR_writev:
+	case NR_sendto:
+	case NR_sendmsg:
+	case NR_sendmmsg:
+	case NR_read:
+	case NR_readv:
+	case NR_recvfrom:
+	case NR_recvmsg:
+		return targ_stacks;
+	}
+	return false;
+}
+
+static __always_inline bool is_sys_exit_of_interest(long nr)
+{
+	switch (nr) {
+	case NR_accept:
+	case NR_accept4:
+	case NR_connect:
+	case NR_listen:
+		return true;
+	case NR_read:
+	case NR_readv:
+	case NR_recvfrom:
+	case NR_recvmsg:
+		return targ_stacks;
+	}
+	return false;
+}
+
 /* ==== flavour: tp_btf (5.5+, typed arguments, no tracefs) ==== */
 
 SEC("tp_btf/inet_sock_set_state")
@@ -555,7 +799,7 @@ int BPF_PROG(tp_btf_inet_sock_set_state, struct sock *sk, int oldstate, int news
 SEC("tp_btf/sys_enter")
 int BPF_PROG(tp_btf_sys_enter, struct pt_regs *regs, long id)
 {
-	if (id == NR_connect || id == NR_listen || id == NR_close || id == NR_shutdown)
+	if (is_sys_enter_of_interest(id))
 		on_sys_enter(id, SYSCALL_ARG1_BTF(regs), SYSCALL_ARG2_BTF(regs));
 	return 0;
 }
@@ -565,7 +809,7 @@ int BPF_PROG(tp_btf_sys_exit, struct pt_regs *regs, long ret)
 {
 	long nr = SYSCALL_NR_AT_EXIT_BTF(regs);
 
-	if (nr == NR_accept || nr == NR_accept4 || nr == NR_connect || nr == NR_listen)
+	if (is_sys_exit_of_interest(nr))
 		on_sys_exit(nr, ret);
 	return 0;
 }
@@ -589,7 +833,7 @@ int BPF_PROG(raw_tp_inet_sock_set_state, struct sock *sk, int oldstate, int news
 SEC("raw_tp/sys_enter")
 int BPF_PROG(raw_tp_sys_enter, struct pt_regs *regs, long id)
 {
-	if (id == NR_connect || id == NR_listen || id == NR_close || id == NR_shutdown)
+	if (is_sys_enter_of_interest(id))
 		on_sys_enter(id, SYSCALL_ARG1(regs), SYSCALL_ARG2(regs));
 	return 0;
 }
@@ -599,7 +843,7 @@ int BPF_PROG(raw_tp_sys_exit, struct pt_regs *regs, long ret)
 {
 	long nr = SYSCALL_NR_AT_EXIT(regs);
 
-	if (nr == NR_accept || nr == NR_accept4 || nr == NR_connect || nr == NR_listen)
+	if (is_sys_exit_of_interest(nr))
 		on_sys_exit(nr, ret);
 	return 0;
 }
@@ -677,6 +921,37 @@ int tp_sys_enter_shutdown(struct trace_event_raw_sys_enter *ctx)
 	on_release_enter(TT_CALL_SHUTDOWN, ctx->args[0], ctx->args[1]);
 	return 0;
 }
+
+/* stack sites in the plain-tracepoint flavour: first write/send, EOF reads */
+#define TP_IO_ENTER(name)                                                   \
+	SEC("tracepoint/syscalls/sys_enter_" #name)                         \
+	int tp_sys_enter_##name(struct trace_event_raw_sys_enter *ctx)      \
+	{                                                                   \
+		on_io_enter(ctx->args[0]);                                  \
+		return 0;                                                   \
+	}
+#define TP_READ(name)                                                       \
+	SEC("tracepoint/syscalls/sys_enter_" #name)                         \
+	int tp_sys_enter_##name(struct trace_event_raw_sys_enter *ctx)      \
+	{                                                                   \
+		if (targ_stacks)                                            \
+			on_pending_enter(NR_read, ctx->args[0]);            \
+		return 0;                                                   \
+	}                                                                   \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                          \
+	int tp_sys_exit_##name(struct trace_event_raw_sys_exit *ctx)        \
+	{                                                                   \
+		on_read_exit(ctx->ret);                                     \
+		return 0;                                                   \
+	}
+TP_IO_ENTER(write)
+TP_IO_ENTER(writev)
+TP_IO_ENTER(sendto)
+TP_IO_ENTER(sendmsg)
+TP_READ(read)
+TP_READ(readv)
+TP_READ(recvfrom)
+TP_READ(recvmsg)
 
 SEC("tracepoint/sched/sched_process_fork")
 int tp_sched_process_fork(struct trace_event_raw_sched_process_fork *ctx)

@@ -31,7 +31,7 @@ enum tt_kind {
 	TT_KIND_TRANSITION = 1, /* sock:inet_sock_set_state for a TCP socket */
 	TT_KIND_SOCKCALL = 2,	/* a syscall / kernel call that acquires or releases a socket */
 	TT_KIND_FORK = 3,	/* a traced process forked (--children) */
-	TT_KIND_STACK = 4,	/* reserved for user stacks (leak attribution) */
+	TT_KIND_STACK = 4,	/* user registers + a copy of the user stack, at a socket's sites */
 };
 
 /* How the owner got the socket. */
@@ -60,6 +60,13 @@ enum tt_via {
 	TT_VIA_KRETPROBE = 2 /* kretprobe/inet_csk_accept */
 };
 
+/* Where in a socket's life a stack was taken (all in the owner's process context). */
+enum tt_site {
+	TT_SITE_ACQUIRE = 1, /* accept / connect / listen */
+	TT_SITE_IO = 2,	     /* first write/send after acquiring it */
+	TT_SITE_EOF = 3,     /* the read that returned 0: the program saw the peer's FIN */
+};
+
 /* Per-CPU counters (map "counters"); user space sums and reports them. */
 enum tt_counter {
 	TT_CNT_EVENTS = 0,	      /* records submitted to the ring buffer */
@@ -71,6 +78,9 @@ enum tt_counter {
 	TT_CNT_FILTERED = 6,	      /* transitions dropped in the kernel by the pid filter */
 	TT_CNT_WAKEUPS = 7,	      /* forced ring buffer wake-ups (watermark crossed) */
 	TT_CNT_SEEDED_HITS = 8,	      /* sockets claimed from the pre-attach seed map */
+	TT_CNT_STACKS = 9,	      /* stacks captured */
+	TT_CNT_STACKS_LIMITED = 10,   /* stacks not captured: per-process rate limit */
+	TT_CNT_STACK_SHORT = 11,      /* stack copies cut short by an unreadable page */
 	TT_CNT__MAX = 16,
 };
 
@@ -145,13 +155,53 @@ struct tt_fork {
 };
 _Static_assert(sizeof(struct tt_fork) == 40, "tt_fork layout");
 
+/* The user registers an x86-64 DWARF unwinder needs (CFA + callee-saved) */
+struct tt_user_regs {
+	__u64 ip;
+	__u64 sp;
+	__u64 bp;
+	__u64 bx;
+	__u64 r12;
+	__u64 r13;
+	__u64 r14;
+	__u64 r15;
+};
+_Static_assert(sizeof(struct tt_user_regs) == 64, "tt_user_regs layout");
+
+#define TT_STACK_MAX 32768 /* most user stack bytes one record carries */
+
+/*
+ * A user stack at one of a socket's sites. Variable size: hdr.size covers the
+ * fixed part and stack_len bytes of stack[] (rounded up to 8). The stack bytes
+ * are user data: user space unwinds them in memory and never writes them out.
+ */
+struct tt_stack {
+	struct tt_hdr hdr;
+	__u64 sk;
+	__u64 cookie;
+	struct tt_user_regs regs;
+	__u32 tgid;
+	__u32 tid;
+	__u32 stack_len; /* valid bytes in stack[]: whole pages from (regs.sp & ~4095) upwards */
+	__u8 site;	 /* enum tt_site */
+	__u8 call;	 /* syscall number class: enum tt_call for acquire, else 0 */
+	__u8 pad[2];
+	__u8 stack[TT_STACK_MAX];
+};
+_Static_assert(sizeof(struct tt_stack) == 112 + TT_STACK_MAX, "tt_stack layout");
+#define TT_STACK_FIXED 112
+
+#define TT_OWNER_IO_SEEN (1u << 0)  /* the first write/send stack was taken */
+#define TT_OWNER_EOF_SEEN (1u << 1) /* the EOF read stack was taken */
+
 /* Value of the owners map (sk -> owner) and of the seeds map (cookie -> owner). */
 struct tt_owner {
 	__u64 first_ns;
 	__u32 tgid;
 	__s32 fd;
 	__u8 origin;
-	__u8 pad[7];
+	__u8 flags; /* TT_OWNER_* */
+	__u8 pad[6];
 	char comm[TT_COMM_LEN];
 };
 _Static_assert(sizeof(struct tt_owner) == 40, "tt_owner layout");

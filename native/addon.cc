@@ -9,6 +9,7 @@
 #include "libbpf_log.h"
 #include "probe.h"
 #include "sock_diag.h"
+#include "stack_resolver.h"
 #include "tracer.h"
 
 namespace tcptrace {
@@ -19,6 +20,7 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   InitProbe(env, exports);
   InitSockDiag(env, exports);
   Tracer::Init(env, exports);
+  StackResolver::Init(env, exports);
   return exports;
 }
 

@@ -16,9 +16,15 @@ constexpr size_t kMaxPending = 64 * 1024;
 constexpr size_t kMaxCapture = 1024 * 1024;  // verifier logs can be long; keep the tail
 
 int PrintFn(enum libbpf_print_level level, const char* fmt, va_list args) {
-  char buf[4096];
-  int n = vsnprintf(buf, sizeof(buf), fmt, args);
+  // One call can carry a whole verifier log (megabytes): measure, then format.
+  va_list copy;
+  va_copy(copy, args);
+  int n = vsnprintf(nullptr, 0, fmt, copy);
+  va_end(copy);
   if (n < 0) return n;
+  std::string buf(static_cast<size_t>(n) + 1, '\0');
+  vsnprintf(buf.data(), buf.size(), fmt, args);
+  buf.resize(static_cast<size_t>(n));
   std::lock_guard<std::mutex> lock(g_mu);
   if (g_capture != nullptr) {
     g_capture->append(buf);

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <algorithm>
 #include <set>
 
 #include "bpf_error.h"
@@ -142,6 +143,9 @@ Tracer::Tracer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tracer>(info) 
   skel_->rodata->targ_filter = GetBool(o, "filter", false);
   skel_->rodata->targ_children = GetBool(o, "children", false);
   skel_->rodata->targ_self_tgid = static_cast<int32_t>(getpid());
+  skel_->rodata->targ_stacks = GetBool(o, "stacks", false);
+  skel_->rodata->targ_stack_bytes = std::min<uint32_t>(GetU32(o, "stackBytes", 16384), TT_STACK_MAX);
+  skel_->rodata->targ_stack_rate = std::max<uint32_t>(GetU32(o, "stackRate", 2000), 1);
   uint32_t ring = GetU32(o, "ringBytes", 8u << 20);
   skel_->rodata->targ_wakeup_bytes = GetU32(o, "wakeupBytes", ring / 4);
   uint32_t max_sockets = GetU32(o, "maxSockets", 65536);
@@ -151,6 +155,7 @@ Tracer::Tracer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tracer>(info) 
   if (!err) err = bpf_map__set_max_entries(skel_->maps.owners, max_sockets);
   if (!err) err = bpf_map__set_max_entries(skel_->maps.seeds, max_sockets);
   if (!err) err = bpf_map__set_max_entries(skel_->maps.targets, max_targets);
+  if (!err) err = bpf_map__set_max_entries(skel_->maps.stack_scratch, static_cast<uint32_t>(std::max(libbpf_num_possible_cpus(), 1)));
   if (err) {
     CloseAll();
     throw ToJsError(env, MakeError("size BPF maps", -err, "ring size must be a power of 2 multiple of the page size"));

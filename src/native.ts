@@ -79,6 +79,11 @@ export interface NativeTracerOptions {
   wakeupBytes?: number;
   maxSockets: number;
   maxTargets?: number;
+  /** capture user stacks at acquire / first I/O / EOF */
+  stacks?: boolean;
+  stackBytes?: number;
+  /** stacks per second per process */
+  stackRate?: number;
 }
 
 export interface NativeTracer {

@@ -28,7 +28,10 @@ test('a socket is followed from SYN_RECV to CLOSE and then retired', () => {
   assert.equal(t.apply(tr(1n, 90, TCP.CLOSE_WAIT, TCP.LAST_ACK))!.inOldNs, 60);
   t.apply(tr(1n, 95, TCP.LAST_ACK, TCP.CLOSE, { local: '127.0.0.1:0' }));
   assert.equal(t.live.size, 0);
-  assert.deepEqual(t.closeWaitDurations.get(100), [60]);
+  const closed = [...t.closedCloseWait.values()];
+  assert.equal(closed.length, 1);
+  assert.equal(closed[0].count, 1);
+  assert.deepEqual(closed[0].recentNs, [60]);
 });
 
 test('an sk address reused after CLOSE is a new socket', () => {

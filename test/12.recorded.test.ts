@@ -21,6 +21,20 @@ test('tcptrace report reproduces the report of the recorded run', async () => {
   assert.deepEqual(got.closeWait.map((e: any) => e.fd).sort(), [4, 5, 6, 7, 8]);
 });
 
+test('leaks are grouped offline by origin once they pass --leak-after', async () => {
+  const r = await runTcptrace(['report', file, '--format', 'json', '--leak-after', '1']);
+  assert.equal(r.code, 0, r.stderr);
+  const doc = JSON.parse(r.stdout);
+  const byOrigin = Object.fromEntries(doc.leaks.map((g: any) => [g.origin, g]));
+  assert.equal(byOrigin.preexisting.count, 2);
+  assert.equal(byOrigin.preexisting.ageSince, 'attach');
+  assert.equal(byOrigin.accept.count, 3);
+  assert.deepEqual(byOrigin.accept.sockets.map((s: any) => s.fd).sort(), [6, 7, 8]);
+  assert.ok(byOrigin.accept.notes.some((n: string) => /not captured/.test(n)), 'a recording without stacks says so');
+  const strict = JSON.parse((await runTcptrace(['report', file, '--format', 'json'])).stdout);
+  assert.deepEqual(strict.leaks, [], 'nothing is 5 s old in a 2.5 s recording');
+});
+
 test('the text report names every CLOSE_WAIT socket', async () => {
   const r = await runTcptrace(['report', file]);
   assert.equal(r.code, 0, r.stderr);

@@ -10,6 +10,16 @@ import { SocketTable, type Applied } from '../model/socket-table.js';
 import type { PresentEvent } from '../model/events.js';
 import { zeroCounters, type Counters, type SessionEnd, type SessionInfo, type TraceSink } from '../trace/types.js';
 import { buildReport, type ReportDoc } from '../report/build.js';
+import type { Frame, ResolvedStack } from '../stacks/types.js';
+
+export interface AnalysisOptions {
+  /** a socket in CLOSE_WAIT this long, not closed, is leaked */
+  leakAfterMs: number;
+  /** leak groups (and closed-path groups) in the report */
+  top: number;
+}
+
+export const DEFAULT_ANALYSIS: AnalysisOptions = { leakAfterMs: 5000, top: 10 };
 
 export interface LiveLine {
   ev: TransitionEvent | SockcallEvent;
@@ -25,6 +35,18 @@ export class Analyzer implements TraceSink {
   /** set to receive one call per transition/sockcall (live output); unset in --quiet */
   onLine?: (line: LiveLine) => void;
   onFinish?: (report: ReportDoc, end: SessionEnd) => void | Promise<void>;
+  /** called after each batch or stack delivery (to flush buffered live output) */
+  onDelivered?: () => void;
+  /** frames of every distinct stack seen, by stack id */
+  readonly stacksById = new Map<number, Frame[]>();
+  /** why some stacks stopped early, by reason, for the report */
+  readonly stackStops = new Map<string, number>();
+  stacksSeen = 0;
+  /** keep latestNs (the newest record's time) up to date: offline --interval needs it */
+  trackTime = false;
+  latestNs = 0;
+
+  constructor(readonly options: AnalysisOptions = DEFAULT_ANALYSIS) {}
 
   begin(info: SessionInfo): void {
     this.info = info;
@@ -38,6 +60,11 @@ export class Analyzer implements TraceSink {
   batch(buf: Buffer): void {
     const table = this.table;
     const onLine = this.onLine;
+    if (this.trackTime) {
+      forEachRecord(buf, (ev) => {
+        this.latestNs = Math.max(this.latestNs, ev.ts);
+      });
+    }
     // views are reused per record: the table copies what it keeps, live lines are formatted at once
     forEachRecord(
       buf,
@@ -49,6 +76,21 @@ export class Analyzer implements TraceSink {
         : (ev: RecordView) => void table.apply(ev),
       this.decodeStats,
     );
+    this.onDelivered?.();
+  }
+
+  stacks(items: ResolvedStack[]): void {
+    for (const st of items) {
+      this.stacksSeen++;
+      if (!this.stacksById.has(st.stackId)) this.stacksById.set(st.stackId, st.frames);
+      if (!st.complete && st.stop) this.stackStops.set(st.stop, (this.stackStops.get(st.stop) ?? 0) + 1);
+      this.table.attachStack(st);
+    }
+  }
+
+  /** The report as it stands now (for --interval), without ending anything. */
+  snapshot(nowNs: bigint): ReportDoc {
+    return buildReport(this, { endedNs: nowNs, reason: 'stopped', exitedPids: [], counters: this.lastCounters });
   }
 
   counters(c: Counters): void {

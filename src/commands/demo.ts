@@ -4,6 +4,7 @@
  * 127.0.0.1 and is stopped by pid at the end.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
@@ -29,7 +30,8 @@ function request(port: number, path: string): Promise<void> {
 
 function startServer(): Promise<{ proc: ChildProcess; port: number }> {
   const script = fileURLToPath(new URL('../demo/leaky-server.js', import.meta.url));
-  const proc = spawn(process.execPath, [script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // perf-map flags: V8 writes /tmp/perf-PID.map so tcptrace can name JavaScript frames
+  const proc = spawn(process.execPath, ['--perf-basic-prof-only-functions', '--interpreted-frames-native-stack', script], { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     proc.once('exit', (c) => reject(new Error(`demo server exited (${c})`)));
     proc.stdout!.on('data', (d: Buffer) => {
@@ -49,15 +51,26 @@ export function demoCommand(): Command {
         say(`started a leaky server, pid ${proc.pid}, on 127.0.0.1:${port}; its /quote handler never ends its socket`);
         for (let i = 0; i < 2; i++) await request(port, '/quote');
         say('made 2 leaky requests before attaching: tcptrace must find those too');
-        const analyzer = new Analyzer();
+        // the demo is short: call a socket leaked after 1 s in CLOSE_WAIT (the default is 5 s)
+        const analyzer = new Analyzer({ leakAfterMs: 1000, top: 10 });
         const lines: string[] = [];
         analyzer.onLine = (l) => lines.push(formatLive(l, analyzer.info.startedNs));
         const flush = () => {
           if (lines.length) process.stdout.write(lines.splice(0).join('\n') + '\n');
         };
+        analyzer.onDelivered = flush;
         const done = runSession(
-          { pid: [proc.pid!], children: false, attachMode: opts.attachMode, ringSize: DEFAULTS.ringBytes, maxSockets: DEFAULTS.maxSockets },
-          [analyzer, { begin() {}, present() {}, counters() {}, finish() {}, batch: flush }],
+          {
+            pid: [proc.pid!],
+            children: false,
+            attachMode: opts.attachMode,
+            ringSize: DEFAULTS.ringBytes,
+            maxSockets: DEFAULTS.maxSockets,
+            stacks: true,
+            stackBytes: DEFAULTS.stackBytes,
+            stackRate: DEFAULTS.stackRate,
+          },
+          [analyzer],
           async (s) => {
             say(`tracing pid ${proc.pid} (attach mode ${s.info.attach.mode}); now 3 healthy and 3 leaky requests`);
             process.stdout.write(LIVE_HEADER + '\n');
@@ -65,7 +78,7 @@ export function demoCommand(): Command {
               await request(port, '/health');
               await request(port, '/quote');
             }
-            await sleep(600);
+            await sleep(1500);
             await s.stop('duration');
           },
         );
@@ -75,6 +88,7 @@ export function demoCommand(): Command {
         say(`in production: tcptrace --pid <PID> (add --format json for scripts); see tcptrace --help`);
       } finally {
         if (proc.exitCode === null) process.kill(proc.pid!, 'SIGKILL');
+        rmSync(`/tmp/perf-${proc.pid}.map`, { force: true });
       }
     });
 }

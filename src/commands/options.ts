@@ -17,11 +17,15 @@ export function parsePositive(v: string): number {
   return n;
 }
 
-function parseSize(v: string): number {
+function parseSize(v: string, multipleOf = 0): number {
   const m = /^(\d+)([kKmM]?)(i?[bB])?$/.exec(v);
   if (!m) throw new InvalidArgumentError(`'${v}' is not a size (e.g. 16M, 8192K)`);
   const n = Number(m[1]) * (m[2].toLowerCase() === 'm' ? 1 << 20 : m[2].toLowerCase() === 'k' ? 1024 : 1);
-  if (n < 4096 || (n & (n - 1)) !== 0) throw new InvalidArgumentError(`'${v}': the ring size must be a power of two, at least 4K`);
+  if (multipleOf) {
+    if (n < multipleOf || n % multipleOf) throw new InvalidArgumentError(`'${v}': must be a multiple of ${multipleOf}`);
+  } else if (n < 4096 || (n & (n - 1)) !== 0) {
+    throw new InvalidArgumentError(`'${v}': the ring size must be a power of two, at least 4K`);
+  }
   return n;
 }
 
@@ -37,6 +41,35 @@ export interface SelectorOpts {
   attachMode?: string;
   ringSize: number;
   maxSockets: number;
+  stacks: boolean;
+  stackBytes: number;
+  stackRate: number;
+}
+
+export interface AnalysisOpts {
+  leakAfter: number;
+  interval?: number;
+  top: number;
+}
+
+function parseStackBytes(v: string): number {
+  const n = parseSize(v, 4096);
+  if (n > 32768) throw new InvalidArgumentError(`'${v}': at most 32K of stack is copied`);
+  return n;
+}
+
+function parseWhole(v: string): number {
+  if (!/^\d+$/.test(v) || Number(v) < 1) throw new InvalidArgumentError(`'${v}' is not a whole number >= 1`);
+  return Number(v);
+}
+
+/** --leak-after, --interval, --top: how leaks are judged and shown (trace, record, report) */
+export function analysisOptions(): Option[] {
+  return [
+    new Option('--leak-after <seconds>', 'a socket in CLOSE_WAIT this long, and not closed, is leaked').argParser(parsePositive).default(5),
+    new Option('--interval <seconds>', 'also print the leak report every this many seconds (text output)').argParser(parsePositive),
+    new Option('--top <n>', 'leak groups shown, largest first').argParser(parseWhole).default(10),
+  ];
 }
 
 /** --pid, --children, --duration, --attach-mode, --ring-size, --max-sockets */
@@ -48,6 +81,9 @@ export function selectorOptions(): Option[] {
     new Option('--attach-mode <mode>', 'force an attach mode instead of the best one the probe finds (see `tcptrace features`)').choices(MODE_NAMES),
     new Option('--ring-size <bytes>', 'BPF ring buffer size (power of two)').argParser(parseSize).default(DEFAULTS.ringBytes, '16M'),
     new Option('--max-sockets <n>', 'sockets tracked at once in the kernel (map size)').argParser(parseCount).default(DEFAULTS.maxSockets),
+    new Option('--no-stacks', 'do not capture user stacks (no leak attribution; lowest overhead)'),
+    new Option('--stack-bytes <bytes>', 'user stack copied per capture, whole pages from the stack pointer').argParser(parseStackBytes).default(DEFAULTS.stackBytes, '32K'),
+    new Option('--stack-rate <n>', 'stacks captured per second per process at most (bounds the cost under churn)').argParser(parseWhole).default(DEFAULTS.stackRate),
   ];
 }
 

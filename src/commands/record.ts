@@ -2,7 +2,7 @@
 import { Command, Option } from 'commander';
 import { EXIT } from '../errors.js';
 import { RecordWriter } from '../record/writer.js';
-import { selectorOptions, type SelectorOpts } from './options.js';
+import { analysisOptions, selectorOptions, type SelectorOpts } from './options.js';
 import { describeTargets, runSession } from './run-session.js';
 
 export function recordCommand(): Command {
@@ -19,6 +19,9 @@ Examples:
     )
     .addOption(new Option('-o, --output <file>', 'recording to write').makeOptionMandatory());
   for (const o of selectorOptions()) cmd.addOption(o);
+  // accepted for symmetry with trace and report: a recording keeps every event, so
+  // they only matter when the recording is analysed (pass them to `tcptrace report`)
+  for (const o of analysisOptions()) cmd.addOption(o.hideHelp());
   cmd.action(async (opts: SelectorOpts & { output: string }) => {
     const writer = new RecordWriter(opts.output);
     const end = await runSession(opts, [writer], (s) =>

@@ -2,16 +2,33 @@
 import { Command } from 'commander';
 import { Analyzer } from '../analysis/analyzer.js';
 import { replay } from '../record/reader.js';
-import { renderReport } from '../report/text.js';
-import { formatOption } from './options.js';
+import { renderLeaks, renderReport } from '../report/text.js';
+import { analysisOptions, formatOption, type AnalysisOpts } from './options.js';
 
 export function reportCommand(): Command {
   return new Command('report')
     .description('analyse a recording made by `tcptrace record` (or `tcptrace --record`): same report as live')
     .argument('<file>', 'recording to read')
     .addOption(formatOption())
-    .action(async (file: string, opts: { format: 'text' | 'json' }) => {
-      const analyzer = new Analyzer();
+    .addOption(analysisOptions()[0])
+    .addOption(analysisOptions()[1])
+    .addOption(analysisOptions()[2])
+    .action(async (file: string, opts: { format: 'text' | 'json' } & AnalysisOpts) => {
+      const analyzer = new Analyzer({ leakAfterMs: opts.leakAfter * 1000, top: opts.top });
+      if (opts.interval && opts.format === 'text') {
+        // the leak report every --interval seconds of recorded time
+        let next = 0;
+        analyzer.trackTime = true;
+        analyzer.onDelivered = () => {
+          const now = analyzer.latestNs;
+          if (!now) return;
+          if (!next) next = Number(analyzer.info.startedNs) + opts.interval! * 1e9;
+          while (now >= next) {
+            process.stdout.write(renderLeaks(analyzer.snapshot(BigInt(Math.round(next)))) + '\n');
+            next += opts.interval! * 1e9;
+          }
+        };
+      }
       const r = await replay(file, analyzer);
       const report = analyzer.result();
       if (r.interrupted) report.warnings.push('the recording has no end frame: the recorder was interrupted; the report ends at the last event');

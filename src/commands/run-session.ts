@@ -16,6 +16,9 @@ export async function runSession(opts: SelectorOpts, sinks: TraceSink[], onStart
       maxSockets: opts.maxSockets,
       drainIntervalMs: DEFAULTS.drainIntervalMs,
       countersIntervalMs: DEFAULTS.countersIntervalMs,
+      stacks: opts.stacks,
+      stackBytes: opts.stackBytes,
+      stackRate: opts.stackRate,
     },
     sinks,
   );

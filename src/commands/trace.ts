@@ -3,12 +3,13 @@ import { Command, Option } from 'commander';
 import { Analyzer, type LiveLine } from '../analysis/analyzer.js';
 import { EXIT } from '../errors.js';
 import { RecordWriter } from '../record/writer.js';
-import { formatLive, LIVE_HEADER, renderReport } from '../report/text.js';
+import { formatLive, LIVE_HEADER, renderLeaks, renderReport } from '../report/text.js';
+import { monotonicNs } from '../sys/host.js';
 import type { TraceSink } from '../trace/types.js';
-import { formatOption, selectorOptions, type SelectorOpts } from './options.js';
+import { analysisOptions, formatOption, selectorOptions, type AnalysisOpts, type SelectorOpts } from './options.js';
 import { describeTargets, runSession } from './run-session.js';
 
-interface TraceOpts extends SelectorOpts {
+interface TraceOpts extends SelectorOpts, AnalysisOpts {
   format: 'text' | 'json';
   quiet: boolean;
   record?: string;
@@ -16,7 +17,7 @@ interface TraceOpts extends SelectorOpts {
 
 export function traceCommand(): Command {
   const cmd = new Command('trace')
-    .description('trace TCP state transitions live and report the sockets left in CLOSE_WAIT (default command)')
+    .description('trace TCP state transitions live, and name the code paths that leave sockets in CLOSE_WAIT (default command)')
     .addHelpText(
       'after',
       `
@@ -24,37 +25,53 @@ Examples:
   tcptrace --pid 4242                    follow pid 4242's sockets until Ctrl-C
   tcptrace --pid 4242 --duration 30 --quiet
                                          no live lines; only the report after 30 s
+  tcptrace -p 4242 --interval 60 --quiet the leak report every minute
   tcptrace -p 4242 -f json > report.json one JSON document at exit (docs/report-json.md)
   tcptrace -p 4242 --record run.tcptrace also write a recording for \`tcptrace report\`
 
 Live columns: seconds since start, owner pid, comm and fd (the owner, even when the
 kernel changed the state in softirq on behalf of another process), local and remote
-address, old -> new state, and how long the socket spent in the old state.`,
+address, old -> new state, and how long the socket spent in the old state.
+
+Leaks: sockets in CLOSE_WAIT for --leak-after seconds and not closed, grouped by the
+stack that acquired them (accept/connect) and the read that saw EOF, like memleak.
+Names need symbols: Node wants NODE_OPTIONS="--perf-basic-prof-only-functions
+--interpreted-frames-native-stack", Java -XX:+PreserveFramePointer and
+\`jcmd PID Compiler.perfmap\`, CPython 3.12+ -X perf; libc lines need libc6-dbg.`,
     );
   for (const o of selectorOptions()) cmd.addOption(o);
+  for (const o of analysisOptions()) cmd.addOption(o);
   cmd
     .addOption(formatOption())
     .addOption(new Option('-q, --quiet', 'no live lines, only the final report').default(false))
     .addOption(new Option('-w, --record <file>', 'also record the trace to a file (read it with `tcptrace report`)'))
     .action(async (opts: TraceOpts) => {
-      const analyzer = new Analyzer();
+      const analyzer = new Analyzer({ leakAfterMs: opts.leakAfter * 1000, top: opts.top });
       const out: string[] = [];
       if (opts.format === 'text' && !opts.quiet) {
         analyzer.onLine = (l: LiveLine) => out.push(formatLive(l, analyzer.info.startedNs));
       }
-      const sinks: TraceSink[] = [analyzer];
       const flush = () => {
         if (out.length) {
           process.stdout.write(out.join('\n') + '\n');
           out.length = 0;
         }
       };
-      sinks.push({ begin() {}, present() {}, counters() {}, finish() {}, batch: flush });
+      analyzer.onDelivered = flush;
+      const sinks: TraceSink[] = [analyzer];
       if (opts.record) sinks.push(new RecordWriter(opts.record));
+      let ticker: NodeJS.Timeout | undefined;
       const end = await runSession(opts, sinks, (s) => {
         process.stderr.write(`tcptrace: tracing ${describeTargets(opts)} (attach mode ${s.info.attach.mode}); Ctrl-C to stop\n`);
         if (opts.format === 'text' && !opts.quiet) process.stdout.write(LIVE_HEADER + '\n');
+        if (opts.interval && opts.format === 'text') {
+          ticker = setInterval(() => {
+            flush();
+            process.stdout.write('\n' + renderLeaks(analyzer.snapshot(monotonicNs())) + '\n');
+          }, opts.interval * 1000);
+        }
       });
+      if (ticker) clearInterval(ticker);
       flush();
       const report = analyzer.result();
       if (opts.format === 'json') process.stdout.write(JSON.stringify(report, null, 2) + '\n');

@@ -7,6 +7,7 @@
 import { TT_CALL, TT_ORIGIN } from '../generated/events.js';
 import type { PresentEvent, SockcallEvent, TraceEvent, TransitionEvent } from './events.js';
 import { TCP } from './states.js';
+import type { ResolvedStack, Site } from '../stacks/types.js';
 
 export type Origin = 'accept' | 'connect' | 'listen' | 'preexisting' | 'accept-pending' | 'unknown';
 
@@ -47,6 +48,20 @@ export interface SocketRecord {
   sharedWith: number[];
   /** transitions seen for this socket */
   transitions: number;
+  /** stack ids at its sites (see ResolvedStack.stackId) */
+  stacks: Partial<Record<Site, number>>;
+}
+
+/** How long sockets of one code path sat in CLOSE_WAIT before their owner closed them. */
+export interface CloseWaitHistory {
+  pid: number;
+  comm: string;
+  origin: Origin;
+  acquireStack?: number;
+  count: number;
+  maxNs: number;
+  /** the most recent durations (bounded), for quantiles */
+  recentNs: number[];
 }
 
 /** What a transition did to the table, for live output. */
@@ -71,8 +86,10 @@ export class SocketTable {
   readonly counts: TableCounts = { transitions: 0, sockcalls: 0, forks: 0, present: 0, duplicatesAfterAttach: 0, retired: 0 };
   /** pids whose sockets are targets; null: every socket (whole-system mode) */
   readonly targets: Set<number> | null;
-  /** ns each retired socket spent in CLOSE_WAIT before it was closed, grouped by owner pid */
-  readonly closeWaitDurations = new Map<number, number[]>();
+  /** CLOSE_WAIT durations of sockets that were closed, by (pid, origin, acquire stack) */
+  readonly closedCloseWait = new Map<string, CloseWaitHistory>();
+  /** stacks that arrived before their socket's first transition (connect/listen), by sk */
+  private pendingStacks = new Map<bigint, ResolvedStack[]>();
   private serial = 0;
   /** called when a socket retires (CLOSE), before it leaves the table */
   onRetire?: (rec: SocketRecord) => void;
@@ -131,9 +148,36 @@ export class SocketTable {
       shutdownAt: null,
       sharedWith: [],
       transitions: 0,
+      stacks: {},
     };
     this.live.set(ev.sk, rec);
+    const waiting = this.pendingStacks.get(ev.sk);
+    if (waiting) {
+      this.pendingStacks.delete(ev.sk);
+      for (const st of waiting) if (st.ts <= ev.ts && rec.stacks[st.site] === undefined) rec.stacks[st.site] = st.stackId;
+    }
     return rec;
+  }
+
+  /** Attaches a stack to its socket (the first one of each site wins). */
+  attachStack(st: ResolvedStack): void {
+    if (st.cookie !== 0n) this.adopt(st.cookie, st.sk);
+    const rec = this.live.get(st.sk);
+    if (rec) {
+      if (rec.stacks[st.site] === undefined) rec.stacks[st.site] = st.stackId;
+      return;
+    }
+    // connect()/listen() stacks come before the transition that creates the record
+    let list = this.pendingStacks.get(st.sk);
+    if (!list) this.pendingStacks.set(st.sk, (list = []));
+    list.push(st);
+    if (this.pendingStacks.size > 4096) this.prunePending(st.ts);
+  }
+
+  private prunePending(now: number): void {
+    for (const [sk, list] of this.pendingStacks) {
+      if (now - list[list.length - 1].ts > 10e9) this.pendingStacks.delete(sk);
+    }
   }
 
   private applyTransition(ev: TransitionEvent): Applied {
@@ -184,11 +228,7 @@ export class SocketTable {
     const newState = ev.newState;
     const inOldNs = rec.stateSince === null ? null : ts - rec.stateSince;
     rec.transitions++;
-    if (oldState === TCP.CLOSE_WAIT && newState !== TCP.CLOSE_WAIT && inOldNs !== null && rec.pid) {
-      let list = this.closeWaitDurations.get(rec.pid);
-      if (!list) this.closeWaitDurations.set(rec.pid, (list = []));
-      list.push(inOldNs);
-    }
+    if (oldState === TCP.CLOSE_WAIT && newState !== TCP.CLOSE_WAIT && inOldNs !== null && rec.pid) this.noteClosedCloseWait(rec, inOldNs);
     rec.state = newState;
     rec.stateSince = ts;
     if (newState === TCP.CLOSE) {
@@ -222,6 +262,19 @@ export class SocketTable {
     } else if (ev.call === TT_CALL.SHUTDOWN) {
       rec.shutdownAt = ev.ts;
     }
+  }
+
+  private noteClosedCloseWait(rec: SocketRecord, ns: number): void {
+    const key = `${rec.pid}|${rec.origin}|${rec.stacks.acquire ?? '-'}`;
+    let h = this.closedCloseWait.get(key);
+    if (!h) {
+      h = { pid: rec.pid, comm: rec.comm, origin: rec.origin, acquireStack: rec.stacks.acquire, count: 0, maxNs: 0, recentNs: [] };
+      this.closedCloseWait.set(key, h);
+    }
+    h.count++;
+    if (ns > h.maxNs) h.maxNs = ns;
+    if (h.recentNs.length >= 1000) h.recentNs.shift();
+    h.recentNs.push(ns);
   }
 
   /** A forked child inherits every open fd: the parent's sockets are now shared with it. */

@@ -5,7 +5,9 @@
  *   frame  := u32 big-endian payload length, then a msgpack payload
  *   payload:= {t: 'header', format: 'tcptrace-record', version: 1, info}
  *           | {t: 'present', events}     sockets present at attach
- *           | {t: 'batch', data}         ring-buffer records, byte for byte (bpf/tcpstate.h)
+ *           | {t: 'batch', data}         ring-buffer records, byte for byte (bpf/tcpstate.h),
+ *                                        except stack records: raw stack bytes are user data
+ *           | {t: 'stacks', items}       stacks, unwound and symbolized at capture time
  *           | {t: 'counters', c}         kernel and agent counters, sampled
  *           | {t: 'end', end}            written on a clean stop
  *

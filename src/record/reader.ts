@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { TcptraceError } from '../errors.js';
 import * as G from '../generated/events.js';
 import type { PresentEvent } from '../model/events.js';
+import type { ResolvedStack } from '../stacks/types.js';
 import { zeroCounters, type Counters, type SessionEnd, type SessionInfo, type TraceSink } from '../trace/types.js';
 import { decodeFrame, fromWire, RECORD_FORMAT, RECORD_VERSION } from './format.js';
 
@@ -63,6 +64,9 @@ export async function replay(path: string, sink: TraceSink): Promise<ReplayResul
         }
         break;
       }
+      case 'stacks':
+        sink.stacks(fromWire<ResolvedStack[]>(frame.items));
+        break;
       case 'counters':
         counters = frame.c as Counters;
         sink.counters(counters);

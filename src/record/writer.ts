@@ -2,6 +2,7 @@
 import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { TcptraceError } from '../errors.js';
 import type { PresentEvent } from '../model/events.js';
+import type { ResolvedStack } from '../stacks/types.js';
 import type { Counters, SessionEnd, SessionInfo, TraceSink } from '../trace/types.js';
 import { encodeFrame, RECORD_FORMAT, RECORD_VERSION, toWire } from './format.js';
 
@@ -49,6 +50,10 @@ export class RecordWriter implements TraceSink {
 
   batch(buf: Buffer): void {
     this.push({ t: 'batch', data: buf });
+  }
+
+  stacks(items: ResolvedStack[]): void {
+    this.push({ t: 'stacks', items: toWire(items) });
   }
 
   present(events: PresentEvent[]): void {

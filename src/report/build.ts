@@ -6,6 +6,7 @@ import type { Analyzer } from '../analysis/analyzer.js';
 import { stateName, TCP } from '../model/states.js';
 import type { SocketRecord } from '../model/socket-table.js';
 import type { SessionEnd } from '../trace/types.js';
+import { buildClosedPaths, buildLeaks, type ClosedPath, type LeakGroup } from './leaks.js';
 
 export const REPORT_SCHEMA = 'tcptrace.report/1';
 
@@ -52,6 +53,12 @@ export interface ReportDoc {
   /** target sockets per TCP state at the end */
   states: Record<string, number>;
   closeWait: CloseWaitEntry[];
+  /** CLOSE_WAIT for at least leakAfterMs and not closed, grouped by code path (docs/report-json.md) */
+  leakAfterMs: number;
+  leaks: LeakGroup[];
+  /** code paths whose sockets did close: how long they sat in CLOSE_WAIT first */
+  closedCloseWait: ClosedPath[];
+  stacks: { captured: number; rateLimited: number; cutShort: number; distinct: number; stoppedEarly: Record<string, number> } | null;
   warnings: string[];
 }
 
@@ -79,6 +86,7 @@ export function buildReport(a: Analyzer, end: SessionEnd): ReportDoc {
   if (counters.listenersFull) warnings.push(`${counters.listenersFull} listeners not tracked: listeners map full`);
   if (counters.targetsFull) warnings.push(`${counters.targetsFull} forked children not followed: targets map full`);
   if (end.reason === 'target-exited') warnings.push(`the traced process${end.exitedPids.length > 1 ? 'es' : ''} exited during the trace (${end.exitedPids.join(', ')}): the report covers what was seen until then`);
+  if (counters.stacksLimited) warnings.push(`${counters.stacksLimited} stacks not captured: per-process rate limit (--stack-rate)`);
   if (a.decodeStats.unknown) warnings.push(`${a.decodeStats.unknown} records of an unknown kind were skipped (newer BPF object?)`);
 
   const wallStart = info.clock.wallNs + (info.startedNs - info.clock.monotonicNs);
@@ -106,6 +114,18 @@ export function buildReport(a: Analyzer, end: SessionEnd): ReportDoc {
     },
     states,
     closeWait,
+    leakAfterMs: a.options.leakAfterMs,
+    leaks: buildLeaks(a, endNs, startedNs),
+    closedCloseWait: buildClosedPaths(a),
+    stacks: info.stacks
+      ? {
+          captured: a.stacksSeen,
+          rateLimited: counters.stacksLimited,
+          cutShort: counters.stacksShort,
+          distinct: a.stacksById.size,
+          stoppedEarly: Object.fromEntries(a.stackStops),
+        }
+      : null,
     warnings,
   };
 }

@@ -3,6 +3,75 @@ import type { LiveLine } from '../analysis/analyzer.js';
 import { TT_CALL } from '../generated/events.js';
 import { stateName } from '../model/states.js';
 import type { ReportDoc } from './build.js';
+import type { LeakGroup } from './leaks.js';
+import type { Frame } from '../stacks/types.js';
+
+const n = (x: number) => x.toLocaleString('en-US');
+
+function frameLines(frames: Frame[], indent: string, max = 12): string[] {
+  const out: string[] = [];
+  frames.slice(0, max).forEach((f, i) => {
+    for (const inl of f.inlined ?? []) {
+      out.push(`${indent}#${String(i).padEnd(2)} ${('(inlined) ' + inl.symbol).padEnd(32)} ${f.module.padEnd(14)} ${inl.file ? `${inl.file}:${inl.line ?? '?'}` : ''}`.trimEnd());
+    }
+    const name = f.symbol || `[${f.addr}]${f.reason ? ' (unnamed)' : ''}`;
+    const where = f.file ? `${f.file}:${f.line ?? '?'}` : '';
+    out.push(`${indent}#${String(i).padEnd(2)} ${name.padEnd(32)} ${f.module.padEnd(14)} ${where}`.trimEnd());
+  });
+  if (frames.length > max) out.push(`${indent}... ${frames.length - max} more frames`);
+  return out;
+}
+
+const ACQUIRED: Record<string, string> = { accept: 'accepted at', connect: 'connected at', listen: 'listening since', preexisting: 'present at attach', unknown: 'acquired at' };
+
+function leakGroupLines(g: LeakGroup): string[] {
+  const out: string[] = [];
+  const age = g.ageSince === 'attach' ? `in CLOSE_WAIT since before attach (>= ${formatDuration(g.oldestMs)})` : `oldest ${formatDuration(g.oldestMs)}, median ${formatDuration(g.medianMs)}`;
+  out.push(`  ${n(g.count)} socket${g.count === 1 ? '' : 's'}  ${ACQUIRED[g.origin] ?? 'acquired at'}:  ${age}`);
+  if (g.stacks.acquire) out.push(...frameLines(g.stacks.acquire, '    '));
+  if (g.stacks.io) {
+    out.push('  first write/send:');
+    out.push(...frameLines(g.stacks.io, '    ', 8));
+  }
+  if (g.stacks.eof) {
+    out.push('  read EOF at (and never closed):');
+    out.push(...frameLines(g.stacks.eof, '    ', 8));
+  } else if (g.origin !== 'preexisting') {
+    out.push('  peer FIN then silence: the program never read the EOF');
+  }
+  const fds = g.sockets.map((s) => s.fd).filter((f) => f !== null);
+  out.push(`  fds ${fds.slice(0, 12).join(',')}${fds.length > 12 ? ',...' : ''}; peers ${g.peers.map((p) => `${p.addr} (${n(p.count)})`).join(', ')}`);
+  for (const note of g.notes) out.push(`  note: ${note}`);
+  return out;
+}
+
+/** The leak section: groups by pid, then by code path, largest first. */
+export function renderLeaks(r: ReportDoc): string {
+  const out: string[] = [];
+  if (!r.leaks.length) {
+    out.push(`no CLOSE_WAIT leaks (no target socket in CLOSE_WAIT for ${formatDuration(r.leakAfterMs)} or more)`);
+  } else {
+    const byPid = new Map<number, LeakGroup[]>();
+    for (const g of r.leaks) {
+      if (!byPid.has(g.pid)) byPid.set(g.pid, []);
+      byPid.get(g.pid)!.push(g);
+    }
+    for (const [pid, groups] of byPid) {
+      const total = groups.reduce((a, g) => a + g.count, 0);
+      const oldest = Math.max(...groups.map((g) => g.oldestMs));
+      out.push(`CLOSE_WAIT leaks, pid ${pid} (${groups[0].comm}): ${n(total)} socket${total === 1 ? '' : 's'}, oldest ${formatDuration(oldest)}`);
+      for (const g of groups) out.push(...leakGroupLines(g));
+    }
+  }
+  if (r.closedCloseWait.length) {
+    out.push('', 'code paths that did close their CLOSE_WAIT sockets (time in CLOSE_WAIT p50 / p90 / max):');
+    for (const c of r.closedCloseWait) {
+      const at = c.acquire?.find((f, i) => i > 0 && f.symbol && !/^(__libc|_start|accept|connect)/.test(f.symbol));
+      out.push(`  pid ${c.pid} (${c.comm}) ${c.origin.padEnd(8)} ${n(c.closed).padStart(7)} closed  ${formatDuration(c.p50Ms)} / ${formatDuration(c.p90Ms)} / ${formatDuration(c.maxMs)}${at ? `   via ${at.symbol}${at.file ? ` (${at.file}:${at.line})` : ''}` : ''}`);
+    }
+  }
+  return out.join('\n');
+}
 
 const CALL_NAMES: Record<number, string> = {
   [TT_CALL.ACCEPT]: 'accept()',
@@ -66,6 +135,8 @@ export function renderReport(r: ReportDoc): string {
   } else {
     out.push('no sockets in CLOSE_WAIT');
   }
+  out.push('', renderLeaks(r));
+  if (r.stacks) out.push('', `stacks: ${n(r.stacks.captured)} captured (${n(r.stacks.distinct)} distinct), ${n(r.stacks.rateLimited)} rate-limited, ${n(r.stacks.cutShort)} copies ended at an unreadable page (usually the top of the stack)`);
   for (const w of r.warnings) out.push(`warning: ${w}`);
   return out.join('\n') + '\n';
 }

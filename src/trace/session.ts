@@ -12,6 +12,7 @@ import { bootId, hostName, monotonicNs, osRelease, clockMapping } from '../sys/h
 import { VERSION } from '../version.js';
 import { TCP } from '../model/states.js';
 import { alive, descendants, snapshotSockets, toPresentEvent, type OwnedSocket } from './snapshot.js';
+import { StackResolver, splitStacks, type ResolverStats } from '../stacks/resolver.js';
 import { zeroCounters, type Counters, type EndReason, type SessionEnd, type SessionInfo, type TraceSink } from './types.js';
 
 export interface TraceOptions {
@@ -25,6 +26,11 @@ export interface TraceOptions {
   drainIntervalMs: number;
   /** how often counters are sampled for sinks and logs */
   countersIntervalMs: number;
+  /** capture user stacks at acquire / first I/O / EOF (leak attribution) */
+  stacks: boolean;
+  stackBytes: number;
+  /** stacks per second per process */
+  stackRate: number;
 }
 
 export const DEFAULTS = {
@@ -32,6 +38,8 @@ export const DEFAULTS = {
   maxSockets: 131072,
   drainIntervalMs: 100,
   countersIntervalMs: 1000,
+  stackBytes: 32768,
+  stackRate: 1000,
 } as const;
 
 const log = logger('session');
@@ -46,6 +54,7 @@ export class TraceSession {
   private resolveDone!: (e: SessionEnd) => void;
   private stopping = false;
   private lastLog = { events: 0, lost: 0, dropped: 0 };
+  private readonly resolver: StackResolver | null;
 
   private constructor(
     private readonly opts: TraceOptions,
@@ -56,6 +65,7 @@ export class TraceSession {
   ) {
     this.tracer = tracer;
     this.targets = targets;
+    this.resolver = opts.stacks ? new StackResolver() : null;
     this.done = new Promise((r) => (this.resolveDone = r));
     this.info = {
       tool: { name: 'tcptrace', version: VERSION },
@@ -65,6 +75,7 @@ export class TraceSession {
       clock: clockMapping(),
       attach: { mode: plan.mode.name, chosenBy: plan.chosenBy, hooks: plan.mode.hooks, programs: plan.mode.programs },
       selectors: { pids: opts.pids, children: opts.children },
+      stacks: opts.stacks ? { bytes: opts.stackBytes, rate: opts.stackRate } : null,
       startedNs: monotonicNs(),
     };
   }
@@ -87,6 +98,9 @@ export class TraceSession {
       children: opts.children,
       ringBytes: opts.ringBytes,
       maxSockets: opts.maxSockets,
+      stacks: opts.stacks,
+      stackBytes: opts.stackBytes,
+      stackRate: opts.stackRate,
     });
     try {
       tracer.load();
@@ -121,9 +135,24 @@ export class TraceSession {
     for (const s of this.sinks) s.present(present);
     log.info({ sockets: present.length }, 'sockets present at attach');
 
-    this.tracer.start((buf) => {
-      for (const s of this.sinks) s.batch(buf);
-    }, { intervalMs: this.opts.drainIntervalMs });
+    // open the targets' files now: their stacks must resolve even if they exit
+    if (this.resolver && pids) for (const pid of pids) this.resolver.prepare(pid);
+    const sinks = this.sinks;
+    const resolver = this.resolver;
+    const toSinks = (b: Buffer) => {
+      for (const s of sinks) s.batch(b);
+    };
+    this.tracer.start(
+      resolver
+        ? (buf) =>
+            splitStacks(buf, toSinks, (b, off) => {
+              // raw stack bytes stop here: sinks (and recordings) only ever see frames
+              const st = resolver.resolve(b, off);
+              for (const s of sinks) s.stacks([st]);
+            })
+        : toSinks,
+      { intervalMs: this.opts.drainIntervalMs },
+    );
 
     this.timers.push(setInterval(() => this.sampleCounters(), this.opts.countersIntervalMs));
     if (this.targets) this.timers.push(setInterval(() => this.watchTargets(), 250));
@@ -142,6 +171,10 @@ export class TraceSession {
 
   counters(): Counters {
     return toCounters(this.tracer.counters());
+  }
+
+  stackStats(): ResolverStats | null {
+    return this.resolver?.stats() ?? null;
   }
 
   private sampleCounters(): void {
@@ -212,6 +245,9 @@ export function toCounters(n: NativeCounters): Counters {
   c.pendingFull = k(TT_COUNTER.PENDING_FULL);
   c.wakeups = k(TT_COUNTER.WAKEUPS);
   c.seededHits = k(TT_COUNTER.SEEDED_HITS);
+  c.stacks = k(TT_COUNTER.STACKS);
+  c.stacksLimited = k(TT_COUNTER.STACKS_LIMITED);
+  c.stacksShort = k(TT_COUNTER.STACK_SHORT);
   c.records = Number(n.records);
   c.batches = Number(n.batches);
   c.droppedBatches = Number(n.droppedBatches);

@@ -1,5 +1,6 @@
 /** What flows from a trace source (live session or recording) to its consumers. */
 import type { PresentEvent } from '../model/events.js';
+import type { ResolvedStack } from '../stacks/types.js';
 
 export interface Counters {
   /** records the kernel submitted to the ring buffer */
@@ -14,6 +15,10 @@ export interface Counters {
   pendingFull: number;
   wakeups: number;
   seededHits: number;
+  /** user stacks captured, and not captured because of the per-process rate limit */
+  stacks: number;
+  stacksLimited: number;
+  stacksShort: number;
   /** records the agent read from the ring */
   records: number;
   batches: number;
@@ -25,7 +30,7 @@ export interface Counters {
 export function zeroCounters(): Counters {
   return {
     events: 0, lost: 0, filtered: 0, ownersFull: 0, listenersFull: 0, targetsFull: 0, pendingFull: 0,
-    wakeups: 0, seededHits: 0, records: 0, batches: 0, droppedBatches: 0, droppedBytes: 0,
+    wakeups: 0, seededHits: 0, stacks: 0, stacksLimited: 0, stacksShort: 0, records: 0, batches: 0, droppedBatches: 0, droppedBytes: 0,
   };
 }
 
@@ -38,6 +43,8 @@ export interface SessionInfo {
   clock: { monotonicNs: bigint; wallNs: bigint };
   attach: { mode: string; chosenBy: 'probe' | 'option'; hooks: Record<string, string>; programs: string[] };
   selectors: { pids: number[] | null; children: boolean };
+  /** stack capture settings (null: off) */
+  stacks: { bytes: number; rate: number } | null;
   startedNs: bigint;
 }
 
@@ -57,6 +64,8 @@ export interface TraceSink {
   /** packed binary records, exactly as read from the ring buffer */
   batch(buf: Buffer): void;
   present(events: PresentEvent[]): void;
+  /** stacks resolved from the ring, in stream order relative to batch() */
+  stacks(items: ResolvedStack[]): void;
   counters(c: Counters): void;
   finish(end: SessionEnd): void | Promise<void>;
 }

@@ -1,0 +1,141 @@
+/**
+ * Leak attribution: target sockets sitting in CLOSE_WAIT for at least
+ * --leak-after and never closed, grouped by (pid, origin, acquisition stack,
+ * EOF stack) the way memleak groups outstanding allocations by stack; and, for
+ * the code paths that did close, how long their sockets sat in CLOSE_WAIT.
+ */
+import type { Analyzer } from '../analysis/analyzer.js';
+import type { CloseWaitHistory, SocketRecord } from '../model/socket-table.js';
+import { TCP } from '../model/states.js';
+import type { Frame, Site } from '../stacks/types.js';
+
+export interface LeakSocket {
+  fd: number | null;
+  local: string;
+  remote: string;
+  closeWaitMs: number;
+}
+
+export interface LeakGroup {
+  pid: number;
+  comm: string;
+  state: 'CLOSE_WAIT';
+  origin: string;
+  count: number;
+  oldestMs: number;
+  medianMs: number;
+  /** 'attach': the ages of pre-existing sockets count from attach (their FIN came earlier) */
+  ageSince: 'transition' | 'attach';
+  stacks: Record<Site, Frame[] | null>;
+  /** why a stack is missing or unnamed, and what to do about it */
+  notes: string[];
+  peers: { addr: string; count: number }[];
+  sockets: LeakSocket[];
+}
+
+export interface ClosedPath {
+  pid: number;
+  comm: string;
+  origin: string;
+  /** sockets of this path that went through CLOSE_WAIT and were closed */
+  closed: number;
+  p50Ms: number;
+  p90Ms: number;
+  maxMs: number;
+  acquire: Frame[] | null;
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.floor((s.length - 1) / 2)] : 0;
+};
+const quantile = (xs: number[], q: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.min(s.length - 1, Math.floor(q * s.length))] : 0;
+};
+
+const SITE_TEXT: Record<Site, string> = { acquire: 'acquisition', io: 'first write/send', eof: 'EOF read' };
+
+export function buildLeaks(a: Analyzer, endNs: number, startedNs: number): LeakGroup[] {
+  const { table, stacksById, options } = a;
+  const groups = new Map<string, { recs: SocketRecord[]; ages: number[]; holder: number; attach: boolean }>();
+  for (const rec of table.live.values()) {
+    if (rec.state !== TCP.CLOSE_WAIT || !table.isTarget(rec)) continue;
+    const holder = table.holder(rec);
+    if (holder.pid === rec.pid && rec.fdClosedAt !== null) continue; // closed; another process holds it
+    const since = rec.stateSince ?? startedNs;
+    const ageMs = (endNs - since) / 1e6;
+    if (ageMs < options.leakAfterMs) continue;
+    const origin = rec.preexisting ? 'preexisting' : rec.origin === 'accept-pending' ? 'accept' : rec.origin;
+    const key = `${holder.pid}|${origin}|${rec.stacks.acquire ?? '-'}|${rec.stacks.eof ?? '-'}`;
+    let g = groups.get(key);
+    if (!g) groups.set(key, (g = { recs: [], ages: [], holder: holder.pid, attach: false }));
+    g.recs.push(rec);
+    g.ages.push(ageMs);
+    if (rec.stateSince === null) g.attach = true;
+  }
+  const out: LeakGroup[] = [];
+  for (const g of groups.values()) {
+    const first = g.recs[0];
+    const stack = (site: Site): Frame[] | null => {
+      const id = first.stacks[site];
+      return id === undefined ? null : stacksById.get(id) ?? null;
+    };
+    const stacks = { acquire: stack('acquire'), io: stack('io'), eof: stack('eof') };
+    const notes: string[] = [];
+    if (first.preexisting) notes.push('acquired before tcptrace attached: no stack; restart tracing earlier, or watch new sockets of this process');
+    else if (a.info.stacks === null) notes.push('stacks were not captured (--no-stacks)');
+    else {
+      for (const site of ['acquire', 'eof'] as const) {
+        if (!stacks[site] && !(site === 'eof' && first.origin !== 'accept' && first.origin !== 'accept-pending' && first.origin !== 'connect'))
+          notes.push(`no ${SITE_TEXT[site]} stack: not captured (per-process stack rate limit, or the call happened before attach)`);
+      }
+      for (const f of [...(stacks.acquire ?? []), ...(stacks.eof ?? [])]) if (f.reason && !notes.includes(f.reason)) notes.push(f.reason);
+    }
+    const peers = new Map<string, number>();
+    for (const r of g.recs) {
+      const ip = r.remote.replace(/:\d+$/, '');
+      peers.set(ip, (peers.get(ip) ?? 0) + 1);
+    }
+    const sockets = g.recs
+      .map((r, i) => ({ fd: table.holder(r).fd >= 0 ? table.holder(r).fd : null, local: r.local, remote: r.remote, closeWaitMs: Math.round(g.ages[i]) }))
+      .sort((x, y) => y.closeWaitMs - x.closeWaitMs);
+    out.push({
+      pid: g.holder,
+      comm: first.comm,
+      state: 'CLOSE_WAIT',
+      origin: first.preexisting ? 'preexisting' : first.origin === 'accept-pending' ? 'accept' : first.origin,
+      count: g.recs.length,
+      oldestMs: Math.round(Math.max(...g.ages)),
+      medianMs: Math.round(median(g.ages)),
+      ageSince: g.attach ? 'attach' : 'transition',
+      stacks,
+      notes,
+      peers: [...peers].map(([addr, count]) => ({ addr, count })).sort((x, y) => y.count - x.count).slice(0, 5),
+      sockets,
+    });
+  }
+  out.sort((x, y) => y.count - x.count || y.oldestMs - x.oldestMs);
+  return out.slice(0, options.top);
+}
+
+export function buildClosedPaths(a: Analyzer): ClosedPath[] {
+  const out: ClosedPath[] = [];
+  for (const h of a.table.closedCloseWait.values() as Iterable<CloseWaitHistory>) {
+    const ms = h.recentNs.map((n) => n / 1e6);
+    out.push({
+      pid: h.pid,
+      comm: h.comm,
+      origin: h.origin,
+      closed: h.count,
+      p50Ms: round3(quantile(ms, 0.5)),
+      p90Ms: round3(quantile(ms, 0.9)),
+      maxMs: round3(h.maxNs / 1e6),
+      acquire: h.acquireStack === undefined ? null : a.stacksById.get(h.acquireStack) ?? null,
+    });
+  }
+  out.sort((x, y) => y.p90Ms - x.p90Ms || y.closed - x.closed);
+  return out.slice(0, a.options.top);
+}
+
+const round3 = (x: number) => Math.round(x * 1000) / 1000;

@@ -1,0 +1,42 @@
+/** Symbolized user stacks, as they leave the native resolver (raw stack bytes never do). */
+
+export interface InlinedFrame {
+  symbol: string;
+  file?: string;
+  line?: number;
+}
+
+export interface Frame {
+  addr: string; // hex
+  symbol: string;
+  offset: number;
+  module: string;
+  moduleOffset: string;
+  buildId?: string;
+  file?: string;
+  line?: number;
+  jit?: boolean;
+  /** why the frame has no name, and what would give it one */
+  reason?: string;
+  /** functions inlined at this address, innermost first */
+  inlined?: InlinedFrame[];
+}
+
+export type Site = 'acquire' | 'io' | 'eof';
+export const SITE_NAMES: Record<number, Site> = { 1: 'acquire', 2: 'io', 3: 'eof' };
+
+/** One captured stack, resolved: which socket, which site, which frames. */
+export interface ResolvedStack {
+  ts: number;
+  sk: bigint;
+  cookie: bigint;
+  pid: number;
+  tid: number;
+  site: Site;
+  /** id of the distinct frame list (same id = same code path) */
+  stackId: number;
+  frames: Frame[];
+  /** the unwinder's reason for stopping when it did not reach the stack's base */
+  stop: string;
+  complete: boolean;
+}
