@@ -1,0 +1,139 @@
+/**
+ * Leak attribution on real binaries: the report must name the code path that
+ * acquired the leaked sockets and saw their EOF, on -O2 builds with and
+ * without frame pointers, and in Node with a perf map; the well-behaved path
+ * is never reported; a fast-churn well-behaved server yields no leak at all;
+ * the leaked count equals ss's CLOSE_WAIT count for the pid.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { buildC, FIXTURES, needKernelBtf, needRoot, sleep, ssCloseWait, startServer, startTcptrace, type Server } from './helpers/proc.js';
+
+const skip = needRoot() ?? needKernelBtf();
+
+function requests(port: number, payload: string, count: number): void {
+  const r = spawnSync('python3', [join(FIXTURES, 'request.py'), String(port), payload, String(count)], { encoding: 'utf8', timeout: 60_000 });
+  if (r.status !== 0) throw new Error(`request.py failed: ${r.stderr}`);
+}
+
+interface Frame {
+  symbol: string;
+  file?: string;
+  line?: number;
+  inlined?: { symbol: string }[];
+}
+const names = (frames: Frame[] | null) => (frames ?? []).flatMap((f) => [f.symbol, ...(f.inlined ?? []).map((i) => i.symbol)]);
+
+async function traceLeaks(server: Server, during: () => void, extra: string[] = []): Promise<{ doc: any; ss: Set<string> }> {
+  const t = startTcptrace(['--pid', String(server.pid), '--format', 'json', '--leak-after', '1', ...extra]);
+  await t.ready;
+  during();
+  await sleep(1300); // past --leak-after
+  const ss = ssCloseWait(server.pid);
+  const r = await t.stop();
+  assert.equal(r.code, 0, r.stderr);
+  return { doc: JSON.parse(r.stdout), ss };
+}
+
+for (const [label, flags] of [
+  ['-O2 without frame pointers', ['-O2', '-g', '-fomit-frame-pointer']],
+  ['-O2 with frame pointers', ['-O2', '-g', '-fno-omit-frame-pointer']],
+] as const) {
+  describe(`C server, ${label}`, { skip: skip ?? false }, () => {
+    let server: Server;
+    let doc: any;
+    let ss: Set<string>;
+    before(async () => {
+      server = await startServer(buildC('attrib_server', [...flags]));
+      requests(server.port, 'quote', 2); // leaks that predate attach
+      ({ doc, ss } = await traceLeaks(server, () => {
+        requests(server.port, 'quote', 4);
+        requests(server.port, 'health', 4);
+      }));
+    });
+    after(() => server?.stop());
+
+    test('the leaked count equals ss\'s CLOSE_WAIT count for the pid', () => {
+      const leaked = doc.leaks.reduce((a: number, g: any) => a + g.count, 0);
+      assert.equal(ss.size, 6);
+      assert.equal(leaked, 6);
+      assert.deepEqual(new Set(doc.leaks.flatMap((g: any) => g.sockets.map((s: any) => `${s.local} ${s.remote}`))), ss);
+    });
+
+    test('the group names the leaking function, with file:line', () => {
+      const g = doc.leaks.find((x: any) => x.origin === 'accept');
+      assert.ok(g, 'an accept group');
+      assert.equal(g.count, 4);
+      assert.equal(g.pid, server.pid);
+      assert.ok(names(g.stacks.io).includes('handle_quote'), `first-write stack: ${names(g.stacks.io).join(' < ')}`);
+      const quote = g.stacks.io.find((f: Frame) => f.symbol === 'handle_quote');
+      assert.match(quote.file, /attrib_server\.c$/);
+      assert.ok(quote.line > 0);
+      assert.ok(names(g.stacks.eof).includes('read_until_eof'), `EOF stack: ${names(g.stacks.eof).join(' < ')}`);
+      for (const site of ['acquire', 'io', 'eof']) {
+        assert.ok(names(g.stacks[site]).includes('serve_clients'), `${site} stack reaches serve_clients`);
+        assert.ok(names(g.stacks[site]).includes('main'), `${site} stack reaches main`);
+      }
+      assert.ok(['accept4', 'accept_client'].includes(names(g.stacks.acquire)[0]), 'frame #0 of the acquire stack is the accept call');
+    });
+
+    test('the well-behaved path is never reported as a leak, and its CLOSE_WAIT time is', () => {
+      for (const g of doc.leaks) for (const site of ['acquire', 'io', 'eof']) assert.ok(!names(g.stacks[site]).includes('handle_health'));
+      const closed = doc.closedCloseWait.find((c: any) => c.pid === server.pid);
+      assert.ok(closed && closed.closed >= 4, 'the health path closed its sockets');
+      assert.ok(closed.p90Ms < 1000);
+    });
+
+    test('leaks from before attach are reported as preexisting', () => {
+      const g = doc.leaks.find((x: any) => x.origin === 'preexisting');
+      assert.equal(g?.count, 2);
+      assert.equal(g.ageSince, 'attach');
+      assert.deepEqual(g.stacks, { acquire: null, io: null, eof: null });
+      assert.ok(g.notes.some((n: string) => /before tcptrace attached/.test(n)));
+    });
+  });
+}
+
+describe('a fast-churn well-behaved server', { skip: skip ?? false }, () => {
+  let server: Server;
+  after(() => server?.stop());
+  test('yields no leak at all', async () => {
+    server = await startServer(buildC('attrib_server', ['-O2', '-g']));
+    const { doc, ss } = await traceLeaks(server, () => requests(server.port, 'health', 300));
+    assert.equal(ss.size, 0);
+    assert.deepEqual(doc.leaks, []);
+    assert.ok(doc.counts.transitions >= 300 * 4, `saw ${doc.counts.transitions} transitions`);
+    assert.equal(doc.counts.lost, 0);
+  });
+});
+
+describe('Node server with a perf map (allowHalfOpen, a handler that never ends)', { skip: skip ?? false }, () => {
+  let server: Server;
+  let doc: any;
+  let ss: Set<string>;
+  before(async () => {
+    server = await startServer(process.execPath, ['--perf-basic-prof-only-functions', '--interpreted-frames-native-stack', join(FIXTURES, 'node_attrib.mjs')]);
+    ({ doc, ss } = await traceLeaks(server, () => {
+      requests(server.port, 'quote', 3);
+      requests(server.port, 'health', 3);
+    }));
+  });
+  after(async () => {
+    await server?.stop();
+    rmSync(`/tmp/perf-${server?.pid}.map`, { force: true });
+  });
+
+  test('names the JavaScript handler that leaks, and counts what ss counts', () => {
+    assert.equal(ss.size, 3);
+    const leaked = doc.leaks.reduce((a: number, g: any) => a + g.count, 0);
+    assert.equal(leaked, 3);
+    const g = doc.leaks[0];
+    const io = names(g.stacks.io);
+    assert.ok(io.some((s) => /^JS:.*replyQuote .*node_attrib\.mjs:\d+/.test(s)), `first-write stack: ${io.join(' < ')}`);
+    assert.ok(!io.some((s) => /replyHealth/.test(s)));
+    assert.ok(names(g.stacks.acquire).includes('uv__accept') || names(g.stacks.acquire).includes('accept4'));
+  });
+});
