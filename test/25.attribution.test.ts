@@ -137,3 +137,69 @@ describe('Node server with a perf map (allowHalfOpen, a handler that never ends)
     assert.ok(names(g.stacks.acquire).includes('uv__accept') || names(g.stacks.acquire).includes('accept4'));
   });
 });
+
+/** Starts a client fixture that waits for a line on stdin, traces it, lets it go. */
+async function traceClient(cmd: string, args: string[], expect: number): Promise<{ pid: number; doc: any; ss: Set<string> }> {
+  const { spawn } = await import('node:child_process');
+  const proc = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'inherit'], detached: true });
+  try {
+    const t = startTcptrace(['--pid', String(proc.pid), '--format', 'json', '--leak-after', '1']);
+    await t.ready;
+    const done = new Promise<void>((resolve) => proc.stdout!.on('data', (d: Buffer) => d.toString().includes('DONE') && resolve()));
+    proc.stdin!.write('go\n');
+    await Promise.race([done, sleep(20_000)]);
+    // the server closes idle connections on its own schedule: wait for the FINs, then past --leak-after
+    for (let i = 0; i < 100 && ssCloseWait(proc.pid!).size < expect; i++) await sleep(100);
+    await sleep(1300);
+    const ss = ssCloseWait(proc.pid!);
+    const r = await t.stop();
+    assert.equal(r.code, 0, r.stderr);
+    return { pid: proc.pid!, doc: JSON.parse(r.stdout), ss };
+  } finally {
+    try {
+      process.kill(-proc.pid!, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+    proc.stdout?.destroy();
+    proc.stdin?.destroy();
+  }
+}
+
+describe('clients that never close', { skip: skip ?? false }, () => {
+  let http: Server;
+  before(async () => {
+    http = await startServer(process.execPath, [join(FIXTURES, 'http_server.mjs')]);
+  });
+  after(() => http?.stop());
+
+  test('Python http.client without close(): counted like ss, acquired by connect, and says why Python frames are unnamed', async () => {
+    const { pid, doc, ss } = await traceClient('python3', [join(FIXTURES, 'leaky_client.py'), String(http.port), '3'], 3);
+    assert.equal(ss.size, 3);
+    const g = doc.leaks.find((x: any) => x.pid === pid);
+    assert.equal(g?.count, 3, `leaks ${JSON.stringify(doc.leaks.map((x: any) => [x.pid, x.count, x.oldestMs]))}; closeWait ${JSON.stringify(doc.closeWait)}`);
+    assert.equal(g.origin, 'connect');
+    const acq = names(g.stacks.acquire);
+    assert.equal(acq[0], 'connect');
+    assert.ok(acq.includes('sock_connect'), acq.join(' < '));
+    assert.ok(g.notes.some((n: string) => /-X perf/.test(n)));
+  });
+
+  test('Go client that never closes: the group names main.dialQuote', { skip: spawnSync('sh', ['-c', 'command -v go']).status === 0 ? false : 'needs the Go toolchain (golang-go, installed by scripts/setup.sh)' }, async () => {
+    const { mkdirSync, copyFileSync } = await import('node:fs');
+    const { WORK } = await import('./helpers/proc.js');
+    const dir = join(WORK, 'go-client');
+    mkdirSync(dir, { recursive: true });
+    copyFileSync(join(FIXTURES, 'leaky_client.go'), join(dir, 'main.go'));
+    const env = { ...process.env, GOCACHE: join(dir, 'cache'), GOPATH: join(dir, 'gopath'), GO111MODULE: 'off', GOFLAGS: '' };
+    const b = spawnSync('go', ['build', '-o', 'leaky_client', 'main.go'], { cwd: dir, env, encoding: 'utf8', timeout: 180_000 });
+    assert.equal(b.status, 0, b.stderr);
+    const { pid, doc, ss } = await traceClient(join(dir, 'leaky_client'), [String(http.port), '3'], 3);
+    assert.equal(ss.size, 3);
+    const g = doc.leaks.find((x: any) => x.pid === pid);
+    assert.equal(g?.count, 3, `leaks ${JSON.stringify(doc.leaks.map((x: any) => [x.pid, x.count, x.oldestMs]))}; closeWait ${JSON.stringify(doc.closeWait)}`);
+    assert.equal(g.origin, 'connect');
+    assert.ok(names(g.stacks.acquire).includes('main.dialQuote'), names(g.stacks.acquire).join(' < '));
+    assert.ok(names(g.stacks.io).includes('main.dialQuote'));
+  });
+});

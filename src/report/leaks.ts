@@ -86,11 +86,12 @@ export function buildLeaks(a: Analyzer, endNs: number, startedNs: number): LeakG
     if (first.preexisting) notes.push('acquired before tcptrace attached: no stack; restart tracing earlier, or watch new sockets of this process');
     else if (a.info.stacks === null) notes.push('stacks were not captured (--no-stacks)');
     else {
-      for (const site of ['acquire', 'eof'] as const) {
-        if (!stacks[site] && !(site === 'eof' && first.origin !== 'accept' && first.origin !== 'accept-pending' && first.origin !== 'connect'))
-          notes.push(`no ${SITE_TEXT[site]} stack: not captured (per-process stack rate limit, or the call happened before attach)`);
-      }
-      for (const f of [...(stacks.acquire ?? []), ...(stacks.eof ?? [])]) if (f.reason && !notes.includes(f.reason)) notes.push(f.reason);
+      // (no EOF stack is itself the finding: the program never read the peer's EOF)
+      if (!stacks.acquire) notes.push(`no ${SITE_TEXT.acquire} stack: not captured (per-process stack rate limit, or acquired before attach)`);
+      const all = [...(stacks.acquire ?? []), ...(stacks.io ?? []), ...(stacks.eof ?? [])];
+      for (const f of all) if (f.reason && !notes.includes(f.reason)) notes.push(f.reason);
+      if (all.some((f) => f.symbol === '_PyEval_EvalFrameDefault'))
+        notes.push('Python functions are not named by native unwinding: run CPython 3.12+ with -X perf (a frame-pointer build) to name them');
     }
     const peers = new Map<string, number>();
     for (const r of g.recs) {
