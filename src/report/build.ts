@@ -58,7 +58,16 @@ export interface ReportDoc {
   leaks: LeakGroup[];
   /** code paths whose sockets did close: how long they sat in CLOSE_WAIT first */
   closedCloseWait: ClosedPath[];
-  stacks: { captured: number; rateLimited: number; cutShort: number; distinct: number; stoppedEarly: Record<string, number> } | null;
+  stacks: {
+    captured: number;
+    rateLimited: number;
+    cutShort: number;
+    distinct: number;
+    stoppedEarly: Record<string, number>;
+    /** agent time spent unwinding and symbolizing (live only) */
+    unwindMs?: number;
+    symbolizeMs?: number;
+  } | null;
   warnings: string[];
 }
 
@@ -124,6 +133,7 @@ export function buildReport(a: Analyzer, end: SessionEnd): ReportDoc {
           cutShort: counters.stacksShort,
           distinct: a.stacksById.size,
           stoppedEarly: Object.fromEntries(a.stackStops),
+          ...(end.stackCost ? { unwindMs: Math.round(end.stackCost.unwindMs * 10) / 10, symbolizeMs: Math.round(end.stackCost.symbolizeMs * 10) / 10 } : {}),
         }
       : null,
     warnings,

@@ -204,11 +204,6 @@ export class TraceSession {
     }
   }
 
-  /** Adds pids learnt from fork events to the exit watch (the kernel already follows them). */
-  noteChildren(pids: number[]): void {
-    if (this.targets) for (const p of pids) this.targets.add(p);
-  }
-
   /** Resolves when the session ended (stop(), or the targets exited). */
   finished(): Promise<SessionEnd> {
     return this.done;
@@ -220,6 +215,8 @@ export class TraceSession {
     for (const t of this.timers) clearInterval(t);
     await this.tracer.stop(); // last drain; every batch delivered
     const end: SessionEnd = { endedNs: monotonicNs(), reason, exitedPids: [...this.exited], counters: this.counters() };
+    const cost = this.resolver?.stats();
+    if (cost) end.stackCost = cost;
     this.tracer.close();
     drainLibbpf();
     for (const s of this.sinks) await s.finish(end);

@@ -56,6 +56,8 @@ export interface SessionEnd {
   /** traced pids that exited during the trace */
   exitedPids: number[];
   counters: Counters;
+  /** what unwinding and symbolizing the captured stacks cost the agent */
+  stackCost?: { stacks: number; distinct: number; unwindMs: number; symbolizeMs: number; unresolvedFrames: number };
 }
 
 /** A consumer of a trace: the live analyzer, a recorder, or both. */
