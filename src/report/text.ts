@@ -8,17 +8,40 @@ import type { Frame } from '../stacks/types.js';
 
 const n = (x: number) => x.toLocaleString('en-US');
 
+/** Runtime and library internals that rarely answer "which code path" (kept in JSON). */
+const RUNTIME = /^(v8::|node::|uv_|uv__|Builtins_|non-virtual thunk|int node::|void node::|v8_|__libc_start|_start$|std::|_PyEval_|PyObject_|method_vectorcall|runtime\.|runtime\/|syscall\.|internal\/poll)/;
+
+/**
+ * The frames worth a line in the text report: the first two (the call and its
+ * caller), then application frames (JIT/JS and non-runtime code), at most max.
+ */
+function selectFrames(frames: Frame[], max: number): (Frame & { index: number })[] {
+  const keep: (Frame & { index: number })[] = [];
+  frames.forEach((f, index) => {
+    if (keep.length >= max) return;
+    // Node's own JavaScript (node:internal/..., node:net) is runtime too
+    const js = f.symbol.startsWith('JS:');
+    const app = js ? !/ node:/.test(f.symbol) : f.symbol !== '' && !RUNTIME.test(f.symbol) && !/^(libc|libpthread|ld-linux)/.test(f.module);
+    if (index < 2 || app) keep.push({ ...f, index });
+  });
+  return keep;
+}
+
 function frameLines(frames: Frame[], indent: string, max = 12): string[] {
   const out: string[] = [];
-  frames.slice(0, max).forEach((f, i) => {
+  let prev = -1;
+  for (const f of selectFrames(frames, max)) {
+    const i = f.index;
+    if (i > prev + 1) out.push(`${indent}    ...`);
+    prev = i;
     for (const inl of f.inlined ?? []) {
       out.push(`${indent}#${String(i).padEnd(2)} ${('(inlined) ' + inl.symbol).padEnd(32)} ${f.module.padEnd(14)} ${inl.file ? `${inl.file}:${inl.line ?? '?'}` : ''}`.trimEnd());
     }
     const name = f.symbol || `[${f.addr}]${f.reason ? ' (unnamed)' : ''}`;
     const where = f.file ? `${f.file}:${f.line ?? '?'}` : '';
     out.push(`${indent}#${String(i).padEnd(2)} ${name.padEnd(32)} ${f.module.padEnd(14)} ${where}`.trimEnd());
-  });
-  if (frames.length > max) out.push(`${indent}... ${frames.length - max} more frames`);
+  }
+  if (prev < frames.length - 1) out.push(`${indent}    ... (${frames.length} frames in all; --format json has every one)`);
   return out;
 }
 
