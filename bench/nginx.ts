@@ -85,13 +85,24 @@ function cpuTicks(pid: number): number | null {
   }
 }
 
+const stackNotes: { captured: number; rateLimited: number; distinct: number; unwindMs?: number; symbolizeMs?: number }[] = [];
+
 const conditions: Condition[] = [
   { name: 'baseline', start: async () => null, finish: async () => ({ events: null, lost: null }) },
   {
-    name: 'tcptrace --pid --quiet',
+    name: 'tcptrace --pid --no-stacks',
+    start: (worker) => spawnTracer(process.execPath, [CLI, '--pid', String(worker), '--quiet', '--no-stacks', '--format', 'json'], /tcptrace: tracing/),
+    finish: async (t) => {
+      const doc = JSON.parse(t.stdout.join(''));
+      return { events: doc.counts.events, lost: doc.counts.lost + doc.counts.droppedInAgent };
+    },
+  },
+  {
+    name: 'tcptrace --pid (attribution)',
     start: (worker) => spawnTracer(process.execPath, [CLI, '--pid', String(worker), '--quiet', '--format', 'json'], /tcptrace: tracing/),
     finish: async (t) => {
       const doc = JSON.parse(t.stdout.join(''));
+      stackNotes.push(doc.stacks);
       return { events: doc.counts.events, lost: doc.counts.lost + doc.counts.droppedInAgent };
     },
   },
@@ -105,7 +116,12 @@ const conditions: Condition[] = [
   },
   {
     name: 'tcpstates (libbpf-tools)',
-    start: (_w) => spawnTracer('/usr/sbin/tcpstates', [], /SKADDR/, 'count'),
+    // tcpstates block-buffers its header when stdout is a pipe: give it a fixed second to attach
+    start: async (_w) => {
+      const t = await spawnTracer('/usr/sbin/tcpstates', [], /./, 'count').catch(() => null);
+      if (t) return t;
+      throw new Error('tcpstates did not start');
+    },
     finish: async (t) => {
       const lines = t.stdout.reduce((a, n) => a + Number(n), 0) - 1;
       const lost = [...t.stderr.join('').matchAll(/lost (\d+) events/g)].reduce((a, m) => a + Number(m[1]), 0);
@@ -157,6 +173,9 @@ async function main(): Promise<void> {
   const only = opt('conditions', '');
   const conds = only ? conditions.filter((c) => c.name === 'baseline' || only.split(',').some((o) => c.name.includes(o))) : conditions;
   const dir = mkdtempSync(join(tmpdir(), 'tcptrace-bench-'));
+  // the peer (libbpf-tools tcpstates) reads tracepoint ids from tracefs: mount it for the run if needed
+  const mountedTracefs =
+    conds.some((c) => c.name.startsWith('tcpstates')) && spawnSync('mountpoint', ['-q', '/sys/kernel/tracing']).status !== 0 && spawnSync('mount', ['-t', 'tracefs', 'nodev', '/sys/kernel/tracing']).status === 0;
   const { master, worker } = startNginx(dir);
   const runs = new Map<string, Run[]>(conds.map((c) => [c.name, []]));
   process.stderr.write(`bench: nginx master ${master}, worker ${worker}; ${ROUNDS} rounds x ${conds.length} conditions x ${SECONDS} s\n`);
@@ -188,6 +207,7 @@ async function main(): Promise<void> {
     }
   } finally {
     spawnSync('kill', ['-QUIT', String(master)]);
+    if (mountedTracefs) spawnSync('umount', ['/sys/kernel/tracing']);
   }
   const base = runs.get('baseline')!;
   const rows = [['condition', 'req/s (median)', 'ratio to baseline, paired: median [min-max]', 'events/run', 'lost (total)', 'agent CPU s / 1M events']];
@@ -209,6 +229,16 @@ async function main(): Promise<void> {
   const out = rows.map((r) => '| ' + r.map((c, i) => c.padEnd(w[i])).join(' | ') + ' |');
   out.splice(1, 0, '| ' + w.map((n) => '-'.repeat(n)).join(' | ') + ' |');
   process.stdout.write(out.join('\n') + '\n');
+  if (stackNotes.length) {
+    const cap = stackNotes.reduce((a, s) => a + s.captured, 0);
+    const lim = stackNotes.reduce((a, s) => a + s.rateLimited, 0);
+    const uw = stackNotes.reduce((a, s) => a + (s.unwindMs ?? 0), 0);
+    const sy = stackNotes.reduce((a, s) => a + (s.symbolizeMs ?? 0), 0);
+    process.stdout.write(
+      `\nattribution: ${cap} stacks captured, ${lim} rate-limited (not captured), distinct per run ${stackNotes.map((s) => s.distinct).join('/')}; ` +
+        `unwind ${cap ? ((uw * 1000) / cap).toFixed(1) : '-'} us/stack, symbolize ${cap ? ((sy * 1000) / cap).toFixed(1) : '-'} us/stack\n`,
+    );
+  }
   rmSync(dir, { recursive: true, force: true });
 }
 

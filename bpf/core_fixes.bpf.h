@@ -60,6 +60,29 @@ static __always_inline __u64 sk_cookie_of(const struct sock *sk)
 	return BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
 }
 
+/*
+ * A listener's new child is traced (LISTEN -> SYN_RECV, from
+ * inet_csk_clone_lock()) before or after its 4-tuple and cookie are set,
+ * depending on the kernel. Before 6.15 (commit a3a128f611a9 "inet: consolidate
+ * inet_csk_clone_lock()") the state was set first: at that tracepoint the child
+ * is still a byte copy of the listener, with the listener's addresses, peer
+ * port 0 and the listener's sk_cookie (sock_copy() copies sock_common; the
+ * child's own cookie and tuple are set right after). Taken at face value, the
+ * cookie would claim the listener's seed (the child becomes "pre-existing"
+ * with the listener's fd) and user space would tie the child to the
+ * listener's attach-time record. A real child always has a peer port, so a
+ * zero one identifies the old order at run time (backports included).
+ * Callers then report the tuple as not yet known (zero ports and addresses;
+ * user space fills it in from the next transition, as for a connecting
+ * socket's SYN_SENT) and the cookie as 0 (a child created after attach was
+ * never seeded anyway).
+ */
+static __always_inline bool sk_is_early_clone(const struct sock *sk, int oldstate, int newstate)
+{
+	return oldstate == 10 /* TCP_LISTEN */ && newstate == 3 /* TCP_SYN_RECV */ &&
+	       BPF_CORE_READ(sk, __sk_common.skc_dport) == 0;
+}
+
 /* Network namespace inode of a socket (possible_net_t is a struct since 4.x). */
 static __always_inline __u32 sk_netns_of(const struct sock *sk)
 {

@@ -161,6 +161,21 @@ struct {
 	__type(value, struct budget);
 } stack_budget SEC(".maps");
 
+/* stack dedup (see tcpstate.h): CFA rules per (tgid, pc), and known fingerprints */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct tt_cfa_key);
+	__type(value, __s32); /* CFA = sp + value; 0: no usable rule here */
+} cfa_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct tt_known_key);
+	__type(value, __u32); /* stack id */
+} known_stacks SEC(".maps");
+
 /* per-CPU time of the last forced wake-up, to bound wake-ups while the ring is above the watermark */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -307,7 +322,8 @@ static __always_inline struct tt_owner *learn_owner(const struct sock *sk, int o
 	__u64 skey = (__u64)sk;
 	struct tt_owner *o, fresh = {};
 
-	if (seeded) {
+	/* a listener's new child is never a seeded socket (and its cookie may be the listener's: sk_is_early_clone) */
+	if (seeded && !(oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV)) {
 		__u64 cookie = sk_cookie_of(sk);
 
 		if (cookie) {
@@ -360,6 +376,7 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 	struct tt_tuple t = {};
 	__u32 netns;
 	__u16 flags = 0;
+	bool early;
 
 	if (!sk)
 		return;
@@ -382,7 +399,11 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 			flags |= TT_F_OWNER_ON_CPU;
 	}
 
-	read_tuple(sk, &t);
+	early = sk_is_early_clone(sk, oldstate, newstate);
+	if (early)
+		t.family = BPF_CORE_READ(sk, __sk_common.skc_family); /* tuple not set yet (< 6.15) */
+	else
+		read_tuple(sk, &t);
 	netns = sk_netns_of(sk);
 
 	/* a traced listener: remember its port so its children are attributed before accept() */
@@ -402,7 +423,7 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 		goto out;
 	fill_hdr(&e->hdr, TT_KIND_TRANSITION, sizeof(*e), flags);
 	e->sk = skey;
-	e->cookie = sk_cookie_of(sk);
+	e->cookie = early ? 0 : sk_cookie_of(sk); /* early clone: the listener's cookie (< 6.15) */
 	e->tuple = t;
 	e->netns = netns;
 	e->oldstate = oldstate;
@@ -455,6 +476,61 @@ static __always_inline bool stack_allowed(__u32 tgid)
  * page that holds sp, and stop at the first page that does not read (the stack
  * above it is not needed to unwind the frames below it).
  */
+/*
+ * Walk the learnt CFA rules from the syscall's user registers and fingerprint
+ * the return addresses found. Returns the depth reached (0: nothing known).
+ */
+static __always_inline __u32 fingerprint(__u32 tgid, __u64 ip, __u64 sp, __u64 *hash)
+{
+	struct tt_cfa_key k = { .tgid = tgid, .pc = ip };
+	__u64 h = TT_FP_SEED, ret;
+	__u32 depth = 0;
+
+	for (int i = 0; i < TT_DEDUP_DEPTH; i++) {
+		__s32 *off = bpf_map_lookup_elem(&cfa_rules, &k);
+
+		if (!off || *off <= 0)
+			break;
+		sp += *off; /* now the CFA: the return address sits just below it */
+		if (bpf_probe_read_user(&ret, sizeof(ret), (void *)(sp - 8)))
+			break;
+		h = (h ^ ret) * TT_FP_PRIME;
+		k.pc = ret;
+		depth++;
+	}
+	*hash = h;
+	return depth;
+}
+
+static __always_inline bool emit_stack_ref(const struct sock *sk, __u8 site, __u32 tgid, __u32 tid, __u64 ip, __u64 sp)
+{
+	struct tt_known_key kk = { .tgid = tgid, .site = site };
+	struct tt_stack_ref *e;
+	__u32 depth, *stack_id;
+
+	depth = fingerprint(tgid, ip, sp, &kk.hash);
+	if (!depth)
+		return false;
+	stack_id = bpf_map_lookup_elem(&known_stacks, &kk);
+	if (!stack_id)
+		return false;
+	e = reserve(sizeof(*e));
+	if (!e)
+		return true; /* counted as lost; a copy would not fit either */
+	fill_hdr(&e->hdr, TT_KIND_STACK_REF, sizeof(*e), 0);
+	e->sk = (__u64)sk;
+	e->cookie = sk_cookie_of(sk);
+	e->hash = kk.hash;
+	e->tgid = tgid;
+	e->tid = tid;
+	e->stack_id = *stack_id;
+	e->site = site;
+	e->depth = depth;
+	submit(e);
+	count(TT_CNT_STACKS_DEDUPED);
+	return true;
+}
+
 static __always_inline void capture_stack(const struct sock *sk, __u8 site, __u8 call)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -466,6 +542,10 @@ static __always_inline void capture_stack(const struct sock *sk, __u8 site, __u8
 
 	if (!targ_stacks)
 		return;
+	regs = current_user_regs();
+	/* a stack seen before costs a few reads and a 56-byte record, not a copy */
+	if (emit_stack_ref(sk, site, id >> 32, (__u32)id, BPF_CORE_READ(regs, ip), BPF_CORE_READ(regs, sp)))
+		return;
 	if (!stack_allowed(id >> 32)) {
 		count(TT_CNT_STACKS_LIMITED);
 		return;
@@ -474,7 +554,6 @@ static __always_inline void capture_stack(const struct sock *sk, __u8 site, __u8
 	if (!scratch)
 		return;
 	s = &scratch->rec;
-	regs = current_user_regs();
 	s->regs.ip = BPF_CORE_READ(regs, ip);
 	s->regs.sp = sp = BPF_CORE_READ(regs, sp);
 	s->regs.bp = BPF_CORE_READ(regs, bp);

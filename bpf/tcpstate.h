@@ -32,6 +32,7 @@ enum tt_kind {
 	TT_KIND_SOCKCALL = 2,	/* a syscall / kernel call that acquires or releases a socket */
 	TT_KIND_FORK = 3,	/* a traced process forked (--children) */
 	TT_KIND_STACK = 4,	/* user registers + a copy of the user stack, at a socket's sites */
+	TT_KIND_STACK_REF = 5,	/* a stack seen before: its id, no copy (see stack dedup below) */
 };
 
 /* How the owner got the socket. */
@@ -81,6 +82,7 @@ enum tt_counter {
 	TT_CNT_STACKS = 9,	      /* stacks captured */
 	TT_CNT_STACKS_LIMITED = 10,   /* stacks not captured: per-process rate limit */
 	TT_CNT_STACK_SHORT = 11,      /* stack copies cut short by an unreadable page */
+	TT_CNT_STACKS_DEDUPED = 12,   /* stacks recognised in the kernel: a reference, no copy */
 	TT_CNT__MAX = 16,
 };
 
@@ -190,6 +192,45 @@ struct tt_stack {
 };
 _Static_assert(sizeof(struct tt_stack) == 112 + TT_STACK_MAX, "tt_stack layout");
 #define TT_STACK_FIXED 112
+
+/*
+ * Stack dedup. From each full copy it unwinds, user space learns the CFA rule
+ * (CFA = sp + cfa_off) of the innermost frames' pcs and registers a
+ * fingerprint of the return addresses they lead to. The kernel walks those
+ * rules over the live user stack (a few 8-byte reads, no copy) and, when the
+ * fingerprint is known, emits a tt_stack_ref instead of a copy.
+ */
+#define TT_DEDUP_DEPTH 6
+#define TT_FP_SEED 0xcbf29ce484222325ULL /* FNV-1a 64 over return addresses */
+#define TT_FP_PRIME 0x100000001b3ULL
+
+struct tt_cfa_key {
+	__u64 pc;
+	__u32 tgid;
+	__u32 pad;
+};
+_Static_assert(sizeof(struct tt_cfa_key) == 16, "tt_cfa_key layout");
+
+struct tt_known_key {
+	__u64 hash;
+	__u32 tgid;
+	__u32 site;
+};
+_Static_assert(sizeof(struct tt_known_key) == 16, "tt_known_key layout");
+
+struct tt_stack_ref {
+	struct tt_hdr hdr;
+	__u64 sk;
+	__u64 cookie;
+	__u64 hash;
+	__u32 tgid;
+	__u32 tid;
+	__u32 stack_id; /* user space's id for the frames */
+	__u8 site;
+	__u8 depth;
+	__u8 pad[2];
+};
+_Static_assert(sizeof(struct tt_stack_ref) == 56, "tt_stack_ref layout");
 
 #define TT_OWNER_IO_SEEN (1u << 0)  /* the first write/send stack was taken */
 #define TT_OWNER_EOF_SEEN (1u << 1) /* the EOF read stack was taken */

@@ -107,13 +107,20 @@ Napi::Value StackResolver::Resolve(const Napi::CallbackInfo& info) {
     remapped = true;
   }
   uint64_t t1 = NowNs();
-  if (remapped) symbolizer_.forget(pid);  // its maps and perf map are as stale as the unwinder's were
-  std::vector<stacks::Frame> frames = symbolizer_.symbolize(pid, pcs);
-  bool stale = false;
-  for (const auto& f : frames) stale = stale || f.reason.find("non-executable memory") != std::string::npos;
-  if (stale && !remapped) {
-    symbolizer_.forget(pid);
+  std::vector<uint64_t> key(pcs);
+  key.push_back(static_cast<uint64_t>(pid));
+  bool known = seen_.count(key) > 0;
+  std::vector<stacks::Frame> frames;
+  if (!known) {
+    if (remapped) symbolizer_.forget(pid);  // its maps and perf map are as stale as the unwinder's were
     frames = symbolizer_.symbolize(pid, pcs);
+    bool stale = false;
+    for (const auto& f : frames) stale = stale || f.reason.find("non-executable memory") != std::string::npos;
+    if (stale && !remapped) {
+      symbolizer_.forget(pid);
+      frames = symbolizer_.symbolize(pid, pcs);
+    }
+    if (seen_.size() < 100000) seen_.insert(std::move(key));
   }
   uint64_t t2 = NowNs();
   unwind_ns_ += t1 - t0;
@@ -159,7 +166,18 @@ Napi::Value StackResolver::Resolve(const Napi::CallbackInfo& info) {
     }
     arr.Set(static_cast<uint32_t>(i), fo);
   }
-  out.Set("frames", arr);
+  // null: this pc list was symbolized before, and the caller has its frames
+  if (known) out.Set("frames", env.Null()); else out.Set("frames", arr);
+  // pcs and the stack pointer at each frame, for in-kernel dedup (numbers: user addresses < 2^53)
+  const std::vector<uint64_t>& sps = u->last().sps;
+  Napi::Array pa = Napi::Array::New(env, pcs.size());
+  Napi::Array sa = Napi::Array::New(env, pcs.size());
+  for (size_t i = 0; i < pcs.size(); i++) {
+    pa.Set(static_cast<uint32_t>(i), static_cast<double>(pcs[i]));
+    sa.Set(static_cast<uint32_t>(i), static_cast<double>(i < sps.size() ? sps[i] : 0));
+  }
+  out.Set("pcs", pa);
+  out.Set("sps", sa);
   return out;
 }
 
@@ -171,6 +189,7 @@ Napi::Value StackResolver::Forget(const Napi::CallbackInfo& info) {
     unwinders_.erase(it);
   }
   symbolizer_.forget(pid);
+  for (auto s = seen_.begin(); s != seen_.end();) s = s->back() == static_cast<uint64_t>(pid) ? seen_.erase(s) : std::next(s);
   return info.Env().Undefined();
 }
 

@@ -11,7 +11,9 @@
 
 #include <list>
 #include <memory>
+#include <set>
 #include <unordered_map>
+#include <vector>
 
 #include "stacks/symbolizer.h"
 #include "stacks/unwinder.h"
@@ -37,6 +39,8 @@ class StackResolver : public Napi::ObjectWrap<StackResolver> {
   std::list<int> lru_;
   std::unordered_map<int, std::pair<std::unique_ptr<stacks::Unwinder>, std::list<int>::iterator>> unwinders_;
   stacks::Symbolizer symbolizer_;
+  // pc lists already symbolized (per pid in the key): JS has their frames, skip the work
+  std::set<std::vector<uint64_t>> seen_;
   uint64_t resolved_ = 0, failed_ = 0, unwind_ns_ = 0, symbolize_ns_ = 0, frames_ = 0;
 };
 

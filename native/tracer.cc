@@ -97,6 +97,7 @@ void Tracer::Init(Napi::Env env, Napi::Object exports) {
                                         InstanceMethod("addTargets", &Tracer::AddTargets),
                                         InstanceMethod("seedOwners", &Tracer::SeedOwners),
                                         InstanceMethod("seedListeners", &Tracer::SeedListeners),
+                                        InstanceMethod("learnStack", &Tracer::LearnStack),
                                         InstanceMethod("start", &Tracer::Start),
                                         InstanceMethod("stop", &Tracer::Stop),
                                         InstanceMethod("counters", &Tracer::Counters),
@@ -268,6 +269,33 @@ Napi::Value Tracer::SeedListeners(const Napi::CallbackInfo& info) {
     int err = bpf_map__update_elem(skel_->maps.listeners, &key, sizeof(key), &ow, sizeof(ow), BPF_ANY);
     if (err) throw ToJsError(env, MakeError("seed listener", -err));
   }
+  return env.Undefined();
+}
+
+// learnStack({tgid, site, hash, stackId, rules: [{pc, cfaOff}]}): teach the kernel a stack
+// it can recognise from now on without copying it (see "Stack dedup" in tcpstate.h).
+// Both maps are LRU: an evicted entry only costs one more full copy.
+Napi::Value Tracer::LearnStack(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (state_ != kAttached) return env.Undefined();
+  Napi::Object o = info[0].As<Napi::Object>();
+  uint32_t tgid = GetU32(o, "tgid", 0);
+  Napi::Array rules = o.Get("rules").As<Napi::Array>();
+  for (uint32_t i = 0; i < rules.Length(); i++) {
+    Napi::Object r = rules.Get(i).As<Napi::Object>();
+    tt_cfa_key key = {};
+    key.tgid = tgid;
+    key.pc = static_cast<uint64_t>(r.Get("pc").As<Napi::Number>().DoubleValue());
+    int32_t off = r.Get("cfaOff").As<Napi::Number>().Int32Value();
+    bpf_map__update_elem(skel_->maps.cfa_rules, &key, sizeof(key), &off, sizeof(off), BPF_ANY);
+  }
+  tt_known_key kk = {};
+  kk.tgid = tgid;
+  kk.site = GetU32(o, "site", 0);
+  kk.hash = GetU64(o.Get("hash"));
+  uint32_t id = GetU32(o, "stackId", 0);
+  int err = bpf_map__update_elem(skel_->maps.known_stacks, &kk, sizeof(kk), &id, sizeof(id), BPF_ANY);
+  if (err) throw ToJsError(env, MakeError("register a known stack", -err));
   return env.Undefined();
 }
 

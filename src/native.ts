@@ -92,6 +92,7 @@ export interface NativeTracer {
   addTargets(tgids: number[]): void;
   seedOwners(owners: SeedOwner[]): number;
   seedListeners(listeners: SeedListener[]): void;
+  learnStack(stack: { tgid: number; site: number; hash: bigint; stackId: number; rules: { pc: number; cfaOff: number }[] }): void;
   start(onBatch: (batch: Buffer) => void, opts?: { intervalMs?: number; maxInflightBytes?: number }): void;
   stop(): Promise<void>;
   counters(): NativeCounters;

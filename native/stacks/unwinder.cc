@@ -304,6 +304,7 @@ int Unwinder::Impl::frame_cb(Dwfl_Frame* frame, void* arg) {
     return DWARF_CB_ABORT;
   }
   s->pcs.push_back(pc);
+  s->info.sps.push_back(have_sp ? sp : 0);
   s->last_sp = sp;
   s->last_sp_known = have_sp;
   s->last_bp = bp;
@@ -343,6 +344,7 @@ void Unwinder::Impl::fp_walk(uint64_t fp, uint64_t min_addr) {
       return;
     }
     pcs.push_back(ret);
+    info.sps.push_back(fp + 16);  // the caller's sp after return: just above the frame record
     info.fp_frames++;
     if (next == 0) {
       info.complete = true;
@@ -357,6 +359,7 @@ void Unwinder::Impl::fp_walk(uint64_t fp, uint64_t min_addr) {
 
 void Unwinder::Impl::run_once() {
   pcs.clear();
+  info.sps.clear();
   info.dwarf_frames = info.fp_frames = 0;
   info.complete = false;
   info.stop.clear();
@@ -372,6 +375,7 @@ void Unwinder::Impl::run_once() {
       return;
     }
     pcs.push_back(regs->ip);
+    info.sps.push_back(regs->sp);
     info.stop = "frame pointers only";
     fp_walk(regs->bp, regs->sp);
     return;

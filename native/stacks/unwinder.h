@@ -49,6 +49,10 @@ struct UnwindInfo {
   bool stack_exhausted = false;  // a read fell outside the stack copy: copy more
   bool refreshed = false;   // /proc/PID/maps was re-read during this call
   std::string stop;         // human-readable stop reason
+  // stack pointer at each returned frame (0 if unknown): sps[i+1] is frame i's
+  // CFA, so sps[i+1] - sps[i] is the CFA rule at pcs[i] (used to deduplicate
+  // stacks in the kernel without copying them)
+  std::vector<uint64_t> sps;
 };
 
 class Unwinder {

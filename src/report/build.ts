@@ -60,6 +60,8 @@ export interface ReportDoc {
   closedCloseWait: ClosedPath[];
   stacks: {
     captured: number;
+    /** of those, recognised in the kernel (a reference, no copy and no unwind) */
+    deduped: number;
     rateLimited: number;
     cutShort: number;
     distinct: number;
@@ -129,6 +131,7 @@ export function buildReport(a: Analyzer, end: SessionEnd): ReportDoc {
     stacks: info.stacks
       ? {
           captured: a.stacksSeen,
+          deduped: counters.stacksDeduped,
           rateLimited: counters.stacksLimited,
           cutShort: counters.stacksShort,
           distinct: a.stacksById.size,

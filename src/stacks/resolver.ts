@@ -1,8 +1,13 @@
 /**
- * Resolves stack records from the ring (user registers + a copy of the user
- * stack) into frames with the native libdwfl unwinder, while the process is
- * alive, and gives each distinct frame list an id. The stack bytes stay in the
- * batch Buffer: only frames leave.
+ * Resolves stack records from the ring into frames with the native libdwfl
+ * unwinder, while the process is alive, and gives each distinct frame list an
+ * id. Stack bytes stay in the batch Buffer: only frames leave.
+ *
+ * It also teaches the kernel to recognise a stack it has seen (see "Stack
+ * dedup" in bpf/tcpstate.h): from each full unwind it derives the CFA rule at
+ * the innermost pcs (CFA = sp + k, k = sp[i+1] - sp[i]) and the fingerprint
+ * the kernel's walk over those rules will compute; the kernel then sends a
+ * 56-byte reference (TT_KIND_STACK_REF) instead of a copy.
  */
 import { native } from '../native.js';
 import * as G from '../generated/events.js';
@@ -18,7 +23,10 @@ interface NativeResolved {
   ts: number;
   stop: string;
   complete: boolean;
-  frames: Frame[];
+  /** null when this pc list was symbolized before (its frames are cached here) */
+  frames: Frame[] | null;
+  pcs: number[];
+  sps: number[];
 }
 
 interface NativeStackResolver {
@@ -30,18 +38,31 @@ interface NativeStackResolver {
 
 export interface ResolverStats {
   stacks: number;
+  deduped: number;
   distinct: number;
   unwindMs: number;
   symbolizeMs: number;
   unresolvedFrames: number;
 }
 
+/** Where learnt stacks go: the kernel's dedup maps (Tracer.learnStack). */
+export type StackTeacher = (s: { tgid: number; site: number; hash: bigint; stackId: number; rules: { pc: number; cfaOff: number }[] }) => void;
+
+const DEPTH = 6; // TT_DEDUP_DEPTH
+const SEED = 0xcbf29ce484222325n;
+const PRIME = 0x100000001b3n;
+const MASK = (1n << 64n) - 1n;
+
 export class StackResolver {
   private readonly nat: NativeStackResolver;
   private readonly ids = new Map<string, number>();
+  private readonly byId = new Map<number, { frames: Frame[]; stop: string; complete: boolean }>();
+  /** mirror of the kernel's CFA rules: `${tgid}:${pc}` -> k (0: inconsistent, do not walk) */
+  private readonly rules = new Map<string, number>();
   private stacks = 0;
+  private deduped = 0;
 
-  constructor() {
+  constructor(private readonly teach?: StackTeacher) {
     const Ctor = (native() as unknown as { StackResolver: new (o: object) => NativeStackResolver }).StackResolver;
     this.nat = new Ctor({ maxFrames: 64 });
   }
@@ -55,36 +76,94 @@ export class StackResolver {
     this.nat.forget(pid);
   }
 
+  /** A full record (registers + stack copy). */
   resolve(buf: Buffer, off: number): ResolvedStack {
     const r = this.nat.resolve(buf, off);
     this.stacks++;
-    const key = `${r.pid}:${r.frames.map((f) => f.addr).join(',')}`;
+    const key = `${r.pid}:${r.pcs.join(',')}`;
     let id = this.ids.get(key);
-    if (id === undefined) this.ids.set(key, (id = this.ids.size + 1));
-    return { ts: r.ts, sk: r.sk, cookie: r.cookie, pid: r.pid, tid: r.tid, site: SITE_NAMES[r.site] ?? 'acquire', stackId: id, frames: r.frames, stop: r.stop, complete: r.complete };
+    if (id === undefined) {
+      this.ids.set(key, (id = this.ids.size + 1));
+      this.byId.set(id, { frames: r.frames ?? [], stop: r.stop, complete: r.complete });
+    }
+    if (this.teach) this.learn(r, id);
+    const frames = this.byId.get(id)!.frames;
+    return { ts: r.ts, sk: r.sk, cookie: r.cookie, pid: r.pid, tid: r.tid, site: SITE_NAMES[r.site] ?? 'acquire', stackId: id, frames, stop: r.stop, complete: r.complete };
+  }
+
+  /** A reference record: a stack the kernel recognised from an earlier copy. */
+  resolveRef(buf: Buffer, off: number): ResolvedStack | null {
+    const id = buf.readUInt32LE(off + G.O_STACK_REF_STACK_ID);
+    const known = this.byId.get(id);
+    if (!known) return null; // learnt by an earlier session's ids? cannot happen within one
+    this.stacks++;
+    this.deduped++;
+    return {
+      ts: buf.readUInt32LE(off + G.O_HDR_TS_NS + 4) * 4294967296 + buf.readUInt32LE(off + G.O_HDR_TS_NS),
+      sk: buf.readBigUInt64LE(off + G.O_STACK_REF_SK),
+      cookie: buf.readBigUInt64LE(off + G.O_STACK_REF_COOKIE),
+      pid: buf.readUInt32LE(off + G.O_STACK_REF_TGID),
+      tid: buf.readUInt32LE(off + G.O_STACK_REF_TID),
+      site: SITE_NAMES[buf[off + G.O_STACK_REF_SITE]] ?? 'acquire',
+      stackId: id,
+      frames: known.frames,
+      stop: known.stop,
+      complete: known.complete,
+    };
+  }
+
+  /** Derive CFA rules and the fingerprint the kernel will compute, and register them. */
+  private learn(r: NativeResolved, stackId: number): void {
+    const { pcs, sps } = r;
+    const fresh: { pc: number; cfaOff: number }[] = [];
+    for (let i = 0; i < Math.min(DEPTH, pcs.length - 1); i++) {
+      if (!sps[i] || !sps[i + 1] || sps[i + 1] <= sps[i]) break;
+      const k = sps[i + 1] - sps[i];
+      const key = `${r.pid}:${pcs[i]}`;
+      const had = this.rules.get(key);
+      if (had === undefined) {
+        this.rules.set(key, k);
+        fresh.push({ pc: pcs[i], cfaOff: k });
+      } else if (had !== k && had !== 0) {
+        // the same pc with another frame size (alloca, rbp-based CFA): stop walking there
+        this.rules.set(key, 0);
+        fresh.push({ pc: pcs[i], cfaOff: 0 });
+      }
+    }
+    // walk exactly as the kernel will, over the rules it will have
+    let h = SEED;
+    let depth = 0;
+    for (let i = 0; i < Math.min(DEPTH, pcs.length - 1); i++) {
+      const k = this.rules.get(`${r.pid}:${pcs[i]}`);
+      if (!k) break;
+      h = ((h ^ BigInt(pcs[i + 1])) * PRIME) & MASK;
+      depth++;
+    }
+    if (depth === 0) return;
+    this.teach!({ tgid: r.pid, site: r.site, hash: h, stackId, rules: fresh });
   }
 
   stats(): ResolverStats {
     const s = this.nat.stats();
-    return { stacks: this.stacks, distinct: this.ids.size, unwindMs: s.unwindNs / 1e6, symbolizeMs: s.symbolizeNs / 1e6, unresolvedFrames: s.unresolvedFrames };
+    return { stacks: this.stacks, deduped: this.deduped, distinct: this.ids.size, unwindMs: s.unwindNs / 1e6, symbolizeMs: s.symbolizeNs / 1e6, unresolvedFrames: s.unresolvedFrames };
   }
 }
 
 /**
- * Splits a ring batch around its stack records, preserving order: calls
- * onRecords for each run of other records (a subarray, no copy) and onStack for
- * each stack record. Most batches have no stack record and pass through whole.
+ * Splits a ring batch around its stack records (full or reference), preserving
+ * order: calls onRecords for each run of other records (a subarray, no copy)
+ * and onStack for each stack record. Most batches pass through whole.
  */
-export function splitStacks(buf: Buffer, onRecords: (b: Buffer) => void, onStack: (b: Buffer, off: number) => void): void {
+export function splitStacks(buf: Buffer, onRecords: (b: Buffer) => void, onStack: (b: Buffer, off: number, kind: number) => void): void {
   let off = 0;
   let runStart = 0;
   while (off + G.SIZE_HDR <= buf.length) {
     const kind = buf.readUInt16LE(off + G.O_HDR_KIND);
     const size = buf.readUInt16LE(off + G.O_HDR_SIZE);
     if (size < G.SIZE_HDR) break; // malformed: let the decoder report it
-    if (kind === G.TT_KIND.STACK) {
+    if (kind === G.TT_KIND.STACK || kind === G.TT_KIND.STACK_REF) {
       if (off > runStart) onRecords(buf.subarray(runStart, off));
-      onStack(buf, off);
+      onStack(buf, off, kind);
       runStart = off + ((size + 7) & ~7);
     }
     off += (size + 7) & ~7;

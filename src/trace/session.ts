@@ -6,7 +6,7 @@
 import { planAttach, type AttachPlan } from '../attach/probe.js';
 import { TcptraceError } from '../errors.js';
 import { logger } from '../log.js';
-import { TT_COUNTER, TT_ORIGIN } from '../generated/events.js';
+import { TT_COUNTER, TT_KIND, TT_ORIGIN } from '../generated/events.js';
 import { native, type NativeCounters, type NativeTracer } from '../native.js';
 import { bootId, hostName, monotonicNs, osRelease, clockMapping } from '../sys/host.js';
 import { VERSION } from '../version.js';
@@ -65,7 +65,7 @@ export class TraceSession {
   ) {
     this.tracer = tracer;
     this.targets = targets;
-    this.resolver = opts.stacks ? new StackResolver() : null;
+    this.resolver = opts.stacks ? new StackResolver((s) => tracer.learnStack(s)) : null;
     this.done = new Promise((r) => (this.resolveDone = r));
     this.info = {
       tool: { name: 'tcptrace', version: VERSION },
@@ -145,10 +145,10 @@ export class TraceSession {
     this.tracer.start(
       resolver
         ? (buf) =>
-            splitStacks(buf, toSinks, (b, off) => {
+            splitStacks(buf, toSinks, (b, off, kind) => {
               // raw stack bytes stop here: sinks (and recordings) only ever see frames
-              const st = resolver.resolve(b, off);
-              for (const s of sinks) s.stacks([st]);
+              const st = kind === TT_KIND.STACK ? resolver.resolve(b, off) : resolver.resolveRef(b, off);
+              if (st) for (const s of sinks) s.stacks([st]);
             })
         : toSinks,
       { intervalMs: this.opts.drainIntervalMs },
@@ -245,6 +245,7 @@ export function toCounters(n: NativeCounters): Counters {
   c.stacks = k(TT_COUNTER.STACKS);
   c.stacksLimited = k(TT_COUNTER.STACKS_LIMITED);
   c.stacksShort = k(TT_COUNTER.STACK_SHORT);
+  c.stacksDeduped = k(TT_COUNTER.STACKS_DEDUPED);
   c.records = Number(n.records);
   c.batches = Number(n.batches);
   c.droppedBatches = Number(n.droppedBatches);

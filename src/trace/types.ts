@@ -19,6 +19,8 @@ export interface Counters {
   stacks: number;
   stacksLimited: number;
   stacksShort: number;
+  /** stacks the kernel recognised and sent as a reference instead of a copy */
+  stacksDeduped: number;
   /** records the agent read from the ring */
   records: number;
   batches: number;
@@ -30,7 +32,7 @@ export interface Counters {
 export function zeroCounters(): Counters {
   return {
     events: 0, lost: 0, filtered: 0, ownersFull: 0, listenersFull: 0, targetsFull: 0, pendingFull: 0,
-    wakeups: 0, seededHits: 0, stacks: 0, stacksLimited: 0, stacksShort: 0, records: 0, batches: 0, droppedBatches: 0, droppedBytes: 0,
+    wakeups: 0, seededHits: 0, stacks: 0, stacksLimited: 0, stacksShort: 0, stacksDeduped: 0, records: 0, batches: 0, droppedBatches: 0, droppedBytes: 0,
   };
 }
 
@@ -57,7 +59,7 @@ export interface SessionEnd {
   exitedPids: number[];
   counters: Counters;
   /** what unwinding and symbolizing the captured stacks cost the agent */
-  stackCost?: { stacks: number; distinct: number; unwindMs: number; symbolizeMs: number; unresolvedFrames: number };
+  stackCost?: { stacks: number; deduped: number; distinct: number; unwindMs: number; symbolizeMs: number; unresolvedFrames: number };
 }
 
 /** A consumer of a trace: the live analyzer, a recorder, or both. */

@@ -1,0 +1,443 @@
+/**
+ * Kernel-dependent suite: every attach mode on the running kernel, one compact
+ * scenario each. A plain node script (no node:test: it runs under QEMU TCG,
+ * where node is 10-25x slower), run by scripts/test-kernels.sh in each guest of
+ * the kernel matrix, and runnable on the host:
+ *
+ *   node dist/test/kernel/modes.js            (as root)
+ *
+ * 1. `tcptrace features --format json`: the chosen mode is the best the probes
+ *    allow (fentry > tp_btf > kprobe > raw_tp > tracepoint), and every mode in
+ *    TCPTRACE_REQUIRE_MODES is usable ("all" = the five; the default inside a
+ *    vmtest guest, where stock kernels have them all). Elsewhere a mode the
+ *    kernel lacks is reported as skipped, with the probe's reason.
+ * 2. Per usable mode: a leaky C server (test/fixtures/leaky_server.c) with 2
+ *    leaked connections before attach; `tcptrace --pid S --pid U --attach-mode M
+ *    --format json --record F`; 2 leaks + 1 good request during, plus 1 request
+ *    to U, a server that accepts through io_uring (test/kernel/uring_server.c);
+ *    SIGINT. Asserts: per-socket transitions complete and in order; every
+ *    server-side transition owned by the server (accept attribution); the
+ *    pre-existing CLOSE_WAIT sockets reported `since: 'attach'` with their fds;
+ *    the CLOSE_WAIT set equal to `ss` for the pid; accept stacks that unwind to
+ *    the accepting function (user registers at the syscall); the io_uring accept
+ *    claimed by fexit/kretprobe in fentry/kprobe modes, and only there (nothing
+ *    else sees it, so it tells a hook that claims nothing from one that works);
+ *    no BPF program of the agent left loaded after it exits.
+ *
+ * Results: one line per mode, `N passed, N failed, N skipped` at the end, exit 1
+ * on any failure; $VMTEST_RESULT_DIR/kernel-modes.json (or $TCPTRACE_RESULT_DIR)
+ * gets {kernel, series, results: [{mode, status, reason, seconds, ...}]}.
+ *
+ * Fixtures: TCPTRACE_LEAKY_SERVER / TCPTRACE_URING_SERVER name prebuilt
+ * binaries (the matrix compiles them on the host); otherwise they are built
+ * with gcc here.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { release } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { bpfProgIdsOf, buildC, CLI, loadedBpfProgIds, needKernelBtf, needRoot, ROOT, sleep, ssCloseWait, startServer, startTcptrace, WORK, type Server } from '../helpers/proc.js';
+import { readRecording, type Recorded } from '../helpers/recording.js';
+import type { SockcallEvent, TransitionEvent } from '../../src/model/events.js';
+import { TCP } from '../../src/model/states.js';
+import { TT_CALL, TT_ORIGIN } from '../../src/generated/events.js';
+
+const MODES = ['fentry', 'tp_btf', 'kprobe', 'raw_tp', 'tracepoint'] as const;
+type Mode = (typeof MODES)[number];
+type ProbeKey = 'tp_btf' | 'raw_tp' | 'fexit' | 'kretprobe' | 'tracepoint' | 'syscallTracepoint';
+/** what each mode needs from the feature probe: an independent restatement of src/attach/modes.ts */
+const NEEDS: Record<Mode, ProbeKey[]> = {
+  fentry: ['tp_btf', 'fexit'],
+  tp_btf: ['tp_btf'],
+  kprobe: ['raw_tp', 'kretprobe'],
+  raw_tp: ['raw_tp'],
+  tracepoint: ['tracepoint', 'syscallTracepoint'],
+};
+/** the modes with a hook on inet_csk_accept's return (fexit / kretprobe) */
+const ACCEPT_HOOKED: Mode[] = ['fentry', 'kprobe'];
+
+const kernel = process.env.VMTEST_KERNEL || release();
+const series = process.env.VMTEST_SERIES || 'host';
+const inGuest = !!process.env.VMTEST_KERNEL;
+const resultDir = process.env.VMTEST_RESULT_DIR || process.env.TCPTRACE_RESULT_DIR || '';
+const requireSpec = process.env.TCPTRACE_REQUIRE_MODES ?? (inGuest ? 'all' : '');
+const required = new Set<string>(requireSpec === 'all' ? MODES : requireSpec.split(',').map((s) => s.trim()).filter(Boolean));
+const verbose = !!process.env.TCPTRACE_KERNEL_VERBOSE;
+
+interface Result {
+  mode: Mode | 'features';
+  status: 'pass' | 'fail' | 'skip';
+  reason: string;
+  seconds: number;
+  [extra: string]: unknown;
+}
+const results: Result[] = [];
+const t0 = performance.now();
+
+function note(msg: string): void {
+  if (verbose) process.stderr.write(`  [${((performance.now() - t0) / 1000).toFixed(1)}s] ${msg}\n`);
+}
+
+function save(): void {
+  if (!resultDir) return;
+  mkdirSync(resultDir, { recursive: true });
+  const doc = { suite: 'test/kernel/modes', kernel, series, required: [...required], seconds: round((performance.now() - t0) / 1000), results };
+  writeFileSync(join(resultDir, 'kernel-modes.json'), JSON.stringify(doc, null, 2) + '\n');
+}
+
+function report(r: Result): void {
+  results.push(r);
+  const tag = r.status === 'pass' ? 'ok  ' : r.status === 'fail' ? 'FAIL' : 'skip';
+  process.stdout.write(`${tag} ${kernel} ${r.mode.padEnd(10)} ${r.seconds.toFixed(1).padStart(5)}s${r.reason ? `  ${r.reason}` : ''}\n`);
+  save();
+}
+
+const round = (n: number) => Math.round(n * 10) / 10;
+
+/** Collects failed expectations; a mode fails with all of them, not just the first. */
+class Checks {
+  readonly failed: string[] = [];
+  expect(ok: unknown, what: string): boolean {
+    if (!ok) this.failed.push(what);
+    return !!ok;
+  }
+}
+
+// ---------------------------------------------------------------- features
+
+interface FeaturesDoc {
+  kernel: string;
+  chosen: string | null;
+  modes: { name: string; usable: boolean; why: string }[];
+  probes: Record<string, { supported: boolean; reason: string; log?: string }>;
+}
+
+function features(): { doc: FeaturesDoc | null; error: string } {
+  const r = spawnSync(process.execPath, [CLI, 'features', '--format', 'json'], { encoding: 'utf8', timeout: 180_000 });
+  try {
+    return { doc: JSON.parse(r.stdout) as FeaturesDoc, error: '' };
+  } catch {
+    return { doc: null, error: `tcptrace features exited ${r.status ?? r.signal}: ${(r.stderr || r.stdout).trim().slice(0, 500)}` };
+  }
+}
+
+function checkFeatures(doc: FeaturesDoc, seconds: number): Map<Mode, { usable: boolean; why: string }> {
+  const c = new Checks();
+  const usable = new Map<Mode, { usable: boolean; why: string }>();
+  const basics = ['bpf', 'btf', 'ringbuf'].every((k) => doc.probes[k]?.supported);
+  c.expect(basics, `BPF basics missing: ${['bpf', 'btf', 'ringbuf'].map((k) => `${k}: ${doc.probes[k]?.reason || 'ok'}`).join(', ')}`);
+  for (const m of MODES) {
+    const missing = NEEDS[m].filter((k) => !doc.probes[k]?.supported);
+    const why = missing.map((k) => `${k}: ${doc.probes[k]?.reason || 'not supported'}`).join('; ');
+    const mine = basics && missing.length === 0;
+    usable.set(m, { usable: mine, why: why || (basics ? '' : 'BPF basics missing') });
+    const theirs = doc.modes.find((x) => x.name === m);
+    c.expect(theirs && theirs.usable === mine, `features says ${m} ${theirs?.usable ? 'usable' : 'unusable'}, the probes say ${mine ? 'usable' : 'unusable'}`);
+    if (required.has(m)) c.expect(mine, `${m} must be usable on this kernel but is not: ${why}`);
+  }
+  const best = MODES.find((m) => usable.get(m)!.usable) ?? null;
+  c.expect(doc.chosen === best, `chosen ${doc.chosen}, but the best usable mode is ${best}`);
+  c.expect(doc.kernel === release(), `features reports kernel ${doc.kernel}, uname says ${release()}`);
+  report({
+    mode: 'features',
+    status: c.failed.length ? 'fail' : 'pass',
+    reason: c.failed.join('; ') || `chosen ${doc.chosen}`,
+    seconds,
+    chosen: doc.chosen,
+    usable: MODES.filter((m) => usable.get(m)!.usable),
+  });
+  return usable;
+}
+
+// ---------------------------------------------------------------- clients
+
+/** One connection: send the payload, optionally wait for the reply, close. Resolves to the local port. */
+function request(port: number, payload: string, waitReply: boolean): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host: '127.0.0.1', port });
+    let local = 0;
+    s.setTimeout(20_000, () => s.destroy(new Error(`no ${waitReply ? 'reply' : 'progress'} from port ${port} in 20 s`)));
+    s.on('connect', () => {
+      local = s.localPort!;
+      s.write(payload, () => {
+        if (!waitReply) s.destroy();
+      });
+    });
+    s.on('data', () => s.destroy());
+    s.on('error', reject);
+    s.on('close', () => resolve(local));
+  });
+}
+
+async function requests(port: number, payload: string, count: number, waitReply = false): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < count; i++) out.push(await request(port, payload, waitReply));
+  return out;
+}
+
+/** Waits (bounded) until ss shows `n` CLOSE_WAIT sockets held by pid. */
+async function closeWaitCount(pid: number, n: number, ms = 10_000): Promise<Set<string>> {
+  const end = performance.now() + ms;
+  let s = ssCloseWait(pid);
+  while (s.size < n && performance.now() < end) {
+    await sleep(100);
+    s = ssCloseWait(pid);
+  }
+  return s;
+}
+
+/** Programs are freed after an RCU grace period (and perf-event links from a workqueue): wait, bounded. */
+async function stillLoaded(ids: number[]): Promise<number[]> {
+  for (let i = 0; i < 50; i++) {
+    const left = loadedBpfProgIds().filter((id) => ids.includes(id));
+    if (!left.length) return [];
+    await sleep(100);
+  }
+  return loadedBpfProgIds().filter((id) => ids.includes(id));
+}
+
+const peerPort = (addr: string) => Number(addr.slice(addr.lastIndexOf(':') + 1));
+const arrow = (e: TransitionEvent) => `${e.oldState}>${e.newState}`;
+const L_SR = `${TCP.LISTEN}>${TCP.SYN_RECV}`;
+const SR_E = `${TCP.SYN_RECV}>${TCP.ESTABLISHED}`;
+const E_CW = `${TCP.ESTABLISHED}>${TCP.CLOSE_WAIT}`;
+
+/** Transitions of each server-side socket lifetime, by the client's port (sk addresses are reused after CLOSE). */
+function lifetimes(rec: Recorded, serverPort: number): Map<number, TransitionEvent[]> {
+  const open = new Map<bigint, TransitionEvent[]>();
+  const byPeer = new Map<number, TransitionEvent[]>();
+  for (const ev of rec.events) {
+    if (ev.type !== 'transition') continue;
+    let life = open.get(ev.sk);
+    if (!life) open.set(ev.sk, (life = []));
+    life.push(ev);
+    // the CLOSE event no longer carries the local port: the lifetime is named by its other events
+    if (ev.localPort === serverPort) byPeer.set(peerPort(ev.remote), life);
+    if (ev.newState === TCP.CLOSE) open.delete(ev.sk);
+  }
+  return byPeer;
+}
+
+// ---------------------------------------------------------------- one mode
+
+interface Fixtures {
+  leaky: string;
+  uring: string | null;
+  uringWhy: string;
+}
+
+async function scenario(mode: Mode, fx: Fixtures, c: Checks): Promise<Record<string, unknown>> {
+  const extra: Record<string, unknown> = {};
+  const servers: Server[] = [];
+  let tracer: ReturnType<typeof startTcptrace> | null = null;
+  try {
+    const server = await startServer(fx.leaky);
+    servers.push(server);
+    const uring = fx.uring ? await startServer(fx.uring) : null;
+    if (uring) servers.push(uring);
+    note(`${mode}: servers ${server.pid}${uring ? ` + ${uring.pid} (io_uring)` : ''}`);
+
+    const pre = await requests(server.port, 'leak', 2);
+    const preSs = await closeWaitCount(server.pid, 2);
+    if (!c.expect(preSs.size === 2, `before attach: ss shows ${preSs.size} CLOSE_WAIT sockets of the server, expected 2`)) return extra;
+
+    const file = join(WORK, `kernel-${mode}.tcptrace`);
+    const args = ['--pid', String(server.pid), ...(uring ? ['--pid', String(uring.pid)] : []), '--attach-mode', mode, '--format', 'json', '--record', file];
+    const tStart = performance.now();
+    tracer = startTcptrace(args, { timeoutMs: 300_000 });
+    try {
+      await tracer.ready;
+    } catch (e) {
+      c.expect(false, `tcptrace did not start: ${(e as Error).message.trim().slice(0, 1500)}`);
+      return extra;
+    }
+    extra.startSeconds = round((performance.now() - tStart) / 1000);
+    const held = bpfProgIdsOf(tracer.proc.pid!);
+    note(`${mode}: tracing after ${extra.startSeconds}s, holding programs ${held.join(',')}`);
+    c.expect(held.length >= 4, `the agent holds ${held.length} BPF programs, expected at least 4`);
+
+    const leaks = await requests(server.port, 'leak', 2);
+    const good = await requests(server.port, 'good', 1, true);
+    const uringPorts = uring ? await requests(uring.port, 'good', 1, true) : [];
+    const ssAtEnd = await closeWaitCount(server.pid, 4);
+    await sleep(300); // > 2 drain intervals
+    const res = await tracer.stop('SIGINT');
+    tracer = null;
+    note(`${mode}: tcptrace exited ${res.code}`);
+    if (!c.expect(res.code === 0, `tcptrace exited ${res.code ?? res.signal}: ${res.stderr.trim().slice(-1500)}`)) return extra;
+    const warnings = res.stderr.split('\n').filter((l) => /"level":(40|50|60)|warn|error/i.test(l));
+
+    const left = await stillLoaded(held);
+    c.expect(left.length === 0, `BPF programs still loaded after tcptrace exited: ${left.join(', ')}`);
+
+    let live: any;
+    try {
+      live = JSON.parse(res.stdout);
+    } catch (e) {
+      c.expect(false, `the JSON report does not parse: ${(e as Error).message}`);
+      return extra;
+    }
+    const rec = await readRecording(file);
+    c.expect(live.attach?.mode === mode, `the report says attach mode ${live.attach?.mode}`);
+    extra.counts = live.counts;
+    c.expect(live.counts?.lost === 0 && live.counts?.droppedInAgent === 0, `events lost: ${live.counts?.lost} in the kernel, ${live.counts?.droppedInAgent} in the agent`);
+
+    // ---- transitions, complete and in order, owned by the server
+    const byPeer = lifetimes(rec, server.port);
+    const states = (p: number) => (byPeer.get(p) ?? []).map(arrow);
+    for (const p of leaks) {
+      c.expect(states(p).join(' ') === [L_SR, SR_E, E_CW].join(' '), `leaked socket from port ${p}: transitions [${states(p).join(' ')}], expected [${[L_SR, SR_E, E_CW].join(' ')}]`);
+    }
+    for (const p of good) {
+      const evs = byPeer.get(p) ?? [];
+      const ok =
+        evs.length >= 3 &&
+        states(p).slice(0, 2).join(' ') === `${L_SR} ${SR_E}` &&
+        evs[evs.length - 1].newState === TCP.CLOSE &&
+        evs.every((e, i) => i === 0 || (e.oldState === evs[i - 1].newState && e.ts >= evs[i - 1].ts));
+      c.expect(ok, `good socket from port ${p}: transitions [${states(p).join(' ')}], expected LISTEN>SYN_RECV, SYN_RECV>ESTABLISHED, ... ending in CLOSE, unbroken`);
+    }
+    const serverSide = [...leaks, ...good].flatMap((p) => byPeer.get(p) ?? []);
+    const wrongOwner = serverSide.filter((e) => e.ownerPid !== server.pid || e.ownerComm !== 'leaky_server');
+    c.expect(serverSide.length >= 3 * 3, `only ${serverSide.length} server-side transitions recorded`);
+    c.expect(wrongOwner.length === 0, `transitions not attributed to the server (pid ${server.pid}): ${wrongOwner.slice(0, 4).map((e) => `${arrow(e)} of :${peerPort(e.remote)} -> pid ${e.ownerPid} (${e.ownerComm || 'unknown'})`).join(', ')}`);
+    const fins = serverSide.filter((e) => e.newState === TCP.CLOSE_WAIT);
+    extra.finsOnOtherCpuTask = fins.filter((e) => e.cpuPid !== server.pid).length;
+
+    // ---- accept(): the acceptor and its fd
+    const accepts = rec.events.filter((e): e is SockcallEvent => e.type === 'sockcall' && e.call === TT_CALL.ACCEPT && e.pid === server.pid);
+    const accepted = new Set(accepts.map((a) => peerPort(a.remote)));
+    const notAccepted = [...leaks, ...good].filter((p) => !accepted.has(p));
+    c.expect(notAccepted.length === 0, `no accept reported for peer port(s) ${notAccepted.join(', ')}`);
+    c.expect(accepts.every((a) => a.fd >= 3), `accept with a bad fd: ${accepts.map((a) => a.fd).join(', ')}`);
+
+    // ---- CLOSE_WAIT: the same set as ss; the pre-existing ones since attach, with their fds
+    const cw = (live.closeWait ?? []).filter((e: any) => e.pid === server.pid);
+    const ours = new Set<string>(cw.map((e: any) => `${e.local} ${e.remote}`));
+    c.expect(ssAtEnd.size === 4, `ss shows ${ssAtEnd.size} CLOSE_WAIT sockets of the server at the end, expected 4`);
+    c.expect([...ours].sort().join() === [...ssAtEnd].sort().join(), `CLOSE_WAIT reported {${[...ours].sort().join(', ')}} != ss {${[...ssAtEnd].sort().join(', ')}}`);
+    const since = cw.filter((e: any) => e.since === 'attach');
+    c.expect(since.map((e: any) => peerPort(e.remote)).sort().join() === [...pre].sort().join(), `CLOSE_WAIT since attach: peer ports [${since.map((e: any) => peerPort(e.remote)).sort()}], expected the pre-existing [${[...pre].sort()}]${warnings.length ? ` (tcptrace warned: ${warnings.join(' ').slice(0, 600)})` : ''}`);
+    const ssFds = ssFdsOf(server.pid);
+    for (const e of since) {
+      c.expect(e.origin === 'preexisting', `pre-existing socket ${e.remote} has origin ${e.origin}`);
+      c.expect(typeof e.fd === 'number' && ssFds.get(`${e.local} ${e.remote}`) === e.fd, `pre-existing socket ${e.remote}: fd ${e.fd}, ss says ${ssFds.get(`${e.local} ${e.remote}`)}`);
+    }
+    for (const e of cw.filter((x: any) => x.since !== 'attach')) {
+      c.expect(ssFds.get(`${e.local} ${e.remote}`) === e.fd, `socket ${e.remote}: fd ${e.fd}, ss says ${ssFds.get(`${e.local} ${e.remote}`)}`);
+    }
+
+    // ---- user stacks at accept: the registers saved at syscall entry unwind into the server's code
+    const acquire = rec.stacks.filter((s) => s.pid === server.pid && s.site === 'acquire');
+    const named = acquire.filter((s) => s.frames.some((f) => f.symbol === 'serve_clients'));
+    extra.acceptStacks = `${named.length}/${acquire.length}`;
+    c.expect(acquire.length >= leaks.length + good.length, `${acquire.length} accept stacks captured, expected ${leaks.length + good.length}`);
+    c.expect(named.length === acquire.length, `accept stacks that do not reach serve_clients: ${acquire.filter((s) => !named.includes(s)).slice(0, 2).map((s) => `[${s.frames.slice(0, 4).map((f) => f.symbol || f.addr).join(' < ')}] (${s.stop})`).join(', ')}`);
+
+    // ---- io_uring accept: only the fexit / kretprobe hook on inet_csk_accept can claim it
+    if (uring) {
+      const uLife = lifetimes(rec, uring.port).get(uringPorts[0]) ?? [];
+      const afterAccept = uLife.filter((e) => e.oldState !== TCP.LISTEN && e.oldState !== TCP.SYN_RECV);
+      const origins = [...new Set(afterAccept.map((e) => e.origin))];
+      const want = ACCEPT_HOOKED.includes(mode) ? TT_ORIGIN.ACCEPT : TT_ORIGIN.ACCEPT_PENDING;
+      extra.uringOrigin = origins.join(',');
+      c.expect(uLife.length >= 3 && uLife.every((e) => e.ownerPid === uring.pid), `io_uring server: transitions [${uLife.map(arrow).join(' ')}] owned by [${uLife.map((e) => e.ownerPid).join(' ')}], expected >= 3, all pid ${uring.pid}`);
+      c.expect(
+        afterAccept.length > 0 && origins.length === 1 && origins[0] === want,
+        ACCEPT_HOOKED.includes(mode)
+          ? `io_uring accept not claimed by ${mode === 'fentry' ? 'fexit' : 'kretprobe'}/inet_csk_accept: origins after accept [${origins.join(',')}], expected ${want} (accept)`
+          : `io_uring accept: origins after accept [${origins.join(',')}], expected ${want} (accept-pending: this mode has no inet_csk_accept hook)`,
+      );
+    } else if (ACCEPT_HOOKED.includes(mode)) {
+      c.expect(false, `cannot check the inet_csk_accept hook: ${fx.uringWhy}`);
+    }
+    return extra;
+  } finally {
+    if (tracer) await tracer.stop('SIGKILL');
+    for (const s of servers) await s.stop();
+  }
+}
+
+/** "local remote" -> fd, for the pid's CLOSE_WAIT sockets (ss -p) */
+function ssFdsOf(pid: number): Map<string, number> {
+  const r = spawnSync('ss', ['-tanpH', 'state', 'close-wait'], { encoding: 'utf8' });
+  const out = new Map<string, number>();
+  for (const line of r.stdout.split('\n')) {
+    const cols = line.trim().split(/\s+/);
+    const m = new RegExp(`pid=${pid},fd=(\\d+)\\)`).exec(cols[4] ?? '');
+    if (m) out.set(`${cols[2]} ${cols[3]}`, Number(m[1]));
+  }
+  return out;
+}
+
+function fixtures(): Fixtures {
+  const leaky = process.env.TCPTRACE_LEAKY_SERVER || buildC('leaky_server', ['-O2', '-g']);
+  if (process.env.TCPTRACE_URING_SERVER) return { leaky, uring: process.env.TCPTRACE_URING_SERVER, uringWhy: '' };
+  const out = join(WORK, 'uring_server');
+  const r = spawnSync('gcc', ['-O2', '-g', '-o', out, join(ROOT, 'test/kernel/uring_server.c')], { encoding: 'utf8' });
+  return r.status === 0 ? { leaky, uring: out, uringWhy: '' } : { leaky, uring: null, uringWhy: `gcc uring_server.c failed: ${r.stderr.trim().slice(0, 300)}` };
+}
+
+// ---------------------------------------------------------------- main
+
+async function main(): Promise<number> {
+  process.stdout.write(`tcptrace kernel suite: ${kernel} (series ${series}); required modes: ${[...required].join(', ') || 'none'}\n`);
+  const cannot = needRoot() ?? needKernelBtf();
+  if (cannot) {
+    report({ mode: 'features', status: inGuest ? 'fail' : 'skip', reason: cannot, seconds: 0 });
+    for (const m of MODES) report({ mode: m, status: 'skip', reason: cannot, seconds: 0 });
+    return finish();
+  }
+  let t = performance.now();
+  const { doc, error } = features();
+  if (!doc) {
+    report({ mode: 'features', status: 'fail', reason: error, seconds: round((performance.now() - t) / 1000) });
+    for (const m of MODES) report({ mode: m, status: 'fail', reason: 'tcptrace features failed', seconds: 0 });
+    return finish();
+  }
+  const usable = checkFeatures(doc, round((performance.now() - t) / 1000));
+
+  let fx: Fixtures;
+  try {
+    fx = fixtures();
+  } catch (e) {
+    for (const m of MODES) report({ mode: m, status: 'fail', reason: (e as Error).message, seconds: 0 });
+    return finish();
+  }
+  const only = (process.env.TCPTRACE_KERNEL_MODES ?? '').split(',').filter(Boolean);
+  for (const m of MODES) {
+    if (only.length && !only.includes(m)) continue;
+    const u = usable.get(m)!;
+    if (!u.usable) {
+      report({ mode: m, status: required.has(m) ? 'fail' : 'skip', reason: `${required.has(m) ? 'required mode unusable: ' : 'unusable on this kernel: '}${u.why}`, seconds: 0 });
+      continue;
+    }
+    t = performance.now();
+    const c = new Checks();
+    let extra: Record<string, unknown> = {};
+    try {
+      extra = await scenario(m, fx, c);
+    } catch (e) {
+      c.expect(false, `scenario threw: ${(e as Error).stack ?? e}`);
+    }
+    report({ mode: m, status: c.failed.length ? 'fail' : 'pass', reason: c.failed.join('; '), seconds: round((performance.now() - t) / 1000), ...extra });
+  }
+  return finish();
+}
+
+function finish(): number {
+  const n = (s: Result['status']) => results.filter((r) => r.status === s).length;
+  save();
+  process.stdout.write(`${n('pass')} passed, ${n('fail')} failed, ${n('skip')} skipped (${round((performance.now() - t0) / 1000)} s)\n`);
+  return n('fail') ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    process.stderr.write(`kernel suite crashed: ${(e as Error).stack ?? e}\n`);
+    process.exit(1);
+  },
+);
