@@ -43,6 +43,8 @@ export const DEFAULTS = {
 } as const;
 
 const log = logger('session');
+/** counters reach sinks every sample; the log gets them every this many samples (10 s) */
+const COUNTERS_LOG_EVERY = 10;
 
 export class TraceSession {
   readonly info: SessionInfo;
@@ -54,6 +56,7 @@ export class TraceSession {
   private resolveDone!: (e: SessionEnd) => void;
   private stopping = false;
   private lastLog = { events: 0, lost: 0, dropped: 0 };
+  private samples = 0;
   private readonly resolver: StackResolver | null;
 
   private constructor(
@@ -181,10 +184,11 @@ export class TraceSession {
     const c = this.counters();
     for (const s of this.sinks) s.counters(c);
     const dropped = c.droppedBatches;
+    const fields = { events: c.events, lost: c.lost, droppedBatches: dropped, filtered: c.filtered, stacks: c.stacks, stacksDeduped: c.stacksDeduped, stacksLimited: c.stacksLimited };
     if (c.lost > this.lastLog.lost || dropped > this.lastLog.dropped) {
-      log.warn({ events: c.events, lost: c.lost, droppedBatches: dropped }, 'events lost: raise --ring-size, or trace fewer processes');
-    } else {
-      log.debug({ events: c.events, lost: c.lost, records: c.records, batches: c.batches }, 'counters');
+      log.warn(fields, 'events lost: raise --ring-size, or trace fewer processes');
+    } else if (++this.samples % COUNTERS_LOG_EVERY === 0) {
+      log.info(fields, 'counters');
     }
     this.lastLog = { events: c.events, lost: c.lost, dropped };
     drainLibbpf();
