@@ -203,3 +203,25 @@ describe('clients that never close', { skip: skip ?? false }, () => {
     assert.ok(names(g.stacks.io).includes('main.dialQuote'));
   });
 });
+
+describe('tcptrace record keeps --leak-after for tcptrace report', { skip: skip ?? false }, () => {
+  let server: Server;
+  after(() => server?.stop());
+  test('report uses the recorded threshold unless told otherwise', async () => {
+    const { WORK, runTcptrace } = await import('./helpers/proc.js');
+    server = await startServer(buildC('attrib_server', ['-O2', '-g']));
+    const file = join(WORK, 'leak-after.tcptrace');
+    const t = startTcptrace(['record', '-o', file, '--pid', String(server.pid), '--leak-after', '1']);
+    await t.ready;
+    requests(server.port, 'quote', 2);
+    await sleep(1300);
+    const r = await t.stop();
+    assert.equal(r.code, 0, r.stderr);
+    const doc = JSON.parse((await runTcptrace(['report', file, '--format', 'json'])).stdout);
+    assert.equal(doc.leakAfterMs, 1000);
+    assert.equal(doc.leaks.reduce((a: number, g: any) => a + g.count, 0), 2);
+    assert.ok(names(doc.leaks[0].stacks.io).includes('handle_quote'), 'frames come from the recording');
+    const strict = JSON.parse((await runTcptrace(['report', file, '--format', 'json', '--leak-after', '30'])).stdout);
+    assert.deepEqual(strict.leaks, []);
+  });
+});

@@ -48,8 +48,12 @@ export class Analyzer implements TraceSink {
 
   constructor(readonly options: AnalysisOptions = DEFAULT_ANALYSIS) {}
 
+  /** called once the session's (or recording's) header is known */
+  onBegin?: (info: SessionInfo) => void;
+
   begin(info: SessionInfo): void {
     this.info = info;
+    this.onBegin?.(info);
     this.table = new SocketTable(info.selectors.pids);
   }
 

@@ -2,7 +2,7 @@
 import { Command, Option } from 'commander';
 import { EXIT } from '../errors.js';
 import { RecordWriter } from '../record/writer.js';
-import { analysisOptions, selectorOptions, type SelectorOpts } from './options.js';
+import { analysisOptions, selectorOptions, type AnalysisOpts, type SelectorOpts } from './options.js';
 import { describeTargets, runSession } from './run-session.js';
 
 export function recordCommand(): Command {
@@ -12,6 +12,8 @@ export function recordCommand(): Command {
       'after',
       `
 The file is flushed every second: a recorder that is killed leaves a readable file.
+--leak-after, --top and --interval are stored in it as the defaults of \`tcptrace report\`.
+Stacks are symbolized while the processes live; raw stack bytes are never written.
 Examples:
   tcptrace record -o run.tcptrace --pid 4242 --duration 600
   tcptrace record -o box.tcptrace                 whole system until Ctrl-C
@@ -19,10 +21,9 @@ Examples:
     )
     .addOption(new Option('-o, --output <file>', 'recording to write').makeOptionMandatory());
   for (const o of selectorOptions()) cmd.addOption(o);
-  // accepted for symmetry with trace and report: a recording keeps every event, so
-  // they only matter when the recording is analysed (pass them to `tcptrace report`)
-  for (const o of analysisOptions()) cmd.addOption(o.hideHelp());
-  cmd.action(async (opts: SelectorOpts & { output: string }) => {
+  // a recording keeps every event: these are stored in it as the defaults of `tcptrace report`
+  for (const o of analysisOptions()) cmd.addOption(o);
+  cmd.action(async (opts: SelectorOpts & AnalysisOpts & { output: string }) => {
     const writer = new RecordWriter(opts.output);
     const end = await runSession(opts, [writer], (s) =>
       process.stderr.write(`tcptrace: recording ${describeTargets(opts)} to ${opts.output} (attach mode ${s.info.attach.mode}); Ctrl-C to stop\n`),

@@ -13,13 +13,24 @@ export function reportCommand(): Command {
     .addOption(analysisOptions()[0])
     .addOption(analysisOptions()[1])
     .addOption(analysisOptions()[2])
-    .action(async (file: string, opts: { format: 'text' | 'json' } & AnalysisOpts) => {
+    .action(async (file: string, opts: { format: 'text' | 'json' } & AnalysisOpts, cmd: Command) => {
       const analyzer = new Analyzer({ leakAfterMs: opts.leakAfter * 1000, top: opts.top });
-      if (opts.interval && opts.format === 'text') {
+      // settings given to `tcptrace record` apply unless this command line overrides them
+      const given = (name: string) => cmd.getOptionValueSource(name) === 'cli';
+      analyzer.onBegin = (info) => {
+        const rec = info.analysis;
+        if (!rec) return;
+        if (!given('leakAfter')) analyzer.options.leakAfterMs = rec.leakAfterMs;
+        if (!given('top')) analyzer.options.top = rec.top;
+        if (!given('interval') && rec.intervalS && opts.format === 'text') opts.interval = rec.intervalS;
+        analyzer.trackTime = !!opts.interval && opts.format === 'text';
+      };
+      {
         // the leak report every --interval seconds of recorded time
         let next = 0;
-        analyzer.trackTime = true;
+        analyzer.trackTime = !!opts.interval && opts.format === 'text';
         analyzer.onDelivered = () => {
+          if (!opts.interval || opts.format !== 'text') return;
           const now = analyzer.latestNs;
           if (!now) return;
           if (!next) next = Number(analyzer.info.startedNs) + opts.interval! * 1e9;

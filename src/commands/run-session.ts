@@ -4,9 +4,13 @@
  */
 import { TraceSession, DEFAULTS } from '../trace/session.js';
 import type { SessionEnd, TraceSink } from '../trace/types.js';
-import type { SelectorOpts } from './options.js';
+import type { AnalysisOpts, SelectorOpts } from './options.js';
 
-export async function runSession(opts: SelectorOpts, sinks: TraceSink[], onStart?: (s: TraceSession) => void): Promise<SessionEnd> {
+export async function runSession(
+  opts: SelectorOpts & Partial<AnalysisOpts>,
+  sinks: TraceSink[],
+  onStart?: (s: TraceSession) => void,
+): Promise<SessionEnd> {
   const session = TraceSession.open(
     {
       pids: opts.pid ?? null,
@@ -19,6 +23,7 @@ export async function runSession(opts: SelectorOpts, sinks: TraceSink[], onStart
       stacks: opts.stacks,
       stackBytes: opts.stackBytes,
       stackRate: opts.stackRate,
+      analysis: opts.leakAfter !== undefined ? { leakAfterMs: opts.leakAfter * 1000, top: opts.top ?? 10, intervalS: opts.interval } : undefined,
     },
     sinks,
   );

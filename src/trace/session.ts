@@ -31,6 +31,8 @@ export interface TraceOptions {
   stackBytes: number;
   /** stacks per second per process */
   stackRate: number;
+  /** analysis settings to keep in recordings */
+  analysis?: { leakAfterMs: number; top: number; intervalS?: number };
 }
 
 export const DEFAULTS = {
@@ -79,6 +81,7 @@ export class TraceSession {
       attach: { mode: plan.mode.name, chosenBy: plan.chosenBy, hooks: plan.mode.hooks, programs: plan.mode.programs },
       selectors: { pids: opts.pids, children: opts.children },
       stacks: opts.stacks ? { bytes: opts.stackBytes, rate: opts.stackRate } : null,
+      ...(opts.analysis ? { analysis: opts.analysis } : {}),
       startedNs: monotonicNs(),
     };
   }

@@ -47,6 +47,8 @@ export interface SessionInfo {
   selectors: { pids: number[] | null; children: boolean };
   /** stack capture settings (null: off) */
   stacks: { bytes: number; rate: number } | null;
+  /** --leak-after/--top/--interval given to `tcptrace record`: `tcptrace report` defaults to them */
+  analysis?: { leakAfterMs: number; top: number; intervalS?: number };
   startedNs: bigint;
 }
 
