@@ -116,11 +116,15 @@ const conditions: Condition[] = [
   },
   {
     name: 'tcpstates (libbpf-tools)',
-    // tcpstates block-buffers its header when stdout is a pipe: give it a fixed second to attach
+    // tcpstates block-buffers its output when stdout is a pipe: give it a fixed second to attach
     start: async (_w) => {
-      const t = await spawnTracer('/usr/sbin/tcpstates', [], /./, 'count').catch(() => null);
-      if (t) return t;
-      throw new Error('tcpstates did not start');
+      const proc = spawn('/usr/sbin/tcpstates', [], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const t: Tracer = { proc, stdout: [], stderr: [], exited: new Promise((r) => proc.on('exit', () => r())) };
+      proc.stdout!.on('data', (d: Buffer) => t.stdout.push(String(d.toString().split('\n').length - 1)));
+      proc.stderr!.on('data', (d: Buffer) => t.stderr.push(d.toString()));
+      await sleep(1000);
+      if (proc.exitCode !== null) throw new Error(`tcpstates exited: ${t.stderr.join('')}`);
+      return t;
     },
     finish: async (t) => {
       const lines = t.stdout.reduce((a, n) => a + Number(n), 0) - 1;

@@ -41,7 +41,8 @@ export interface SelectorOpts {
   attachMode?: string;
   ringSize: number;
   maxSockets: number;
-  stacks: boolean;
+  /** undefined: on with --pid, off for the whole system */
+  stacks?: boolean;
   stackBytes: number;
   stackRate: number;
 }
@@ -81,7 +82,8 @@ export function selectorOptions(): Option[] {
     new Option('--attach-mode <mode>', 'force an attach mode instead of the best one the probe finds (see `tcptrace features`)').choices(MODE_NAMES),
     new Option('--ring-size <bytes>', 'BPF ring buffer size (power of two)').argParser(parseSize).default(DEFAULTS.ringBytes, '16M'),
     new Option('--max-sockets <n>', 'sockets tracked at once in the kernel (map size)').argParser(parseCount).default(DEFAULTS.maxSockets),
-    new Option('--no-stacks', 'do not capture user stacks (no leak attribution; lowest overhead)'),
+    new Option('--stacks', 'capture user stacks for leak attribution (default with --pid)'),
+    new Option('--no-stacks', 'do not capture user stacks (no leak attribution; lowest overhead; default for the whole system)'),
     new Option('--stack-bytes <bytes>', 'user stack copied per capture, whole pages from the stack pointer').argParser(parseStackBytes).default(DEFAULTS.stackBytes, '32K'),
     new Option('--stack-rate <n>', 'stacks captured per second per process at most (bounds the cost under churn)').argParser(parseWhole).default(DEFAULTS.stackRate),
   ];

@@ -20,7 +20,8 @@ export async function runSession(
       maxSockets: opts.maxSockets,
       drainIntervalMs: DEFAULTS.drainIntervalMs,
       countersIntervalMs: DEFAULTS.countersIntervalMs,
-      stacks: opts.stacks,
+      // attribution is per process: whole-system traces do not copy every process's stacks unless asked
+      stacks: opts.stacks ?? opts.pid !== undefined,
       stackBytes: opts.stackBytes,
       stackRate: opts.stackRate,
       analysis: opts.leakAfter !== undefined ? { leakAfterMs: opts.leakAfter * 1000, top: opts.top ?? 10, intervalS: opts.interval } : undefined,
