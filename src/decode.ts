@@ -7,7 +7,9 @@
  * the analysis only counts costs no allocation. Views are valid only inside
  * the callback; decodeBatch() materializes plain objects (tests, tools).
  * Timestamps are float ns: exact to the ns for 104 days of uptime, to better
- * than a microsecond for centuries.
+ * than a microsecond for centuries. Socket addresses keep their low 48 bits:
+ * canonical kernel addresses have the 16 bits above all set, so nothing is lost
+ * and keys stay plain numbers (BigInt keys cost more than the rest of decoding).
  */
 import * as G from './generated/events.js';
 import type { ForkEvent, SockcallEvent, TraceEvent, TransitionEvent } from './model/events.js';
@@ -33,8 +35,8 @@ abstract class View {
 
 export class TransitionView extends View implements TransitionEvent {
   readonly type = 'transition' as const;
-  get sk(): bigint {
-    return this.b.readBigUInt64LE(this.o + G.O_TRANSITION_SK);
+  get sk(): number {
+    return this.b.readUIntLE(this.o + G.O_TRANSITION_SK, 6);
   }
   get cookie(): bigint {
     return isZero64(this.b, this.o + G.O_TRANSITION_COOKIE) ? 0n : this.b.readBigUInt64LE(this.o + G.O_TRANSITION_COOKIE);
@@ -95,8 +97,8 @@ export class TransitionView extends View implements TransitionEvent {
 
 export class SockcallView extends View implements SockcallEvent {
   readonly type = 'sockcall' as const;
-  get sk(): bigint {
-    return this.b.readBigUInt64LE(this.o + G.O_SOCKCALL_SK);
+  get sk(): number {
+    return this.b.readUIntLE(this.o + G.O_SOCKCALL_SK, 6);
   }
   get cookie(): bigint {
     return isZero64(this.b, this.o + G.O_SOCKCALL_COOKIE) ? 0n : this.b.readBigUInt64LE(this.o + G.O_SOCKCALL_COOKIE);

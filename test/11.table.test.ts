@@ -6,27 +6,27 @@ import type { PresentEvent, SockcallEvent, TransitionEvent } from '../src/model/
 import { TCP } from '../src/model/states.js';
 import { TT_CALL, TT_ORIGIN } from '../src/generated/events.js';
 
-const tr = (sk: bigint, ts: number, from: number, to: number, extra: Partial<TransitionEvent> = {}): TransitionEvent => ({
+const tr = (sk: number, ts: number, from: number, to: number, extra: Partial<TransitionEvent> = {}): TransitionEvent => ({
   type: 'transition', ts, sk, cookie: 0n, oldState: from, newState: to, family: 2, localPort: 80,
   local: '127.0.0.1:80', remote: '127.0.0.1:5000', netns: 1, ownerKnown: true, ownerPid: 100,
   ownerFd: -1, ownerComm: 'srv', ownerFirstNs: 0, origin: TT_ORIGIN.ACCEPT_PENDING, cpuPid: 200, cpuTid: 200, cpuComm: 'client', ...extra,
 });
-const call = (sk: bigint, ts: number, c: number, fd: number, state: number, extra: Partial<SockcallEvent> = {}): SockcallEvent => ({
+const call = (sk: number, ts: number, c: number, fd: number, state: number, extra: Partial<SockcallEvent> = {}): SockcallEvent => ({
   type: 'sockcall', ts, sk, cookie: 0n, call: c, via: 0, state, family: 2, local: '127.0.0.1:80', remote: '127.0.0.1:5000',
   netns: 1, pid: 100, tid: 100, fd, arg: 0, comm: 'srv', ...extra,
 });
 
 test('a socket is followed from SYN_RECV to CLOSE and then retired', () => {
   const t = new SocketTable([100]);
-  t.apply(tr(1n, 10, TCP.LISTEN, TCP.SYN_RECV));
-  const est = t.apply(tr(1n, 15, TCP.SYN_RECV, TCP.ESTABLISHED))!;
+  t.apply(tr(1, 10, TCP.LISTEN, TCP.SYN_RECV));
+  const est = t.apply(tr(1, 15, TCP.SYN_RECV, TCP.ESTABLISHED))!;
   assert.equal(est.inOldNs, 5);
-  t.apply(call(1n, 16, TT_CALL.ACCEPT, 7, TCP.ESTABLISHED));
-  const cw = t.apply(tr(1n, 30, TCP.ESTABLISHED, TCP.CLOSE_WAIT))!;
+  t.apply(call(1, 16, TT_CALL.ACCEPT, 7, TCP.ESTABLISHED));
+  const cw = t.apply(tr(1, 30, TCP.ESTABLISHED, TCP.CLOSE_WAIT))!;
   assert.equal(cw.rec.fd, 7);
   assert.equal(cw.rec.origin, 'accept');
-  assert.equal(t.apply(tr(1n, 90, TCP.CLOSE_WAIT, TCP.LAST_ACK))!.inOldNs, 60);
-  t.apply(tr(1n, 95, TCP.LAST_ACK, TCP.CLOSE, { local: '127.0.0.1:0' }));
+  assert.equal(t.apply(tr(1, 90, TCP.CLOSE_WAIT, TCP.LAST_ACK))!.inOldNs, 60);
+  t.apply(tr(1, 95, TCP.LAST_ACK, TCP.CLOSE, { local: '127.0.0.1:0' }));
   assert.equal(t.live.size, 0);
   const closed = [...t.closedCloseWait.values()];
   assert.equal(closed.length, 1);
@@ -36,9 +36,9 @@ test('a socket is followed from SYN_RECV to CLOSE and then retired', () => {
 
 test('an sk address reused after CLOSE is a new socket', () => {
   const t = new SocketTable([100]);
-  t.apply(tr(1n, 10, TCP.LISTEN, TCP.SYN_RECV));
-  const first = t.apply(tr(1n, 11, TCP.SYN_RECV, TCP.CLOSE))!.rec;
-  const second = t.apply(tr(1n, 20, TCP.LISTEN, TCP.SYN_RECV, { remote: '127.0.0.1:6000' }))!.rec;
+  t.apply(tr(1, 10, TCP.LISTEN, TCP.SYN_RECV));
+  const first = t.apply(tr(1, 11, TCP.SYN_RECV, TCP.CLOSE))!.rec;
+  const second = t.apply(tr(1, 20, TCP.LISTEN, TCP.SYN_RECV, { remote: '127.0.0.1:6000' }))!.rec;
   assert.notEqual(first.serial, second.serial);
   assert.equal(second.remote, '127.0.0.1:6000');
   assert.equal(second.transitions, 1);
@@ -46,8 +46,8 @@ test('an sk address reused after CLOSE is a new socket', () => {
 
 test('the port released at CLOSE does not overwrite the socket\'s address', () => {
   const t = new SocketTable([100]);
-  t.apply(tr(1n, 10, TCP.ESTABLISHED, TCP.FIN_WAIT1));
-  const r = t.apply(tr(1n, 11, TCP.FIN_WAIT1, TCP.CLOSE, { local: '127.0.0.1:0' }))!.rec;
+  t.apply(tr(1, 10, TCP.ESTABLISHED, TCP.FIN_WAIT1));
+  const r = t.apply(tr(1, 11, TCP.FIN_WAIT1, TCP.CLOSE, { local: '127.0.0.1:0' }))!.rec;
   assert.equal(r.local, '127.0.0.1:80');
 });
 
@@ -59,26 +59,26 @@ test('a socket present at attach is linked to its events by cookie, and a change
   };
   t.apply(present);
   // the FIN arrived between the seeding snapshot and this one: same change, earlier timestamp
-  const dup = t.apply(tr(7n, 90, TCP.ESTABLISHED, TCP.CLOSE_WAIT, { cookie: 42n, origin: TT_ORIGIN.PREEXISTING }))!;
+  const dup = t.apply(tr(7, 90, TCP.ESTABLISHED, TCP.CLOSE_WAIT, { cookie: 42n, origin: TT_ORIGIN.PREEXISTING }))!;
   assert.equal(dup.duplicate, true);
   assert.equal(t.live.size, 1);
-  const rec = t.live.get(7n)!;
+  const rec = t.live.get(7)!;
   assert.equal(rec.fd, 9);
   assert.equal(rec.stateSince, null, 'entry into CLOSE_WAIT predates the trace');
-  t.apply(call(7n, 150, TT_CALL.CLOSE, 9, TCP.CLOSE_WAIT));
-  const closed = t.apply(tr(7n, 151, TCP.CLOSE_WAIT, TCP.LAST_ACK))!;
+  t.apply(call(7, 150, TT_CALL.CLOSE, 9, TCP.CLOSE_WAIT));
+  const closed = t.apply(tr(7, 151, TCP.CLOSE_WAIT, TCP.LAST_ACK))!;
   assert.equal(closed.inOldNs, null);
   assert.equal(closed.rec.fdClosedAt, 150);
 });
 
 test('a forked child inherits the sockets in the fd table, not those still in the accept queue', () => {
   const t = new SocketTable([100]);
-  t.apply(tr(1n, 10, TCP.LISTEN, TCP.SYN_RECV));
-  t.apply(call(1n, 11, TT_CALL.ACCEPT, 4, TCP.ESTABLISHED));
-  t.apply(tr(2n, 12, TCP.LISTEN, TCP.SYN_RECV, { remote: '127.0.0.1:5001' })); // queued, not accepted
+  t.apply(tr(1, 10, TCP.LISTEN, TCP.SYN_RECV));
+  t.apply(call(1, 11, TT_CALL.ACCEPT, 4, TCP.ESTABLISHED));
+  t.apply(tr(2, 12, TCP.LISTEN, TCP.SYN_RECV, { remote: '127.0.0.1:5001' })); // queued, not accepted
   t.apply({ type: 'fork', ts: 13, parentPid: 100, childPid: 101, comm: 'srv' });
-  t.apply(call(1n, 14, TT_CALL.CLOSE, 4, TCP.ESTABLISHED)); // parent closes its copy
-  assert.deepEqual(t.holder(t.live.get(1n)!), { pid: 101, fd: 4 });
-  assert.deepEqual(t.live.get(2n)!.sharedWith, []);
+  t.apply(call(1, 14, TT_CALL.CLOSE, 4, TCP.ESTABLISHED)); // parent closes its copy
+  assert.deepEqual(t.holder(t.live.get(1)!), { pid: 101, fd: 4 });
+  assert.deepEqual(t.live.get(2)!.sharedWith, []);
   assert.ok(t.targets!.has(101));
 });

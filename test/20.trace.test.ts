@@ -107,7 +107,7 @@ describe('tcptrace --pid on a leaky server', { skip: skip ?? false }, () => {
       test('each socket\'s transitions arrive complete and in order', () => {
         // One lifetime per kernel socket: sk addresses are reused after CLOSE, and
         // the CLOSE event no longer carries the local port. Named by peer port.
-        const open = new Map<bigint, TransitionEvent[]>();
+        const open = new Map<number, TransitionEvent[]>();
         const bySocket = new Map<number, TransitionEvent[]>();
         for (const ev of rec.events) {
           if (ev.type !== 'transition') continue;

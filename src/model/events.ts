@@ -6,7 +6,8 @@
 export interface TransitionEvent {
   type: 'transition';
   ts: number; // CLOCK_MONOTONIC ns (float: exact to the ns for 104 days of uptime)
-  sk: bigint;
+  /** kernel address of the struct sock, low 48 bits: exact for canonical kernel addresses, and cheap to key on */
+  sk: number;
   /** socket cookie, non-zero for sockets present at attach (links them to their PresentEvent) */
   cookie: bigint;
   oldState: number;
@@ -30,7 +31,8 @@ export interface TransitionEvent {
 export interface SockcallEvent {
   type: 'sockcall';
   ts: number;
-  sk: bigint;
+  /** kernel address of the struct sock, low 48 bits: exact for canonical kernel addresses, and cheap to key on */
+  sk: number;
   cookie: bigint;
   call: number; // TT_CALL
   via: number; // TT_VIA

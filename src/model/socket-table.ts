@@ -26,7 +26,7 @@ export function originName(o: number): Origin {
 
 export interface SocketRecord {
   serial: number;
-  sk: bigint;
+  sk: number | bigint;
   family: number;
   local: string;
   remote: string;
@@ -82,14 +82,14 @@ export interface TableCounts {
 }
 
 export class SocketTable {
-  readonly live = new Map<bigint, SocketRecord>();
+  readonly live = new Map<number | bigint, SocketRecord>();
   readonly counts: TableCounts = { transitions: 0, sockcalls: 0, forks: 0, present: 0, duplicatesAfterAttach: 0, retired: 0 };
   /** pids whose sockets are targets; null: every socket (whole-system mode) */
   readonly targets: Set<number> | null;
   /** CLOSE_WAIT durations of sockets that were closed, by (pid, origin, acquire stack) */
   readonly closedCloseWait = new Map<string, CloseWaitHistory>();
   /** stacks that arrived before their socket's first transition (connect/listen), by sk */
-  private pendingStacks = new Map<bigint, ResolvedStack[]>();
+  private pendingStacks = new Map<number, ResolvedStack[]>();
   private serial = 0;
   /** called when a socket retires (CLOSE), before it leaves the table */
   onRetire?: (rec: SocketRecord) => void;
@@ -127,7 +127,7 @@ export class SocketTable {
     return { pid: rec.pid, fd: rec.fd };
   }
 
-  private create(ev: { sk: bigint; family: number; local: string; remote: string; netns: number; ts: number }): SocketRecord {
+  private create(ev: { sk: number | bigint; family: number; local: string; remote: string; netns: number; ts: number }): SocketRecord {
     const rec: SocketRecord = {
       serial: ++this.serial,
       sk: ev.sk,
@@ -151,9 +151,9 @@ export class SocketTable {
       stacks: {},
     };
     this.live.set(ev.sk, rec);
-    const waiting = this.pendingStacks.get(ev.sk);
+    const waiting = typeof ev.sk === 'number' ? this.pendingStacks.get(ev.sk) : undefined;
     if (waiting) {
-      this.pendingStacks.delete(ev.sk);
+      this.pendingStacks.delete(ev.sk as number);
       for (const st of waiting) if (st.ts <= ev.ts && rec.stacks[st.site] === undefined) rec.stacks[st.site] = st.stackId;
     }
     return rec;
@@ -307,7 +307,7 @@ export class SocketTable {
   }
 
   /** Links a pre-existing socket (known by cookie) to its kernel address once an event names both. */
-  adopt(cookie: bigint, sk: bigint): void {
+  adopt(cookie: bigint, sk: number): void {
     const key = presentKey(cookie);
     const rec = this.live.get(key);
     if (!rec || this.live.has(sk)) return;

@@ -49,6 +49,7 @@ export interface ResolverStats {
 export type StackTeacher = (s: { tgid: number; site: number; hash: bigint; stackId: number; rules: { pc: number; cfaOff: number }[] }) => void;
 
 const DEPTH = 6; // TT_DEDUP_DEPTH
+const sk48 = (sk: bigint): number => Number(sk & 0xffffffffffffn);
 const SEED = 0xcbf29ce484222325n;
 const PRIME = 0x100000001b3n;
 const MASK = (1n << 64n) - 1n;
@@ -88,7 +89,7 @@ export class StackResolver {
     }
     if (this.teach) this.learn(r, id);
     const frames = this.byId.get(id)!.frames;
-    return { ts: r.ts, sk: r.sk, cookie: r.cookie, pid: r.pid, tid: r.tid, site: SITE_NAMES[r.site] ?? 'acquire', stackId: id, frames, stop: r.stop, complete: r.complete };
+    return { ts: r.ts, sk: sk48(r.sk), cookie: r.cookie, pid: r.pid, tid: r.tid, site: SITE_NAMES[r.site] ?? 'acquire', stackId: id, frames, stop: r.stop, complete: r.complete };
   }
 
   /** A reference record: a stack the kernel recognised from an earlier copy. */
@@ -100,7 +101,7 @@ export class StackResolver {
     this.deduped++;
     return {
       ts: buf.readUInt32LE(off + G.O_HDR_TS_NS + 4) * 4294967296 + buf.readUInt32LE(off + G.O_HDR_TS_NS),
-      sk: buf.readBigUInt64LE(off + G.O_STACK_REF_SK),
+      sk: buf.readUIntLE(off + G.O_STACK_REF_SK, 6),
       cookie: buf.readBigUInt64LE(off + G.O_STACK_REF_COOKIE),
       pid: buf.readUInt32LE(off + G.O_STACK_REF_TGID),
       tid: buf.readUInt32LE(off + G.O_STACK_REF_TID),

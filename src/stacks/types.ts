@@ -28,7 +28,7 @@ export const SITE_NAMES: Record<number, Site> = { 1: 'acquire', 2: 'io', 3: 'eof
 /** One captured stack, resolved: which socket, which site, which frames. */
 export interface ResolvedStack {
   ts: number;
-  sk: bigint;
+  sk: number;
   cookie: bigint;
   pid: number;
   tid: number;

@@ -205,7 +205,7 @@ const E_CW = `${TCP.ESTABLISHED}>${TCP.CLOSE_WAIT}`;
 
 /** Transitions of each server-side socket lifetime, by the client's port (sk addresses are reused after CLOSE). */
 function lifetimes(rec: Recorded, serverPort: number): Map<number, TransitionEvent[]> {
-  const open = new Map<bigint, TransitionEvent[]>();
+  const open = new Map<number, TransitionEvent[]>();
   const byPeer = new Map<number, TransitionEvent[]>();
   for (const ev of rec.events) {
     if (ev.type !== 'transition') continue;
