@@ -13,7 +13,7 @@
  * usage: node dist/bench/nginx.js [--rounds N] [--seconds S] [--conditions a,b,...]
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -117,17 +117,18 @@ const conditions: Condition[] = [
   {
     name: 'tcpstates (libbpf-tools)',
     // tcpstates block-buffers its output when stdout is a pipe: give it a fixed second to attach
-    start: async (_w) => {
-      const proc = spawn('/usr/sbin/tcpstates', [], { stdio: ['ignore', 'pipe', 'pipe'] });
+    start: async (_w, dir) => {
+      const out = openSync(join(dir, 'tcpstates.out'), 'w');
+      const proc = spawn('/usr/sbin/tcpstates', [], { stdio: ['ignore', out, 'pipe'] });
+      closeSync(out);
       const t: Tracer = { proc, stdout: [], stderr: [], exited: new Promise((r) => proc.on('exit', () => r())) };
-      proc.stdout!.on('data', (d: Buffer) => t.stdout.push(String(d.toString().split('\n').length - 1)));
       proc.stderr!.on('data', (d: Buffer) => t.stderr.push(d.toString()));
       await sleep(1000);
       if (proc.exitCode !== null) throw new Error(`tcpstates exited: ${t.stderr.join('')}`);
       return t;
     },
-    finish: async (t) => {
-      const lines = t.stdout.reduce((a, n) => a + Number(n), 0) - 1;
+    finish: async (t, dir) => {
+      const lines = readFileSync(join(dir, 'tcpstates.out'), 'utf8').split('\n').length - 2;
       const lost = [...t.stderr.join('').matchAll(/lost (\d+) events/g)].reduce((a, m) => a + Number(m[1]), 0);
       return { events: lines, lost };
     },
