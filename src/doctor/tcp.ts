@@ -1,46 +1,13 @@
 /** TCP state numbers (include/net/tcp_states.h) and address helpers for sock_diag rows. */
 
-export const TCP_STATES = [
-  '',
-  'ESTABLISHED',
-  'SYN_SENT',
-  'SYN_RECV',
-  'FIN_WAIT1',
-  'FIN_WAIT2',
-  'TIME_WAIT',
-  'CLOSE',
-  'CLOSE_WAIT',
-  'LAST_ACK',
-  'LISTEN',
-  'CLOSING',
-  'NEW_SYN_RECV',
-] as const;
-
-export type TcpStateName = Exclude<(typeof TCP_STATES)[number], ''>;
-
-export const ST = {
-  ESTABLISHED: 1,
-  SYN_SENT: 2,
-  SYN_RECV: 3,
-  FIN_WAIT1: 4,
-  FIN_WAIT2: 5,
-  TIME_WAIT: 6,
-  CLOSE: 7,
-  CLOSE_WAIT: 8,
-  LAST_ACK: 9,
-  LISTEN: 10,
-  CLOSING: 11,
-  NEW_SYN_RECV: 12,
-} as const;
-
-export function stateName(state: number): string {
-  return TCP_STATES[state] || `STATE_${state}`;
-}
+// One table of state numbers and names for the whole project: src/model/states.ts.
+import { TCP_STATE_NAMES } from '../model/states.js';
+export { TCP as ST, stateName } from '../model/states.js';
 
 /** An all-zero record with one key per state name, in kernel order. */
 export function emptyStateCounts(): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const name of TCP_STATES) if (name) out[name] = 0;
+  for (let s = 1; s <= 12; s++) out[TCP_STATE_NAMES[s]] = 0;
   return out;
 }
 

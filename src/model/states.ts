@@ -27,6 +27,7 @@ export const TCP = {
   LAST_ACK: 9,
   LISTEN: 10,
   CLOSING: 11,
+  NEW_SYN_RECV: 12,
 } as const;
 
 export function stateName(s: number): string {
