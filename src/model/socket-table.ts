@@ -91,8 +91,6 @@ export class SocketTable {
   /** stacks that arrived before their socket's first transition (connect/listen), by sk */
   private pendingStacks = new Map<number, ResolvedStack[]>();
   private serial = 0;
-  /** called when a socket retires (CLOSE), before it leaves the table */
-  onRetire?: (rec: SocketRecord) => void;
 
   constructor(targets: Iterable<number> | null) {
     this.targets = targets ? new Set(targets) : null;
@@ -232,7 +230,6 @@ export class SocketTable {
     rec.state = newState;
     rec.stateSince = ts;
     if (newState === TCP.CLOSE) {
-      this.onRetire?.(rec);
       this.live.delete(rec.sk);
       this.counts.retired++;
     }

@@ -12,7 +12,7 @@ import { bootId, hostName, monotonicNs, osRelease, clockMapping } from '../sys/h
 import { VERSION } from '../version.js';
 import { TCP } from '../model/states.js';
 import { alive, descendants, snapshotSockets, toPresentEvent, type OwnedSocket } from './snapshot.js';
-import { StackResolver, splitStacks, type ResolverStats } from '../stacks/resolver.js';
+import { StackResolver, splitStacks } from '../stacks/resolver.js';
 import { zeroCounters, type Counters, type EndReason, type SessionEnd, type SessionInfo, type TraceSink } from './types.js';
 
 export interface TraceOptions {
@@ -177,10 +177,6 @@ export class TraceSession {
 
   counters(): Counters {
     return toCounters(this.tracer.counters());
-  }
-
-  stackStats(): ResolverStats | null {
-    return this.resolver?.stats() ?? null;
   }
 
   private sampleCounters(): void {
