@@ -101,8 +101,11 @@ Napi::Value StackResolver::Resolve(const Napi::CallbackInfo& info) {
   std::vector<uint64_t> pcs = u->unwind(regs, stack, len, rec.regs.sp & ~4095ULL, max_frames_);
   // A pc in memory mapped since the last maps read (fresh JIT pages, dlopen):
   // re-read the maps now and unwind once more, before the mapping can go away.
-  bool remapped = false;
-  if (u->last().stop.find("not in an executable mapping") != std::string::npos && u->refresh()) {
+  // The unwinder re-reads the maps for an unknown pc itself, but at most every
+  // 100 ms; a batch of samples crossing a fresh JIT page lands inside that
+  // window. A stack is only captured once: refresh now and unwind again.
+  bool remapped = u->last().refreshed;
+  if (u->last().unknown_pc && !remapped && u->refresh()) {
     pcs = u->unwind(regs, stack, len, rec.regs.sp & ~4095ULL, max_frames_);
     remapped = true;
   }
@@ -111,15 +114,11 @@ Napi::Value StackResolver::Resolve(const Napi::CallbackInfo& info) {
   key.push_back(static_cast<uint64_t>(pid));
   bool known = seen_.count(key) > 0;
   std::vector<stacks::Frame> frames;
+  // Whenever the unwinder saw the maps change, the symbolizer's copy (and perf
+  // map) is as old as the unwinder's was: drop it so both name the same memory.
+  if (remapped) symbolizer_.forget(pid);
   if (!known) {
-    if (remapped) symbolizer_.forget(pid);  // its maps and perf map are as stale as the unwinder's were
     frames = symbolizer_.symbolize(pid, pcs);
-    bool stale = false;
-    for (const auto& f : frames) stale = stale || f.reason.find("non-executable memory") != std::string::npos;
-    if (stale && !remapped) {
-      symbolizer_.forget(pid);
-      frames = symbolizer_.symbolize(pid, pcs);
-    }
     if (seen_.size() < 100000) seen_.insert(std::move(key));
   }
   uint64_t t2 = NowNs();

@@ -453,6 +453,7 @@ std::vector<uint64_t> Unwinder::unwind(const UserRegs& regs, const uint8_t* stac
       s.info = before;
     }
   }
+  s.info.unknown_pc = s.want_refresh;
   std::vector<uint64_t> out;
   out.swap(s.pcs);
   // Never keep pointers into the caller's buffer past this call.

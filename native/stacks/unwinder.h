@@ -48,6 +48,7 @@ struct UnwindInfo {
   bool complete = false;    // reached the outermost frame (CFI says rip undefined)
   bool stack_exhausted = false;  // a read fell outside the stack copy: copy more
   bool refreshed = false;   // /proc/PID/maps was re-read during this call
+  bool unknown_pc = false;  // stopped at a pc outside every known mapping (refresh() may help)
   std::string stop;         // human-readable stop reason
   // stack pointer at each returned frame (0 if unknown): sps[i+1] is frame i's
   // CFA, so sps[i+1] - sps[i] is the CFA rule at pcs[i] (used to deduplicate
