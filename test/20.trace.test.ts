@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { buildC, FIXTURES, needKernelBtf, needRoot, runClient, runTcptrace, sleep, ssCloseWait, startServer, startTcptrace, WORK, type Server } from './helpers/proc.js';
-import { readRecording } from './helpers/recording.js';
+import { lifetimes, readRecording } from './helpers/recording.js';
 import type { TransitionEvent, SockcallEvent } from '../src/model/events.js';
 import { TCP } from '../src/model/states.js';
 import { TT_CALL } from '../src/generated/events.js';
@@ -105,18 +105,7 @@ describe('tcptrace --pid on a leaky server', { skip: skip ?? false }, () => {
       });
 
       test('each socket\'s transitions arrive complete and in order', () => {
-        // One lifetime per kernel socket: sk addresses are reused after CLOSE, and
-        // the CLOSE event no longer carries the local port. Named by peer port.
-        const open = new Map<number, TransitionEvent[]>();
-        const bySocket = new Map<number, TransitionEvent[]>();
-        for (const ev of rec.events) {
-          if (ev.type !== 'transition') continue;
-          let life = open.get(ev.sk);
-          if (!life) open.set(ev.sk, (life = []));
-          life.push(ev);
-          if (ev.local.endsWith(`:${server.port}`)) bySocket.set(Number(ev.remote.split(':')[1]), life);
-          if (ev.newState === TCP.CLOSE) open.delete(ev.sk);
-        }
+        const bySocket = lifetimes(rec, server.port);
         const states = (p: number) => (bySocket.get(p) ?? []).map((e) => `${e.oldState}>${e.newState}`);
         for (const p of leakPorts) {
           assert.deepEqual(states(p), [`${TCP.LISTEN}>${TCP.SYN_RECV}`, `${TCP.SYN_RECV}>${TCP.ESTABLISHED}`, `${TCP.ESTABLISHED}>${TCP.CLOSE_WAIT}`], `leaked socket from port ${p}`);

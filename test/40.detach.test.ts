@@ -1,19 +1,9 @@
 /** Nothing stays attached: not after a clean stop, not after SIGKILL. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { bpfProgIdsOf, buildC, loadedBpfProgIds, needKernelBtf, needRoot, sleep, startServer, startTcptrace } from './helpers/proc.js';
+import { bpfProgIdsOf, buildC, loadedBpfProgIds, needKernelBtf, needRoot, startServer, startTcptrace, stillLoaded } from './helpers/proc.js';
 
 const skip = needRoot() ?? needKernelBtf();
-
-/** programs are freed after an RCU grace period: wait (bounded) for them to go */
-async function stillLoaded(ids: number[]): Promise<number[]> {
-  for (let i = 0; i < 50; i++) {
-    const left = loadedBpfProgIds().filter((id) => ids.includes(id));
-    if (!left.length) return [];
-    await sleep(100);
-  }
-  return loadedBpfProgIds().filter((id) => ids.includes(id));
-}
 
 for (const signal of ['SIGINT', 'SIGKILL'] as const) {
   test(`no BPF program of the agent survives ${signal}`, { skip: skip ?? false }, async () => {

@@ -64,20 +64,15 @@ export class Analyzer implements TraceSink {
   batch(buf: Buffer): void {
     const table = this.table;
     const onLine = this.onLine;
-    if (this.trackTime) {
-      forEachRecord(buf, (ev) => {
-        this.latestNs = Math.max(this.latestNs, ev.ts);
-      });
-    }
-    // views are reused per record: the table copies what it keeps, live lines are formatted at once
+    const track = this.trackTime;
+    // one pass; views are reused per record: the table copies what it keeps, live lines are formatted at once
     forEachRecord(
       buf,
-      onLine
-        ? (ev: RecordView) => {
-            const applied = table.apply(ev);
-            if (ev.type !== 'fork' && !applied?.duplicate) onLine({ ev, applied });
-          }
-        : (ev: RecordView) => void table.apply(ev),
+      (ev: RecordView) => {
+        if (track && ev.ts > this.latestNs) this.latestNs = ev.ts;
+        const applied = table.apply(ev);
+        if (onLine && ev.type !== 'fork' && !applied?.duplicate) onLine({ ev, applied });
+      },
       this.decodeStats,
     );
     this.onDelivered?.();

@@ -9,7 +9,7 @@ import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import { Analyzer } from '../analysis/analyzer.js';
-import { formatLive, LIVE_HEADER, renderReport } from '../report/text.js';
+import { LIVE_HEADER, renderReport , printLiveLines } from '../report/text.js';
 import { DEFAULTS } from '../trace/session.js';
 import { runSession } from './run-session.js';
 
@@ -53,12 +53,7 @@ export function demoCommand(): Command {
         say('made 2 leaky requests before attaching: tcptrace must find those too');
         // the demo is short: call a socket leaked after 1 s in CLOSE_WAIT (the default is 5 s)
         const analyzer = new Analyzer({ leakAfterMs: 1000, top: 10 });
-        const lines: string[] = [];
-        analyzer.onLine = (l) => lines.push(formatLive(l, analyzer.info.startedNs));
-        const flush = () => {
-          if (lines.length) process.stdout.write(lines.splice(0).join('\n') + '\n');
-        };
-        analyzer.onDelivered = flush;
+        const flush = printLiveLines(analyzer);
         const done = runSession(
           {
             pid: [proc.pid!],

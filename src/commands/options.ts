@@ -29,10 +29,15 @@ function parseSize(v: string, multipleOf = 0): number {
   return n;
 }
 
-function parseCount(v: string): number {
-  if (!/^\d+$/.test(v) || Number(v) < 16) throw new InvalidArgumentError(`'${v}' is not a count (>= 16)`);
-  return Number(v);
+/** A parser for whole numbers of at least min. */
+function wholeAtLeast(min: number): (v: string) => number {
+  return (v) => {
+    if (!/^\d+$/.test(v) || Number(v) < min) throw new InvalidArgumentError(`'${v}' is not a whole number >= ${min}`);
+    return Number(v);
+  };
 }
+const parseCount = wholeAtLeast(16);
+const parseWhole = wholeAtLeast(1);
 
 export interface SelectorOpts {
   pid?: number[];
@@ -59,10 +64,6 @@ function parseStackBytes(v: string): number {
   return n;
 }
 
-function parseWhole(v: string): number {
-  if (!/^\d+$/.test(v) || Number(v) < 1) throw new InvalidArgumentError(`'${v}' is not a whole number >= 1`);
-  return Number(v);
-}
 
 /** --leak-after, --interval, --top: how leaks are judged and shown (trace, record, report) */
 export function analysisOptions(): Option[] {

@@ -1,9 +1,9 @@
 /** `tcptrace [--pid PID ...]`: live transitions, then the report. The default command. */
 import { Command, Option } from 'commander';
-import { Analyzer, type LiveLine } from '../analysis/analyzer.js';
+import { Analyzer } from '../analysis/analyzer.js';
 import { EXIT } from '../errors.js';
 import { RecordWriter } from '../record/writer.js';
-import { formatLive, LIVE_HEADER, renderLeaks, renderReport } from '../report/text.js';
+import { LIVE_HEADER, printLiveLines, renderLeaks, renderReport } from '../report/text.js';
 import { monotonicNs } from '../sys/host.js';
 import type { TraceSink } from '../trace/types.js';
 import { analysisOptions, formatOption, selectorOptions, type AnalysisOpts, type SelectorOpts } from './options.js';
@@ -47,17 +47,7 @@ Names need symbols: Node wants NODE_OPTIONS="--perf-basic-prof-only-functions
     .addOption(new Option('-w, --record <file>', 'also record the trace to a file (read it with `tcptrace report`)'))
     .action(async (opts: TraceOpts) => {
       const analyzer = new Analyzer({ leakAfterMs: opts.leakAfter * 1000, top: opts.top });
-      const out: string[] = [];
-      if (opts.format === 'text' && !opts.quiet) {
-        analyzer.onLine = (l: LiveLine) => out.push(formatLive(l, analyzer.info.startedNs));
-      }
-      const flush = () => {
-        if (out.length) {
-          process.stdout.write(out.join('\n') + '\n');
-          out.length = 0;
-        }
-      };
-      analyzer.onDelivered = flush;
+      const flush = opts.format === 'text' && !opts.quiet ? printLiveLines(analyzer) : () => {};
       const sinks: TraceSink[] = [analyzer];
       if (opts.record) sinks.push(new RecordWriter(opts.record));
       let ticker: NodeJS.Timeout | undefined;

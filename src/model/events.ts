@@ -3,7 +3,15 @@
  * live ring buffer (binary records, src/decode.ts) or from a recording. Flat
  * objects of scalars: no nested allocations on the hot path.
  */
-export interface TransitionEvent {
+/** Where a socket is: family, "ip:port" endpoints and network namespace. */
+export interface Endpoints {
+  family: number;
+  local: string; // "ip:port" ("[ip]:port" for IPv6)
+  remote: string;
+  netns: number;
+}
+
+export interface TransitionEvent extends Endpoints {
   type: 'transition';
   ts: number; // CLOCK_MONOTONIC ns (float: exact to the ns for 104 days of uptime)
   /** kernel address of the struct sock, low 48 bits: exact for canonical kernel addresses, and cheap to key on */
@@ -12,11 +20,7 @@ export interface TransitionEvent {
   cookie: bigint;
   oldState: number;
   newState: number;
-  family: number;
   localPort: number;
-  local: string; // "ip:port"
-  remote: string;
-  netns: number;
   ownerKnown: boolean;
   ownerPid: number; // 0 when unknown
   ownerFd: number; // -1 when unknown
@@ -28,7 +32,7 @@ export interface TransitionEvent {
   cpuComm: string;
 }
 
-export interface SockcallEvent {
+export interface SockcallEvent extends Endpoints {
   type: 'sockcall';
   ts: number;
   /** kernel address of the struct sock, low 48 bits: exact for canonical kernel addresses, and cheap to key on */
@@ -37,10 +41,6 @@ export interface SockcallEvent {
   call: number; // TT_CALL
   via: number; // TT_VIA
   state: number;
-  family: number;
-  local: string;
-  remote: string;
-  netns: number;
   pid: number;
   tid: number;
   fd: number;
@@ -57,15 +57,11 @@ export interface ForkEvent {
 }
 
 /** A socket that existed when tracing began (sock_diag + /proc/PID/fd), synthesized in user space. */
-export interface PresentEvent {
+export interface PresentEvent extends Endpoints {
   type: 'present';
   ts: number;
   cookie: bigint;
   state: number;
-  family: number;
-  local: string;
-  remote: string;
-  netns: number;
   pid: number;
   fd: number;
   comm: string;

@@ -5,7 +5,7 @@
  * Retired sockets are summarised, not kept, so memory stays bounded under churn.
  */
 import { TT_CALL, TT_ORIGIN } from '../generated/events.js';
-import type { PresentEvent, SockcallEvent, TraceEvent, TransitionEvent } from './events.js';
+import type { Endpoints, PresentEvent, SockcallEvent, TraceEvent, TransitionEvent } from './events.js';
 import { TCP } from './states.js';
 import type { ResolvedStack, Site } from '../stacks/types.js';
 
@@ -125,7 +125,7 @@ export class SocketTable {
     return { pid: rec.pid, fd: rec.fd };
   }
 
-  private create(ev: { sk: number | bigint; family: number; local: string; remote: string; netns: number; ts: number }): SocketRecord {
+  private create(ev: Endpoints & { sk: number | bigint; ts: number }): SocketRecord {
     const rec: SocketRecord = {
       serial: ++this.serial,
       sk: ev.sk,

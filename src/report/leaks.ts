@@ -5,7 +5,7 @@
  * the code paths that did close, how long their sockets sat in CLOSE_WAIT.
  */
 import type { Analyzer } from '../analysis/analyzer.js';
-import type { CloseWaitHistory, SocketRecord } from '../model/socket-table.js';
+import type { SocketRecord } from '../model/socket-table.js';
 import { TCP } from '../model/states.js';
 import type { Frame, Site } from '../stacks/types.js';
 
@@ -99,7 +99,10 @@ export function buildLeaks(a: Analyzer, endNs: number, startedNs: number): LeakG
       peers.set(ip, (peers.get(ip) ?? 0) + 1);
     }
     const sockets = g.recs
-      .map((r, i) => ({ fd: table.holder(r).fd >= 0 ? table.holder(r).fd : null, local: r.local, remote: r.remote, closeWaitMs: Math.round(g.ages[i]) }))
+      .map((r, i) => {
+        const fd = table.holder(r).fd;
+        return { fd: fd >= 0 ? fd : null, local: r.local, remote: r.remote, closeWaitMs: Math.round(g.ages[i]) };
+      })
       .sort((x, y) => y.closeWaitMs - x.closeWaitMs);
     out.push({
       pid: g.holder,
@@ -122,7 +125,7 @@ export function buildLeaks(a: Analyzer, endNs: number, startedNs: number): LeakG
 
 export function buildClosedPaths(a: Analyzer): ClosedPath[] {
   const out: ClosedPath[] = [];
-  for (const h of a.table.closedCloseWait.values() as Iterable<CloseWaitHistory>) {
+  for (const h of a.table.closedCloseWait.values()) {
     const ms = h.recentNs.map((n) => n / 1e6);
     out.push({
       pid: h.pid,

@@ -1,5 +1,5 @@
 /** Human rendering of the final report and of live lines. */
-import type { LiveLine } from '../analysis/analyzer.js';
+import type { Analyzer, LiveLine } from '../analysis/analyzer.js';
 import { TT_CALL } from '../generated/events.js';
 import { stateName } from '../model/states.js';
 import type { ReportDoc } from './build.js';
@@ -115,6 +115,21 @@ export function formatDuration(ms: number): string {
 }
 
 export const LIVE_HEADER = `${'TIME(s)'.padEnd(10)} ${'PID'.padStart(7)} ${'COMM'.padEnd(15)} ${'FD'.padStart(4)} ${'LOCAL'.padEnd(22)} ${'REMOTE'.padEnd(22)} ${'TRANSITION'.padEnd(26)} IN OLD STATE`;
+
+/**
+ * Prints live lines for an analyzer: formats each line as it comes and writes
+ * them once per delivered batch (one stdout write per batch, not per event).
+ * Returns flush, for the caller to call before writing anything else.
+ */
+export function printLiveLines(analyzer: Analyzer): () => void {
+  const lines: string[] = [];
+  analyzer.onLine = (l) => lines.push(formatLive(l, analyzer.info.startedNs));
+  const flush = () => {
+    if (lines.length) process.stdout.write(lines.splice(0).join('\n') + '\n');
+  };
+  analyzer.onDelivered = flush;
+  return flush;
+}
 
 /** One line per transition or call; time is seconds since the trace began. */
 export function formatLive(line: LiveLine, startedNs: bigint): string {

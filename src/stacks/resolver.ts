@@ -73,10 +73,6 @@ export class StackResolver {
     this.nat.prepare(pid);
   }
 
-  forget(pid: number): void {
-    this.nat.forget(pid);
-  }
-
   /** A full record (registers + stack copy). */
   resolve(buf: Buffer, off: number): ResolvedStack {
     const r = this.nat.resolve(buf, off);

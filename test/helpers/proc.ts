@@ -213,3 +213,13 @@ export function loadedBpfProgIds(): number[] {
   if (r.status !== 0) throw new Error(`bpftool prog show failed: ${r.stderr}`);
   return (JSON.parse(r.stdout) as { id: number }[]).map((p) => p.id);
 }
+
+/** Programs are freed after an RCU grace period (perf-event links from a workqueue): wait, bounded, for them to go. */
+export async function stillLoaded(ids: number[]): Promise<number[]> {
+  for (let i = 0; i < 50; i++) {
+    const left = loadedBpfProgIds().filter((id) => ids.includes(id));
+    if (!left.length) return [];
+    await sleep(100);
+  }
+  return loadedBpfProgIds().filter((id) => ids.includes(id));
+}

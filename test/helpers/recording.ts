@@ -1,6 +1,7 @@
 /** Reads a recording back into decoded events, for assertions. */
 import { decodeBatch } from '../../src/decode.js';
-import type { PresentEvent, TraceEvent } from '../../src/model/events.js';
+import type { PresentEvent, TraceEvent, TransitionEvent } from '../../src/model/events.js';
+import { TCP } from '../../src/model/states.js';
 import { replay } from '../../src/record/reader.js';
 import type { SessionEnd, SessionInfo } from '../../src/trace/types.js';
 import type { ResolvedStack } from '../../src/stacks/types.js';
@@ -24,4 +25,25 @@ export async function readRecording(path: string): Promise<Recorded> {
     finish: (end) => void (rec.end = end),
   });
   return rec as Recorded;
+}
+
+export const peerPort = (addr: string): number => Number(addr.slice(addr.lastIndexOf(':') + 1));
+
+/**
+ * Transitions of each server-side socket lifetime, by the client's port. sk
+ * addresses are reused after CLOSE, and the CLOSE event no longer carries the
+ * local port: a lifetime is named by its other events.
+ */
+export function lifetimes(rec: Recorded, serverPort: number): Map<number, TransitionEvent[]> {
+  const open = new Map<number, TransitionEvent[]>();
+  const byPeer = new Map<number, TransitionEvent[]>();
+  for (const ev of rec.events) {
+    if (ev.type !== 'transition') continue;
+    let life = open.get(ev.sk);
+    if (!life) open.set(ev.sk, (life = []));
+    life.push(ev);
+    if (ev.localPort === serverPort) byPeer.set(peerPort(ev.remote), life);
+    if (ev.newState === TCP.CLOSE) open.delete(ev.sk);
+  }
+  return byPeer;
 }

@@ -38,8 +38,8 @@ import { connect } from 'node:net';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { bpfProgIdsOf, buildC, CLI, loadedBpfProgIds, needKernelBtf, needRoot, ROOT, sleep, ssCloseWait, startServer, startTcptrace, WORK, type Server } from '../helpers/proc.js';
-import { readRecording, type Recorded } from '../helpers/recording.js';
+import { bpfProgIdsOf, buildC, CLI, needKernelBtf, needRoot, ROOT, sleep, ssCloseWait, startServer, startTcptrace, stillLoaded, WORK, type Server } from '../helpers/proc.js';
+import { lifetimes, peerPort, readRecording } from '../helpers/recording.js';
 import type { SockcallEvent, TransitionEvent } from '../../src/model/events.js';
 import { TCP } from '../../src/model/states.js';
 import { TT_CALL, TT_ORIGIN } from '../../src/generated/events.js';
@@ -187,37 +187,10 @@ async function closeWaitCount(pid: number, n: number, ms = 10_000): Promise<Set<
   return s;
 }
 
-/** Programs are freed after an RCU grace period (and perf-event links from a workqueue): wait, bounded. */
-async function stillLoaded(ids: number[]): Promise<number[]> {
-  for (let i = 0; i < 50; i++) {
-    const left = loadedBpfProgIds().filter((id) => ids.includes(id));
-    if (!left.length) return [];
-    await sleep(100);
-  }
-  return loadedBpfProgIds().filter((id) => ids.includes(id));
-}
-
-const peerPort = (addr: string) => Number(addr.slice(addr.lastIndexOf(':') + 1));
 const arrow = (e: TransitionEvent) => `${e.oldState}>${e.newState}`;
 const L_SR = `${TCP.LISTEN}>${TCP.SYN_RECV}`;
 const SR_E = `${TCP.SYN_RECV}>${TCP.ESTABLISHED}`;
 const E_CW = `${TCP.ESTABLISHED}>${TCP.CLOSE_WAIT}`;
-
-/** Transitions of each server-side socket lifetime, by the client's port (sk addresses are reused after CLOSE). */
-function lifetimes(rec: Recorded, serverPort: number): Map<number, TransitionEvent[]> {
-  const open = new Map<number, TransitionEvent[]>();
-  const byPeer = new Map<number, TransitionEvent[]>();
-  for (const ev of rec.events) {
-    if (ev.type !== 'transition') continue;
-    let life = open.get(ev.sk);
-    if (!life) open.set(ev.sk, (life = []));
-    life.push(ev);
-    // the CLOSE event no longer carries the local port: the lifetime is named by its other events
-    if (ev.localPort === serverPort) byPeer.set(peerPort(ev.remote), life);
-    if (ev.newState === TCP.CLOSE) open.delete(ev.sk);
-  }
-  return byPeer;
-}
 
 // ---------------------------------------------------------------- one mode
 
