@@ -3,8 +3,9 @@
  * src/generated/events.ts, generated from the BTF of bpf/tcpstate.h.
  *
  * The hot path (forEachRecord) hands out one reusable view per record kind:
- * fields are read from the batch buffer only when asked for, so a transition
- * the analysis only counts costs no allocation. Views are valid only inside
+ * fields are read from the batch buffer (through one DataView per batch) only
+ * when asked for, so a transition the analysis only counts costs no allocation;
+ * addresses can be handed over unformatted (copyTuple), comm strings are cached. Views are valid only inside
  * the callback; decodeBatch() materializes plain objects (tests, tools).
  * Timestamps are float ns: exact to the ns for 104 days of uptime, to better
  * than a microsecond for centuries. Socket addresses keep their low 48 bits:
@@ -13,81 +14,116 @@
  */
 import * as G from './generated/events.js';
 import type { ForkEvent, SockcallEvent, TraceEvent, TransitionEvent } from './model/events.js';
-import { endpoint, formatIp } from './model/addr.js';
+import { endpoint, formatIp, type TupleSink } from './model/addr.js';
 
 export class DecodeError extends Error {}
 
-const u64 = (b: Buffer, o: number): number => b.readUInt32LE(o + 4) * 4294967296 + b.readUInt32LE(o);
-const isZero64 = (b: Buffer, o: number): boolean => b.readUInt32LE(o) === 0 && b.readUInt32LE(o + 4) === 0;
+/** Offset of a record's tuple (struct tt_tuple) from the record's start. */
+const TRANSITION_TUPLE = G.O_TRANSITION_TUPLE_SADDR - G.O_TUPLE_SADDR;
+const SOCKCALL_TUPLE = G.O_SOCKCALL_TUPLE_SADDR - G.O_TUPLE_SADDR;
+
+const u64 = (dv: DataView, o: number): number => dv.getUint32(o + 4, true) * 4294967296 + dv.getUint32(o, true);
+/** low 48 bits of a little-endian u64 */
+const u48 = (dv: DataView, o: number): number => dv.getUint16(o + 4, true) * 4294967296 + dv.getUint32(o, true);
+const isZero64 = (dv: DataView, o: number): boolean => (dv.getInt32(o, true) | dv.getInt32(o + 4, true)) === 0;
 function cstr(b: Buffer, off: number, len: number): string {
   let end = off;
   while (end < off + len && b[end] !== 0) end++;
   return b.toString('utf8', off, end);
 }
 
+/**
+ * comm strings (16 bytes) of the last processes seen, by their bytes: a server's
+ * events name the same few processes over and over, and decoding each one
+ * would allocate a string per event. Direct-mapped; a hit compares all 16 bytes.
+ */
+const COMM_SLOTS = 256;
+const commWords = new Int32Array(COMM_SLOTS * 4);
+const commStrings: (string | undefined)[] = new Array<string | undefined>(COMM_SLOTS).fill(undefined);
+function comm(b: Buffer, dv: DataView, off: number): string {
+  const w0 = dv.getInt32(off, true), w1 = dv.getInt32(off + 4, true), w2 = dv.getInt32(off + 8, true), w3 = dv.getInt32(off + 12, true);
+  const slot = (Math.imul(w0 ^ Math.imul(w1, 0x9e3779b1) ^ Math.imul(w2, 0x85ebca6b) ^ w3, 0x27d4eb2f) >>> 24) & (COMM_SLOTS - 1);
+  const i = slot * 4;
+  const hit = commStrings[slot];
+  if (hit !== undefined && commWords[i] === w0 && commWords[i + 1] === w1 && commWords[i + 2] === w2 && commWords[i + 3] === w3) return hit;
+  const s = cstr(b, off, 16);
+  commWords[i] = w0; commWords[i + 1] = w1; commWords[i + 2] = w2; commWords[i + 3] = w3;
+  commStrings[slot] = s;
+  return s;
+}
+
 abstract class View {
   b!: Buffer;
+  dv!: DataView;
   o = 0;
   get ts(): number {
-    return u64(this.b, this.o + G.O_HDR_TS_NS);
+    return u64(this.dv, this.o + G.O_HDR_TS_NS);
   }
 }
 
 export class TransitionView extends View implements TransitionEvent {
   readonly type = 'transition' as const;
   get sk(): number {
-    return this.b.readUIntLE(this.o + G.O_TRANSITION_SK, 6);
+    return u48(this.dv, this.o + G.O_TRANSITION_SK);
+  }
+  /** cookie !== 0n, without reading a BigInt */
+  get hasCookie(): boolean {
+    return !isZero64(this.dv, this.o + G.O_TRANSITION_COOKIE);
   }
   get cookie(): bigint {
-    return isZero64(this.b, this.o + G.O_TRANSITION_COOKIE) ? 0n : this.b.readBigUInt64LE(this.o + G.O_TRANSITION_COOKIE);
+    return isZero64(this.dv, this.o + G.O_TRANSITION_COOKIE) ? 0n : this.dv.getBigUint64(this.o + G.O_TRANSITION_COOKIE, true);
   }
   get oldState(): number {
-    return this.b[this.o + G.O_TRANSITION_OLDSTATE];
+    return this.dv.getUint8(this.o + G.O_TRANSITION_OLDSTATE);
   }
   get newState(): number {
-    return this.b[this.o + G.O_TRANSITION_NEWSTATE];
+    return this.dv.getUint8(this.o + G.O_TRANSITION_NEWSTATE);
   }
   get family(): number {
-    return this.b.readUInt16LE(this.o + G.O_TRANSITION_TUPLE_FAMILY);
+    return this.dv.getUint16(this.o + G.O_TRANSITION_TUPLE_FAMILY, true);
   }
   get localPort(): number {
-    return this.b.readUInt16LE(this.o + G.O_TRANSITION_TUPLE_SPORT);
+    return this.dv.getUint16(this.o + G.O_TRANSITION_TUPLE_SPORT, true);
   }
   get local(): string {
     return endpoint(this.family, formatIp(this.family, this.b, this.o + G.O_TRANSITION_TUPLE_SADDR), this.localPort);
   }
   get remote(): string {
-    return endpoint(this.family, formatIp(this.family, this.b, this.o + G.O_TRANSITION_TUPLE_DADDR), this.b.readUInt16LE(this.o + G.O_TRANSITION_TUPLE_DPORT));
+    return endpoint(this.family, formatIp(this.family, this.b, this.o + G.O_TRANSITION_TUPLE_DADDR), this.dv.getUint16(this.o + G.O_TRANSITION_TUPLE_DPORT, true));
+  }
+  /** hands local/remote over unformatted (see Endpoints.copyTuple) */
+  copyTuple(to: TupleSink): void {
+    to.setRawTuple(this.dv, this.o + TRANSITION_TUPLE);
   }
   get netns(): number {
-    return this.b.readUInt32LE(this.o + G.O_TRANSITION_NETNS);
+    return this.dv.getUint32(this.o + G.O_TRANSITION_NETNS, true);
   }
   get ownerKnown(): boolean {
-    return (this.b.readUInt16LE(this.o + G.O_HDR_FLAGS) & 1) !== 0;
+    return (this.dv.getUint16(this.o + G.O_HDR_FLAGS, true) & 1) !== 0;
   }
   get ownerPid(): number {
-    return this.b.readUInt32LE(this.o + G.O_TRANSITION_OWNER_TGID);
+    return this.dv.getUint32(this.o + G.O_TRANSITION_OWNER_TGID, true);
   }
   get ownerFd(): number {
-    return this.b.readInt32LE(this.o + G.O_TRANSITION_OWNER_FD);
+    return this.dv.getInt32(this.o + G.O_TRANSITION_OWNER_FD, true);
   }
   get ownerComm(): string {
-    return cstr(this.b, this.o + G.O_TRANSITION_OWNER_COMM, 16);
+    return comm(this.b, this.dv, this.o + G.O_TRANSITION_OWNER_COMM);
   }
   get ownerFirstNs(): number {
-    return u64(this.b, this.o + G.O_TRANSITION_OWNER_FIRST_NS);
+    return u64(this.dv, this.o + G.O_TRANSITION_OWNER_FIRST_NS);
   }
   get origin(): number {
-    return this.b[this.o + G.O_TRANSITION_ORIGIN];
+    return this.dv.getUint8(this.o + G.O_TRANSITION_ORIGIN);
   }
   get cpuPid(): number {
-    return this.b.readUInt32LE(this.o + G.O_TRANSITION_CPU_TGID);
+    return this.dv.getUint32(this.o + G.O_TRANSITION_CPU_TGID, true);
   }
   get cpuTid(): number {
-    return this.b.readUInt32LE(this.o + G.O_TRANSITION_CPU_TID);
+    return this.dv.getUint32(this.o + G.O_TRANSITION_CPU_TID, true);
   }
   get cpuComm(): string {
-    return cstr(this.b, this.o + G.O_TRANSITION_CPU_COMM, 16);
+    return comm(this.b, this.dv, this.o + G.O_TRANSITION_CPU_COMM);
   }
   materialize(): TransitionEvent {
     const { type, ts, sk, cookie, oldState, newState, family, localPort, local, remote, netns, ownerKnown, ownerPid, ownerFd, ownerComm, ownerFirstNs, origin, cpuPid, cpuTid, cpuComm } = this;
@@ -98,46 +134,52 @@ export class TransitionView extends View implements TransitionEvent {
 export class SockcallView extends View implements SockcallEvent {
   readonly type = 'sockcall' as const;
   get sk(): number {
-    return this.b.readUIntLE(this.o + G.O_SOCKCALL_SK, 6);
+    return u48(this.dv, this.o + G.O_SOCKCALL_SK);
+  }
+  get hasCookie(): boolean {
+    return !isZero64(this.dv, this.o + G.O_SOCKCALL_COOKIE);
   }
   get cookie(): bigint {
-    return isZero64(this.b, this.o + G.O_SOCKCALL_COOKIE) ? 0n : this.b.readBigUInt64LE(this.o + G.O_SOCKCALL_COOKIE);
+    return isZero64(this.dv, this.o + G.O_SOCKCALL_COOKIE) ? 0n : this.dv.getBigUint64(this.o + G.O_SOCKCALL_COOKIE, true);
   }
   get call(): number {
-    return this.b[this.o + G.O_SOCKCALL_CALL];
+    return this.dv.getUint8(this.o + G.O_SOCKCALL_CALL);
   }
   get via(): number {
-    return this.b[this.o + G.O_SOCKCALL_VIA];
+    return this.dv.getUint8(this.o + G.O_SOCKCALL_VIA);
   }
   get state(): number {
-    return this.b[this.o + G.O_SOCKCALL_STATE];
+    return this.dv.getUint8(this.o + G.O_SOCKCALL_STATE);
   }
   get family(): number {
-    return this.b.readUInt16LE(this.o + G.O_SOCKCALL_TUPLE_FAMILY);
+    return this.dv.getUint16(this.o + G.O_SOCKCALL_TUPLE_FAMILY, true);
   }
   get local(): string {
-    return endpoint(this.family, formatIp(this.family, this.b, this.o + G.O_SOCKCALL_TUPLE_SADDR), this.b.readUInt16LE(this.o + G.O_SOCKCALL_TUPLE_SPORT));
+    return endpoint(this.family, formatIp(this.family, this.b, this.o + G.O_SOCKCALL_TUPLE_SADDR), this.dv.getUint16(this.o + G.O_SOCKCALL_TUPLE_SPORT, true));
   }
   get remote(): string {
-    return endpoint(this.family, formatIp(this.family, this.b, this.o + G.O_SOCKCALL_TUPLE_DADDR), this.b.readUInt16LE(this.o + G.O_SOCKCALL_TUPLE_DPORT));
+    return endpoint(this.family, formatIp(this.family, this.b, this.o + G.O_SOCKCALL_TUPLE_DADDR), this.dv.getUint16(this.o + G.O_SOCKCALL_TUPLE_DPORT, true));
+  }
+  copyTuple(to: TupleSink): void {
+    to.setRawTuple(this.dv, this.o + SOCKCALL_TUPLE);
   }
   get netns(): number {
-    return this.b.readUInt32LE(this.o + G.O_SOCKCALL_NETNS);
+    return this.dv.getUint32(this.o + G.O_SOCKCALL_NETNS, true);
   }
   get pid(): number {
-    return this.b.readUInt32LE(this.o + G.O_SOCKCALL_TGID);
+    return this.dv.getUint32(this.o + G.O_SOCKCALL_TGID, true);
   }
   get tid(): number {
-    return this.b.readUInt32LE(this.o + G.O_SOCKCALL_TID);
+    return this.dv.getUint32(this.o + G.O_SOCKCALL_TID, true);
   }
   get fd(): number {
-    return this.b.readInt32LE(this.o + G.O_SOCKCALL_FD);
+    return this.dv.getInt32(this.o + G.O_SOCKCALL_FD, true);
   }
   get arg(): number {
-    return this.b.readInt32LE(this.o + G.O_SOCKCALL_ARG);
+    return this.dv.getInt32(this.o + G.O_SOCKCALL_ARG, true);
   }
   get comm(): string {
-    return cstr(this.b, this.o + G.O_SOCKCALL_COMM, 16);
+    return comm(this.b, this.dv, this.o + G.O_SOCKCALL_COMM);
   }
   materialize(): SockcallEvent {
     const { type, ts, sk, cookie, call, via, state, family, local, remote, netns, pid, tid, fd, arg, comm } = this;
@@ -148,13 +190,13 @@ export class SockcallView extends View implements SockcallEvent {
 export class ForkView extends View implements ForkEvent {
   readonly type = 'fork' as const;
   get parentPid(): number {
-    return this.b.readUInt32LE(this.o + G.O_FORK_PARENT_TGID);
+    return this.dv.getUint32(this.o + G.O_FORK_PARENT_TGID, true);
   }
   get childPid(): number {
-    return this.b.readUInt32LE(this.o + G.O_FORK_CHILD_TGID);
+    return this.dv.getUint32(this.o + G.O_FORK_CHILD_TGID, true);
   }
   get comm(): string {
-    return cstr(this.b, this.o + G.O_FORK_COMM, 16);
+    return comm(this.b, this.dv, this.o + G.O_FORK_COMM);
   }
   materialize(): ForkEvent {
     const { type, ts, parentPid, childPid, comm } = this;
@@ -177,15 +219,17 @@ export function forEachRecord(buf: Buffer, fn: (v: RecordView) => void, stats?: 
   const tv = new TransitionView();
   const sv = new SockcallView();
   const fv = new ForkView();
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   tv.b = sv.b = fv.b = buf;
+  tv.dv = sv.dv = fv.dv = dv;
   let off = 0;
   const len = buf.length;
   while (off < len) {
     if (len - off < G.SIZE_HDR) throw new DecodeError(`truncated record header at byte ${off}`);
-    const kind = buf.readUInt16LE(off + G.O_HDR_KIND);
-    const size = buf.readUInt16LE(off + G.O_HDR_SIZE);
+    const kind = dv.getUint16(off + G.O_HDR_KIND, true);
+    const size = dv.getUint16(off + G.O_HDR_SIZE, true);
     if (size < G.SIZE_HDR || off + size > len) throw new DecodeError(`bad record size ${size} at byte ${off}`);
-    const version = buf[off + G.O_HDR_VERSION];
+    const version = dv.getUint8(off + G.O_HDR_VERSION);
     if (version !== 1) throw new DecodeError(`record version ${version} at byte ${off} (this build reads version 1)`);
     if (stats) stats.records++;
     switch (kind) {

@@ -62,21 +62,35 @@ export class Analyzer implements TraceSink {
   }
 
   batch(buf: Buffer): void {
-    const table = this.table;
-    const onLine = this.onLine;
-    const track = this.trackTime;
-    // one pass; views are reused per record: the table copies what it keeps, live lines are formatted at once
-    forEachRecord(
-      buf,
-      (ev: RecordView) => {
-        if (track && ev.ts > this.latestNs) this.latestNs = ev.ts;
-        const applied = table.apply(ev);
-        if (onLine && ev.type !== 'fork' && !applied?.duplicate) onLine({ ev, applied });
-      },
-      this.decodeStats,
-    );
+    forEachRecord(buf, this.onRecord, this.decodeStats);
     this.onDelivered?.();
   }
+
+  /**
+   * One record, in one pass; views are reused per record: the table copies what
+   * it keeps, live lines are formatted at once. No allocation unless a line is printed.
+   */
+  private readonly onRecord = (ev: RecordView): void => {
+    if (this.trackTime) {
+      const ts = ev.ts;
+      if (ts > this.latestNs) this.latestNs = ts;
+    }
+    const table = this.table;
+    switch (ev.type) {
+      case 'transition': {
+        const rec = table.transition(ev);
+        if (this.onLine && !table.lastDuplicate) this.onLine({ ev, applied: { rec, inOldNs: table.lastInOldNs, duplicate: false } });
+        break;
+      }
+      case 'sockcall':
+        table.sockcall(ev);
+        if (this.onLine) this.onLine({ ev, applied: null });
+        break;
+      case 'fork':
+        table.fork(ev.parentPid, ev.childPid);
+        break;
+    }
+  };
 
   stacks(items: ResolvedStack[]): void {
     for (const st of items) {

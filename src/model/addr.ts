@@ -1,6 +1,24 @@
 /** Socket address formatting, shared by the live decoder and sock_diag records. */
 const AF_INET6 = 10;
 
+/**
+ * Something that can take a decoded record's address tuple (struct tt_tuple at
+ * off) as raw numbers and format it only if it is ever printed (SocketRecord).
+ */
+export interface TupleSink {
+  setRawTuple(dv: DataView, off: number): void;
+}
+
+const scratch = Buffer.alloc(16);
+/** formatIp of an address kept as four big-endian 32-bit words (IPv4: the first) */
+export function formatIpWords(family: number, w0: number, w1: number, w2: number, w3: number): string {
+  scratch.writeInt32BE(w0, 0);
+  scratch.writeInt32BE(w1, 4);
+  scratch.writeInt32BE(w2, 8);
+  scratch.writeInt32BE(w3, 12);
+  return formatIp(family, scratch, 0);
+}
+
 export function formatIp(family: number, b: Uint8Array | Buffer, off = 0): string {
   if (family !== AF_INET6) return `${b[off]}.${b[off + 1]}.${b[off + 2]}.${b[off + 3]}`;
   // IPv4-mapped (::ffff:a.b.c.d) reads better in dotted form

@@ -3,12 +3,15 @@
  * live ring buffer (binary records, src/decode.ts) or from a recording. Flat
  * objects of scalars: no nested allocations on the hot path.
  */
+import type { TupleSink } from './addr.js';
 /** Where a socket is: family, "ip:port" endpoints and network namespace. */
 export interface Endpoints {
   family: number;
   local: string; // "ip:port" ("[ip]:port" for IPv6)
   remote: string;
   netns: number;
+  /** decoder views: hand local/remote over unformatted instead (formatting costs more than the rest of a record) */
+  copyTuple?(to: TupleSink): void;
 }
 
 export interface TransitionEvent extends Endpoints {
@@ -18,6 +21,8 @@ export interface TransitionEvent extends Endpoints {
   sk: number;
   /** socket cookie, non-zero for sockets present at attach (links them to their PresentEvent) */
   cookie: bigint;
+  /** decoder views: cookie !== 0n without reading a BigInt */
+  hasCookie?: boolean;
   oldState: number;
   newState: number;
   localPort: number;
@@ -38,6 +43,7 @@ export interface SockcallEvent extends Endpoints {
   /** kernel address of the struct sock, low 48 bits: exact for canonical kernel addresses, and cheap to key on */
   sk: number;
   cookie: bigint;
+  hasCookie?: boolean;
   call: number; // TT_CALL
   via: number; // TT_VIA
   state: number;

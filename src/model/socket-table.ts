@@ -4,7 +4,8 @@
  * CLOSE the record is retired, and the same address later is a new socket.
  * Retired sockets are summarised, not kept, so memory stays bounded under churn.
  */
-import { TT_CALL, TT_ORIGIN } from '../generated/events.js';
+import { O_TUPLE_DADDR, O_TUPLE_DPORT, O_TUPLE_FAMILY, O_TUPLE_SADDR, O_TUPLE_SPORT, TT_CALL, TT_ORIGIN } from '../generated/events.js';
+import { endpoint, formatIpWords, type TupleSink } from './addr.js';
 import type { Endpoints, PresentEvent, SockcallEvent, TraceEvent, TransitionEvent } from './events.js';
 import { TCP } from './states.js';
 import type { ResolvedStack, Site } from '../stacks/types.js';
@@ -24,32 +25,105 @@ export function originName(o: number): Origin {
   return ORIGIN_NAMES[o] ?? 'unknown';
 }
 
-export interface SocketRecord {
-  serial: number;
-  sk: number | bigint;
-  family: number;
-  local: string;
-  remote: string;
-  netns: number;
-  pid: number; // owner; 0 when unknown
-  comm: string;
-  fd: number; // -1 when unknown
-  origin: Origin;
-  state: number;
+/** shared by sockets that have none yet (replaced, never mutated: frozen) */
+const NO_STACKS: Partial<Record<Site, number>> = Object.freeze({});
+const NO_SHARING: number[] = Object.freeze([]) as unknown as number[];
+
+export class SocketRecord implements TupleSink {
+  /** owner; 0 when unknown */
+  pid = 0;
+  comm = '';
+  /** -1 when unknown */
+  fd = -1;
+  origin: Origin = 'unknown';
+  state: number = TCP.CLOSE;
   /** when the current state began; null when it began before tracing */
-  stateSince: number | null;
-  firstSeen: number;
+  stateSince: number | null = null;
   /** present at attach (sock_diag) rather than seen being created */
-  preexisting: boolean;
+  preexisting = false;
   /** only known from the attach snapshot so far: no event seen for it yet */
-  snapshotOnly: boolean;
-  fdClosedAt: number | null;
-  shutdownAt: number | null;
-  sharedWith: number[];
+  snapshotOnly = false;
+  fdClosedAt: number | null = null;
+  shutdownAt: number | null = null;
+  sharedWith: number[] = NO_SHARING;
   /** transitions seen for this socket */
-  transitions: number;
+  transitions = 0;
   /** stack ids at its sites (see ResolvedStack.stackId) */
-  stacks: Partial<Record<Site, number>>;
+  stacks: Partial<Record<Site, number>> = NO_STACKS;
+  // local/remote: given as strings, or kept as the raw tuple and formatted on first use
+  // (most sockets of a busy server are never printed)
+  private localStr: string | null = null;
+  private remoteStr: string | null = null;
+  private tFamily = 0;
+  private lPort = 0;
+  private rPort = 0;
+  private l0 = 0;
+  private l1 = 0;
+  private l2 = 0;
+  private l3 = 0;
+  private r0 = 0;
+  private r1 = 0;
+  private r2 = 0;
+  private r3 = 0;
+
+  constructor(
+    public serial: number,
+    public sk: number | bigint,
+    public family: number,
+    public netns: number,
+    public firstSeen: number,
+  ) {}
+
+  get local(): string {
+    return (this.localStr ??= endpoint(this.tFamily, formatIpWords(this.tFamily, this.l0, this.l1, this.l2, this.l3), this.lPort));
+  }
+  set local(v: string) {
+    this.localStr = v;
+  }
+  get remote(): string {
+    return (this.remoteStr ??= endpoint(this.tFamily, formatIpWords(this.tFamily, this.r0, this.r1, this.r2, this.r3), this.rPort));
+  }
+  set remote(v: string) {
+    this.remoteStr = v;
+  }
+  /** local ends in ":0" (no port yet, or released) */
+  get localPortZero(): boolean {
+    return this.localStr !== null ? this.localStr.endsWith(':0') : this.lPort === 0;
+  }
+
+  setRawTuple(dv: DataView, off: number): void {
+    this.localStr = this.remoteStr = null;
+    this.tFamily = dv.getUint16(off + O_TUPLE_FAMILY, true);
+    this.lPort = dv.getUint16(off + O_TUPLE_SPORT, true);
+    this.rPort = dv.getUint16(off + O_TUPLE_DPORT, true);
+    this.l0 = dv.getInt32(off + O_TUPLE_SADDR);
+    this.l1 = dv.getInt32(off + O_TUPLE_SADDR + 4);
+    this.l2 = dv.getInt32(off + O_TUPLE_SADDR + 8);
+    this.l3 = dv.getInt32(off + O_TUPLE_SADDR + 12);
+    this.r0 = dv.getInt32(off + O_TUPLE_DADDR);
+    this.r1 = dv.getInt32(off + O_TUPLE_DADDR + 4);
+    this.r2 = dv.getInt32(off + O_TUPLE_DADDR + 8);
+    this.r3 = dv.getInt32(off + O_TUPLE_DADDR + 12);
+  }
+
+  /** takes an event's endpoints: raw from a decoder view, else its strings */
+  setEndpoints(ev: Endpoints): void {
+    if (ev.copyTuple) ev.copyTuple(this);
+    else {
+      this.localStr = ev.local;
+      this.remoteStr = ev.remote;
+    }
+  }
+
+  setStack(site: Site, id: number): void {
+    if (this.stacks === NO_STACKS) this.stacks = {};
+    this.stacks[site] = id;
+  }
+
+  shareWith(pid: number): void {
+    if (this.sharedWith === NO_SHARING) this.sharedWith = [pid];
+    else this.sharedWith.push(pid);
+  }
 }
 
 /** How long sockets of one code path sat in CLOSE_WAIT before their owner closed them. */
@@ -91,6 +165,11 @@ export class SocketTable {
   /** stacks that arrived before their socket's first transition (connect/listen), by sk */
   private pendingStacks = new Map<number, ResolvedStack[]>();
   private serial = 0;
+  /** the history noteClosedCloseWait() used last (a server closes through the same few paths) */
+  private lastClosed: CloseWaitHistory | null = null;
+  /** what the last transition() did, besides its record: read right after the call */
+  lastInOldNs: number | null = null;
+  lastDuplicate = false;
 
   constructor(targets: Iterable<number> | null) {
     this.targets = targets ? new Set(targets) : null;
@@ -98,16 +177,18 @@ export class SocketTable {
 
   apply(ev: TraceEvent): Applied | null {
     switch (ev.type) {
-      case 'transition':
-        return this.applyTransition(ev);
+      case 'transition': {
+        const rec = this.transition(ev);
+        return { rec, inOldNs: this.lastInOldNs, duplicate: this.lastDuplicate };
+      }
       case 'sockcall':
-        this.applySockcall(ev);
+        this.sockcall(ev);
         return null;
       case 'present':
         this.applyPresent(ev);
         return null;
       case 'fork':
-        this.applyFork(ev.parentPid, ev.childPid);
+        this.fork(ev.parentPid, ev.childPid);
         return null;
     }
   }
@@ -125,34 +206,14 @@ export class SocketTable {
     return { pid: rec.pid, fd: rec.fd };
   }
 
-  private create(ev: Endpoints & { sk: number | bigint; ts: number }): SocketRecord {
-    const rec: SocketRecord = {
-      serial: ++this.serial,
-      sk: ev.sk,
-      family: ev.family,
-      local: ev.local,
-      remote: ev.remote,
-      netns: ev.netns,
-      pid: 0,
-      comm: '',
-      fd: -1,
-      origin: 'unknown',
-      state: TCP.CLOSE,
-      stateSince: null,
-      firstSeen: ev.ts,
-      preexisting: false,
-      snapshotOnly: false,
-      fdClosedAt: null,
-      shutdownAt: null,
-      sharedWith: [],
-      transitions: 0,
-      stacks: {},
-    };
-    this.live.set(ev.sk, rec);
-    const waiting = typeof ev.sk === 'number' ? this.pendingStacks.get(ev.sk) : undefined;
+  private create(sk: number | bigint, ts: number, ev: Endpoints): SocketRecord {
+    const rec = new SocketRecord(++this.serial, sk, ev.family, ev.netns, ts);
+    rec.setEndpoints(ev);
+    this.live.set(sk, rec);
+    const waiting = this.pendingStacks.size !== 0 && typeof sk === 'number' ? this.pendingStacks.get(sk) : undefined;
     if (waiting) {
-      this.pendingStacks.delete(ev.sk as number);
-      for (const st of waiting) if (st.ts <= ev.ts && rec.stacks[st.site] === undefined) rec.stacks[st.site] = st.stackId;
+      this.pendingStacks.delete(sk as number);
+      for (const st of waiting) if (st.ts <= ts && rec.stacks[st.site] === undefined) rec.setStack(st.site, st.stackId);
     }
     return rec;
   }
@@ -162,7 +223,7 @@ export class SocketTable {
     if (st.cookie !== 0n) this.adopt(st.cookie, st.sk);
     const rec = this.live.get(st.sk);
     if (rec) {
-      if (rec.stacks[st.site] === undefined) rec.stacks[st.site] = st.stackId;
+      if (rec.stacks[st.site] === undefined) rec.setStack(st.site, st.stackId);
       return;
     }
     // connect()/listen() stacks come before the transition that creates the record
@@ -178,36 +239,39 @@ export class SocketTable {
     }
   }
 
-  private applyTransition(ev: TransitionEvent): Applied {
+  /**
+   * Applies a transition; returns its socket, and leaves in lastInOldNs and
+   * lastDuplicate what apply() reports as Applied (no object per event).
+   */
+  transition(ev: TransitionEvent): SocketRecord {
     this.counts.transitions++;
     const sk = ev.sk;
-    const cookie = ev.cookie;
-    if (cookie !== 0n) this.adopt(cookie, sk);
+    if (ev.hasCookie ?? ev.cookie !== 0n) this.adopt(ev.cookie, sk);
+    const ts = ev.ts;
+    const newState = ev.newState;
     let rec = this.live.get(sk);
     if (rec && rec.snapshotOnly) {
       rec.snapshotOnly = false;
       // The attach snapshot was taken after this change happened: it is already reflected.
-      if (ev.newState === rec.state && ev.ts <= rec.firstSeen) {
+      if (newState === rec.state && ts <= rec.firstSeen) {
         this.counts.duplicatesAfterAttach++;
-        return { rec, inOldNs: null, duplicate: true };
+        this.lastInOldNs = null;
+        this.lastDuplicate = true;
+        return rec;
       }
     }
-    let fresh = false;
+    const oldState = ev.oldState;
     if (!rec) {
-      rec = this.create({ sk, family: ev.family, local: ev.local, remote: ev.remote, netns: ev.netns, ts: ev.ts });
-      fresh = true;
+      rec = this.create(sk, ts, ev);
       // a socket first seen mid-life: its old state began before we saw it
       // (a listener's child starts in SYN_RECV; LISTEN is its parent's state, not its own)
-      rec.stateSince = ev.oldState === TCP.CLOSE ? ev.ts : null;
-      rec.state = ev.oldState;
-    }
-    // The tuple fills in as the socket progresses (a connecting socket learns its
-    // local port); at CLOSE the kernel has already released the port (shows :0).
-    // (connect() sets SYN_SENT before it picks the local port). Strings are only
-    // built when something is missing: most transitions change nothing here.
-    if (!fresh && ev.newState !== TCP.CLOSE && rec.local.endsWith(':0') && ev.localPort !== 0) {
-      rec.local = ev.local;
-      rec.remote = ev.remote;
+      rec.stateSince = oldState === TCP.CLOSE ? ts : null;
+      rec.state = oldState;
+    } else if (newState !== TCP.CLOSE && rec.localPortZero && ev.localPort !== 0) {
+      // The tuple fills in as the socket progresses (a connecting socket learns its
+      // local port); at CLOSE the kernel has already released the port (shows :0).
+      // (connect() sets SYN_SENT before it picks the local port).
+      rec.setEndpoints(ev);
     }
     if (ev.ownerKnown) {
       const pid = ev.ownerPid;
@@ -221,9 +285,6 @@ export class SocketTable {
       const origin = originName(ev.origin);
       if (!rec.preexisting && !(rec.origin === 'accept' && origin === 'accept-pending')) rec.origin = origin;
     }
-    const ts = ev.ts;
-    const oldState = ev.oldState;
-    const newState = ev.newState;
     const inOldNs = rec.stateSince === null ? null : ts - rec.stateSince;
     rec.transitions++;
     if (oldState === TCP.CLOSE_WAIT && newState !== TCP.CLOSE_WAIT && inOldNs !== null && rec.pid) this.noteClosedCloseWait(rec, inOldNs);
@@ -233,18 +294,23 @@ export class SocketTable {
       this.live.delete(rec.sk);
       this.counts.retired++;
     }
-    return { rec, inOldNs, duplicate: false };
+    this.lastInOldNs = inOldNs;
+    this.lastDuplicate = false;
+    return rec;
   }
 
-  private applySockcall(ev: SockcallEvent): void {
+  sockcall(ev: SockcallEvent): void {
     this.counts.sockcalls++;
-    if (ev.cookie !== 0n) this.adopt(ev.cookie, ev.sk);
-    let rec = this.live.get(ev.sk);
-    if (ev.call === TT_CALL.ACCEPT) {
+    const sk = ev.sk;
+    if (ev.hasCookie ?? ev.cookie !== 0n) this.adopt(ev.cookie, sk);
+    let rec = this.live.get(sk);
+    const call = ev.call;
+    if (call === TT_CALL.ACCEPT) {
       if (!rec) {
-        if (ev.state === TCP.CLOSE) return; // reset before accept(): nothing will follow
-        rec = this.create(ev);
-        rec.state = ev.state;
+        const state = ev.state;
+        if (state === TCP.CLOSE) return; // reset before accept(): nothing will follow
+        rec = this.create(sk, ev.ts, ev);
+        rec.state = state;
       }
       rec.pid = ev.pid;
       rec.comm = ev.comm;
@@ -254,33 +320,40 @@ export class SocketTable {
       return;
     }
     if (!rec) return;
-    if (ev.call === TT_CALL.CLOSE) {
+    if (call === TT_CALL.CLOSE) {
       rec.fdClosedAt = ev.ts;
-    } else if (ev.call === TT_CALL.SHUTDOWN) {
+    } else if (call === TT_CALL.SHUTDOWN) {
       rec.shutdownAt = ev.ts;
     }
   }
 
   private noteClosedCloseWait(rec: SocketRecord, ns: number): void {
-    const key = `${rec.pid}|${rec.origin}|${rec.stacks.acquire ?? '-'}`;
-    let h = this.closedCloseWait.get(key);
-    if (!h) {
-      h = { pid: rec.pid, comm: rec.comm, origin: rec.origin, acquireStack: rec.stacks.acquire, count: 0, maxNs: 0, recentNs: [] };
-      this.closedCloseWait.set(key, h);
+    const acquire = rec.stacks.acquire;
+    let h = this.lastClosed;
+    // same (pid, origin, acquire stack) as the last one: same key, no string built
+    if (!h || h.pid !== rec.pid || h.origin !== rec.origin || h.acquireStack !== acquire) {
+      const key = `${rec.pid}|${rec.origin}|${acquire ?? '-'}`;
+      let found = this.closedCloseWait.get(key);
+      if (!found) {
+        found = { pid: rec.pid, comm: rec.comm, origin: rec.origin, acquireStack: acquire, count: 0, maxNs: 0, recentNs: [] };
+        this.closedCloseWait.set(key, found);
+      }
+      this.lastClosed = h = found;
     }
+    // the most recent RECENT_CLOSED durations, as a ring (their order does not matter: quantiles sort)
+    if (h.count < RECENT_CLOSED) h.recentNs.push(ns);
+    else h.recentNs[h.count % RECENT_CLOSED] = ns;
     h.count++;
     if (ns > h.maxNs) h.maxNs = ns;
-    if (h.recentNs.length >= 1000) h.recentNs.shift();
-    h.recentNs.push(ns);
   }
 
   /** A forked child inherits every open fd: the parent's sockets are now shared with it. */
-  private applyFork(parent: number, child: number): void {
+  fork(parent: number, child: number): void {
     this.counts.forks++;
     if (this.targets && this.targets.has(parent)) this.targets.add(child);
     for (const rec of this.live.values()) {
       // only sockets in the fd table: a connection still in the accept queue is not inherited
-      if (rec.pid === parent && rec.fd >= 0 && rec.fdClosedAt === null && !rec.sharedWith.includes(child)) rec.sharedWith.push(child);
+      if (rec.pid === parent && rec.fd >= 0 && rec.fdClosedAt === null && !rec.sharedWith.includes(child)) rec.shareWith(child);
     }
   }
 
@@ -291,7 +364,7 @@ export class SocketTable {
     const key = presentKey(ev.cookie);
     let rec = this.live.get(key);
     if (!rec) {
-      rec = this.create({ ...ev, sk: key });
+      rec = this.create(key, ev.ts, ev);
       rec.state = ev.state;
       rec.preexisting = true;
       rec.snapshotOnly = true;
@@ -313,6 +386,9 @@ export class SocketTable {
     this.live.set(sk, rec);
   }
 }
+
+/** durations kept per closed code path, for its quantiles */
+const RECENT_CLOSED = 1000;
 
 /** Pre-existing sockets are keyed by cookie (tagged in the top bit) until their sk is known. */
 export function presentKey(cookie: bigint): bigint {

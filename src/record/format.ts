@@ -30,6 +30,33 @@ export function encodeFrame(payload: unknown): Buffer {
   return Buffer.concat([head, body]);
 }
 
+/** msgpack of the batch frame's payload up to its data bytes: map16(2) "t" "batch" "data" (msgpackr writes map16) */
+const BATCH_PREFIX = Buffer.from([0xde, 0x00, 0x02, 0xa1, 0x74, 0xa5, ...Buffer.from('batch'), 0xa4, ...Buffer.from('data')]);
+
+/**
+ * The bytes of encodeFrame({t: 'batch', data}) before the data itself (frame
+ * length, then the payload's map up to its bin header), so a batch is written
+ * as it came, without copying it into a msgpack buffer. Byte for byte what
+ * msgpackr writes (bin 8/16/32 by length).
+ */
+export function batchFrameHead(dataLength: number): Buffer {
+  const bin = dataLength < 0x100 ? 2 : dataLength < 0x10000 ? 3 : 5;
+  const head = Buffer.allocUnsafe(4 + BATCH_PREFIX.length + bin);
+  head.writeUInt32BE(BATCH_PREFIX.length + bin + dataLength, 0);
+  let o = 4 + BATCH_PREFIX.copy(head, 4);
+  if (bin === 2) {
+    head[o++] = 0xc4;
+    head[o] = dataLength;
+  } else if (bin === 3) {
+    head[o++] = 0xc5;
+    head.writeUInt16BE(dataLength, o);
+  } else {
+    head[o++] = 0xc6;
+    head.writeUInt32BE(dataLength, o);
+  }
+  return head;
+}
+
 export function decodeFrame(body: Buffer): Record<string, unknown> {
   return unpackr.unpack(body) as Record<string, unknown>;
 }

@@ -1,10 +1,12 @@
 /** A TraceSink that writes a recording (see format.ts). */
-import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, writevSync } from 'node:fs';
 import { TcptraceError } from '../errors.js';
 import type { PresentEvent } from '../model/events.js';
 import type { ResolvedStack } from '../stacks/types.js';
 import type { Counters, SessionEnd, SessionInfo, TraceSink } from '../trace/types.js';
-import { encodeFrame, RECORD_FORMAT, RECORD_VERSION, toWire } from './format.js';
+import { batchFrameHead, encodeFrame, RECORD_FORMAT, RECORD_VERSION, toWire } from './format.js';
+
+const IOV_MAX = 1024;
 
 export class RecordWriter implements TraceSink {
   private fd: number;
@@ -34,13 +36,18 @@ export class RecordWriter implements TraceSink {
   }
 
   flush(): void {
-    if (!this.pending.length) return;
-    const buf = Buffer.concat(this.pending);
+    const bufs = this.pending;
+    if (!bufs.length) return;
+    const total = this.pendingBytes;
     this.pending = [];
     this.pendingBytes = 0;
-    let off = 0;
-    while (off < buf.length) off += writeSync(this.fd, buf, off);
-    this.bytesWritten += buf.length;
+    // one writev per IOV_MAX buffers, resumed after a short write
+    for (let i = 0; i < bufs.length; ) {
+      let n = writevSync(this.fd, bufs.slice(i, i + IOV_MAX));
+      while (i < bufs.length && n >= bufs[i].length) n -= bufs[i++].length;
+      if (n > 0) bufs[i] = bufs[i].subarray(n);
+    }
+    this.bytesWritten += total;
   }
 
   begin(info: SessionInfo): void {
@@ -48,8 +55,12 @@ export class RecordWriter implements TraceSink {
     this.flush();
   }
 
+  /** batches are kept, not copied, until written: the agent hands over buffers it never reuses */
   batch(buf: Buffer): void {
-    this.push({ t: 'batch', data: buf });
+    const head = batchFrameHead(buf.length);
+    this.pending.push(head, buf);
+    this.pendingBytes += head.length + buf.length;
+    if (this.pendingBytes >= 8 << 20) this.flush();
   }
 
   stacks(items: ResolvedStack[]): void {

@@ -1,0 +1,211 @@
+/**
+ * Offline CPU cost of the agent's per-record hot path, from a recording:
+ *   analysis: Analyzer.batch() over every recorded batch (decode + socket table + analyzer)
+ *   writer:   RecordWriter.batch() over every batch, then its flush (to a file in /dev/shm)
+ *
+ *   node dist/bench/analysis.js FILE.tcptrace [--runs N] [--baseline DIST] [--live]
+ *
+ * --baseline DIST: another build's dist/ (e.g. of the previous commit) whose
+ * Analyzer and RecordWriter are timed in the same process, runs interleaved
+ * (order alternating), and whose report and recording are checked to be
+ * identical to this build's. --live also formats live lines (as without --quiet).
+ * Prints ns/record per run and the medians (and the ratio to the baseline).
+ */
+import { readFileSync, readSync, openSync, closeSync, unlinkSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { decodeFrame, fromWire } from '../src/record/format.js';
+import * as G from '../src/generated/events.js';
+import type { PresentEvent } from '../src/model/events.js';
+import type { ResolvedStack } from '../src/stacks/types.js';
+import type { Counters, SessionEnd, SessionInfo, TraceSink } from '../src/trace/types.js';
+
+type Item = { t: 'batch'; buf: Buffer } | { t: 'stacks'; items: ResolvedStack[] } | { t: 'counters'; c: Counters };
+
+interface Loaded {
+  info: SessionInfo;
+  present: PresentEvent[][];
+  items: Item[];
+  end: SessionEnd | null;
+  records: number;
+  batchBytes: number;
+}
+
+function load(path: string): Loaded {
+  const data = readFileSync(path);
+  let off = 0;
+  let info: SessionInfo | null = null;
+  const present: PresentEvent[][] = [];
+  const items: Item[] = [];
+  let end: SessionEnd | null = null;
+  let records = 0;
+  let batchBytes = 0;
+  while (off + 4 <= data.length) {
+    const len = data.readUInt32BE(off);
+    if (off + 4 + len > data.length) break;
+    const f = decodeFrame(data.subarray(off + 4, off + 4 + len));
+    off += 4 + len;
+    switch (f.t) {
+      case 'header':
+        info = fromWire<SessionInfo>(f.info);
+        break;
+      case 'present':
+        present.push(fromWire<PresentEvent[]>(f.events));
+        break;
+      case 'batch': {
+        // a private copy, as the addon hands over (not a view into the file)
+        const buf = Buffer.from(f.data as Buffer);
+        items.push({ t: 'batch', buf });
+        batchBytes += buf.length;
+        for (let o = 0; o + G.SIZE_HDR <= buf.length; o += (buf.readUInt16LE(o + G.O_HDR_SIZE) + 7) & ~7) records++;
+        break;
+      }
+      case 'stacks':
+        items.push({ t: 'stacks', items: fromWire<ResolvedStack[]>(f.items) });
+        break;
+      case 'counters':
+        items.push({ t: 'counters', c: f.c as Counters });
+        break;
+      case 'end':
+        end = fromWire<SessionEnd>(f.end);
+        break;
+    }
+  }
+  if (!info) throw new Error(`${path}: no header`);
+  return { info, present, items, end, records, batchBytes };
+}
+
+interface AnalyzerLike extends TraceSink {
+  result(): unknown;
+  onLine?: (l: never) => void;
+}
+interface Impl {
+  name: string;
+  Analyzer: new (o: { leakAfterMs: number; top: number }) => AnalyzerLike;
+  RecordWriter: new (path: string, flushMs?: number) => TraceSink & { flush(): void };
+  formatLive: (l: never, startedNs: bigint) => string;
+}
+
+async function impl(name: string, dist: string): Promise<Impl> {
+  const mod = async (p: string) => import(pathToFileURL(join(dist, p)).href);
+  const a = await mod('src/analysis/analyzer.js');
+  const w = await mod('src/record/writer.js');
+  const t = await mod('src/report/text.js');
+  return { name, Analyzer: a.Analyzer, RecordWriter: w.RecordWriter, formatLive: t.formatLive };
+}
+
+function endOf(d: Loaded): SessionEnd {
+  if (d.end) return d.end;
+  const counters = d.items.filter((i) => i.t === 'counters').map((i) => (i as { c: Counters }).c);
+  return { endedNs: d.info.startedNs, reason: 'interrupted', exitedPids: [], counters: counters[counters.length - 1] };
+}
+
+/** One pass of the analysis; returns ns spent in batch()/stacks()/counters() and the report. */
+async function runAnalysis(im: Impl, d: Loaded, live: boolean, keepLines = false): Promise<{ ns: number; report: string }> {
+  const a = new im.Analyzer({ leakAfterMs: d.info.analysis?.leakAfterMs ?? 5000, top: d.info.analysis?.top ?? 10 });
+  let lines = 0;
+  const text = createHash('sha256');
+  if (live && keepLines) a.onLine = (l: never) => void text.update(im.formatLive(l, d.info.startedNs) + '\n');
+  else if (live) a.onLine = (l: never) => void (lines += im.formatLive(l, d.info.startedNs).length);
+  a.begin(d.info);
+  for (const p of d.present) a.present(p);
+  const t0 = process.hrtime.bigint();
+  for (const it of d.items) {
+    if (it.t === 'batch') a.batch(it.buf);
+    else if (it.t === 'stacks') a.stacks(it.items);
+    else a.counters(it.c);
+  }
+  const ns = Number(process.hrtime.bigint() - t0);
+  await a.finish(endOf(d));
+  return { ns, report: JSON.stringify(a.result()) + (live && keepLines ? ` lines:${text.digest('hex')}` : '') };
+}
+
+/** One pass of the recorder over every batch, writing to path. */
+async function runWriter(im: Impl, d: Loaded, path: string): Promise<number> {
+  const w = new im.RecordWriter(path, 1 << 30);
+  w.begin(d.info);
+  for (const p of d.present) w.present(p);
+  const t0 = process.hrtime.bigint();
+  for (const it of d.items) {
+    if (it.t === 'batch') w.batch(it.buf);
+    else if (it.t === 'stacks') w.stacks(it.items);
+    else w.counters(it.c);
+  }
+  w.flush();
+  const ns = Number(process.hrtime.bigint() - t0);
+  await w.finish(endOf(d));
+  return ns;
+}
+
+function sha(path: string): string {
+  const h = createHash('sha256');
+  const fd = openSync(path, 'r');
+  const b = Buffer.allocUnsafe(1 << 20);
+  for (let n; (n = readSync(fd, b)) > 0; ) h.update(b.subarray(0, n));
+  closeSync(fd);
+  return h.digest('hex');
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const opt = (n: string) => {
+    const i = args.indexOf(n);
+    return i >= 0 ? args.splice(i, 2)[1] : undefined;
+  };
+  const runs = Number(opt('--runs') ?? 7);
+  const baseline = opt('--baseline');
+  const li = args.indexOf('--live');
+  const live = li >= 0;
+  if (live) args.splice(li, 1);
+  const file = args[0];
+  if (!file) throw new Error('usage: analysis.js FILE.tcptrace [--runs N] [--baseline DIST] [--live]');
+
+  const d = load(file);
+  console.log(`${file}: ${d.records} records, ${d.items.filter((i) => i.t === 'batch').length} batches, ${(d.batchBytes / 1e6).toFixed(1)} MB`);
+  const here = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+  const impls = [await impl('current', here)];
+  if (baseline) impls.unshift(await impl('baseline', resolve(baseline)));
+
+  // correctness first: same report, byte-identical recording
+  const reports = new Map<string, string>();
+  const hashes = new Map<string, string>();
+  const tmp = (name: string) => `/dev/shm/tcptrace-bench-${process.pid}-${name}.tcptrace`;
+  for (const im of impls) {
+    reports.set(im.name, (await runAnalysis(im, d, live, true)).report);
+    await runWriter(im, d, tmp(im.name));
+    hashes.set(im.name, sha(tmp(im.name)));
+    unlinkSync(tmp(im.name));
+  }
+  if (baseline) {
+    const same = reports.get('baseline') === reports.get('current');
+    const sameRec = hashes.get('baseline') === hashes.get('current');
+    console.log(`report${live ? ' and live lines' : ''} identical to baseline: ${same}; recording identical to baseline: ${sameRec}`);
+    if (!same || !sameRec) process.exitCode = 1;
+  }
+
+  const res = new Map<string, { analysis: number[]; writer: number[] }>(impls.map((im) => [im.name, { analysis: [], writer: [] }]));
+  for (let r = 0; r < runs; r++) {
+    const order = r % 2 ? [...impls].reverse() : impls;
+    for (const im of order) {
+      const x = res.get(im.name)!;
+      x.analysis.push((await runAnalysis(im, d, live)).ns / d.records);
+      x.writer.push((await runWriter(im, d, tmp(im.name))) / d.records);
+      unlinkSync(tmp(im.name));
+    }
+  }
+  const f = (xs: number[]) => xs.map((x) => x.toFixed(0)).join(' ');
+  for (const [name, x] of res) {
+    console.log(`${name.padEnd(8)} analysis${live ? '+live lines' : ''} ns/record: median ${median(x.analysis).toFixed(1)}  [${f(x.analysis)}]`);
+    console.log(`${name.padEnd(8)} writer   ns/record: median ${median(x.writer).toFixed(1)}  [${f(x.writer)}]`);
+  }
+  if (baseline) {
+    const b = res.get('baseline')!, c = res.get('current')!;
+    const ratios = (k: 'analysis' | 'writer') => b[k].map((v, i) => c[k][i] / v);
+    console.log(`current/baseline, paired per run: analysis median ${median(ratios('analysis')).toFixed(3)}, writer median ${median(ratios('writer')).toFixed(3)}`);
+  }
+}
+
+await main();
