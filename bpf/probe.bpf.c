@@ -43,6 +43,13 @@ int probe_tracepoint(void *ctx)
 	return 0;
 }
 
+/* sock:sock_recv_length exists from 6.3 (stack sites at socket I/O) */
+SEC("raw_tp/sock_recv_length")
+int BPF_PROG(probe_sock_io, struct sock *sk, int ret, int flags)
+{
+	return 0;
+}
+
 SEC("tracepoint/syscalls/sys_exit_accept4")
 int probe_syscall_tracepoint(void *ctx)
 {

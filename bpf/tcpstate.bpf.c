@@ -14,8 +14,12 @@
  * every flavour is a thin wrapper over the static helpers below:
  *   transitions  tp_btf | raw_tp | tracepoint            sock:inet_sock_set_state (4.16+)
  *   accept       fexit | kretprobe  (+ syscall exit)     inet_csk_accept
- *   syscalls     tp_btf | raw_tp (raw_syscalls sys_enter/sys_exit, no tracefs needed)
- *                | tracepoint (syscalls:sys_{enter,exit}_*, needs tracefs)
+ *   syscalls     tracepoint (syscalls:sys_{enter,exit}_<call>: only the hooked calls
+ *                run a program; ids from tracefs, mounted privately if needed)
+ *                | tp_btf | raw_tp (raw_syscalls sys_enter/sys_exit: a program on
+ *                every syscall of the box, ~120 ns each here; the fallback)
+ *   stack I/O    tp_btf | raw_tp sock:sock_{send,recv}_length (6.3+)
+ *                | the syscall hooks (read/write family)
  *   fork         tp_btf | raw_tp | tracepoint            sched:sched_process_fork
  * Minimum kernel: 5.8 (BPF ring buffer); tp_btf 5.5, fexit 5.5.
  *
@@ -45,6 +49,10 @@ char LICENSE[] SEC("license") = "GPL";
 #define TCP_CLOSE 7
 #define TCP_LISTEN 10
 
+/* how a helper may read a struct sock (see KREAD in core_fixes.bpf.h) */
+#define SK_BTF true  /* a BTF pointer from a tp_btf / fentry argument: direct loads */
+#define SK_RAW false /* an untyped pointer: bpf_probe_read_kernel */
+
 /* x86-64 syscall numbers */
 #define NR_close 3
 #define NR_connect 42
@@ -69,6 +77,8 @@ const volatile __u64 targ_wakeup_bytes = 0; /* force a wake-up past this much un
 const volatile __u64 targ_wakeup_gap_ns = 1000000;
 const volatile __s32 targ_self_tgid = 0;    /* never trace tcptrace itself */
 const volatile bool targ_stacks = false;     /* capture user stacks at acquire / first I/O / EOF */
+/* the I/O stack sites come from the read/write syscall hooks (no sock:sock_{send,recv}_length before 6.3) */
+const volatile bool targ_io_syscalls = true;
 const volatile __u32 targ_stack_bytes = 32768; /* user stack to copy, in whole pages from sp's page (<= TT_STACK_MAX) */
 const volatile __u32 targ_stack_rate = 1000;  /* stacks per second per process, burst the same */
 
@@ -240,23 +250,31 @@ static __always_inline void submit(void *rec)
 	count(TT_CNT_EVENTS);
 }
 
-static __always_inline bool sk_is_tcp(const struct sock *sk)
+static __always_inline bool sk_is_tcp(const bool btf, const struct sock *sk)
 {
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 family = KREAD(btf, sk, __sk_common.skc_family);
 
 	if (family != AF_INET && family != AF_INET6)
 		return false;
-	return sk_protocol_of(sk) == IPPROTO_TCP && sk_type_of(sk) == SOCK_STREAM;
+	return sk_protocol_of(btf, sk) == IPPROTO_TCP && sk_type_of(btf, sk) == SOCK_STREAM;
 }
 
-static __always_inline void read_tuple(const struct sock *sk, struct tt_tuple *t)
+static __always_inline void read_tuple(const bool btf, const struct sock *sk, struct tt_tuple *t)
 {
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 family = KREAD(btf, sk, __sk_common.skc_family);
 
 	t->family = family;
-	t->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	t->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	if (family == AF_INET6) {
+	t->sport = KREAD(btf, sk, __sk_common.skc_num);
+	t->dport = bpf_ntohs(KREAD(btf, sk, __sk_common.skc_dport));
+	if (btf) {
+		if (family == AF_INET6) {
+			__builtin_memcpy(t->saddr, sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8, 16);
+			__builtin_memcpy(t->daddr, sk->__sk_common.skc_v6_daddr.in6_u.u6_addr8, 16);
+		} else {
+			*(__u32 *)t->saddr = sk->__sk_common.skc_rcv_saddr;
+			*(__u32 *)t->daddr = sk->__sk_common.skc_daddr;
+		}
+	} else if (family == AF_INET6) {
 		BPF_CORE_READ_INTO(&t->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
 		BPF_CORE_READ_INTO(&t->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
 	} else {
@@ -285,7 +303,7 @@ static __always_inline struct sock *fd_to_tcp_sk(int fd)
 		return NULL;
 	sock = BPF_CORE_READ(f, private_data);
 	sk = BPF_CORE_READ(sock, sk);
-	if (!sk || !sk_is_tcp(sk))
+	if (!sk || !sk_is_tcp(SK_RAW, sk))
 		return NULL;
 	return sk;
 }
@@ -317,14 +335,14 @@ static __always_inline struct tt_owner *owner_put(__u64 skey, struct tt_owner *o
  * --pid mode most transitions on a busy box are other processes' (the cost of
  * this path is what the nginx benchmark measures).
  */
-static __always_inline struct tt_owner *learn_owner(const struct sock *sk, int oldstate, int newstate)
+static __always_inline struct tt_owner *learn_owner(const bool btf, const struct sock *sk, int oldstate, int newstate)
 {
 	__u64 skey = (__u64)sk;
 	struct tt_owner *o, fresh = {};
 
 	/* a listener's new child is never a seeded socket (and its cookie may be the listener's: sk_is_early_clone) */
 	if (seeded && !(oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV)) {
-		__u64 cookie = sk_cookie_of(sk);
+		__u64 cookie = sk_cookie_of(btf, sk);
 
 		if (cookie) {
 			o = bpf_map_lookup_elem(&seeds, &cookie);
@@ -338,7 +356,7 @@ static __always_inline struct tt_owner *learn_owner(const struct sock *sk, int o
 	}
 
 	if (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV) {
-		struct tt_listen_key lk = { .netns = sk_netns_of(sk), .port = BPF_CORE_READ(sk, __sk_common.skc_num) };
+		struct tt_listen_key lk = { .netns = sk_netns_of(btf, sk), .port = KREAD(btf, sk, __sk_common.skc_num) };
 
 		o = bpf_map_lookup_elem(&listeners, &lk);
 		if (!o)
@@ -356,7 +374,7 @@ static __always_inline struct tt_owner *learn_owner(const struct sock *sk, int o
 		struct pending *p;
 		__s32 fd = -1;
 
-		if (!is_target(id >> 32) || !sk_is_tcp(sk))
+		if (!is_target(id >> 32) || !sk_is_tcp(btf, sk))
 			return NULL;
 		p = bpf_map_lookup_elem(&pending, &tid);
 		if (p)
@@ -367,7 +385,7 @@ static __always_inline struct tt_owner *learn_owner(const struct sock *sk, int o
 	return NULL;
 }
 
-static __always_inline void handle_transition(void *ctx, const struct sock *sk, int oldstate, int newstate)
+static __always_inline void handle_transition(const bool btf, const struct sock *sk, int oldstate, int newstate)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u64 skey = (__u64)sk;
@@ -382,7 +400,7 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 		return;
 	o = bpf_map_lookup_elem(&owners, &skey);
 	if (!o)
-		o = learn_owner(sk, oldstate, newstate);
+		o = learn_owner(btf, sk, oldstate, newstate);
 	if (o && targ_filter && !is_target(o->tgid))
 		o = NULL;
 	if (!o) {
@@ -391,7 +409,7 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 			count(TT_CNT_FILTERED);
 			return;
 		}
-		if ((__u32)(id >> 32) == (__u32)targ_self_tgid || !sk_is_tcp(sk))
+		if ((__u32)(id >> 32) == (__u32)targ_self_tgid || !sk_is_tcp(btf, sk))
 			return;
 	} else {
 		flags |= TT_F_OWNER_KNOWN;
@@ -399,12 +417,12 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 			flags |= TT_F_OWNER_ON_CPU;
 	}
 
-	early = sk_is_early_clone(sk, oldstate, newstate);
+	early = sk_is_early_clone(btf, sk, oldstate, newstate);
 	if (early)
-		t.family = BPF_CORE_READ(sk, __sk_common.skc_family); /* tuple not set yet (< 6.15) */
+		t.family = KREAD(btf, sk, __sk_common.skc_family); /* tuple not set yet (< 6.15) */
 	else
-		read_tuple(sk, &t);
-	netns = sk_netns_of(sk);
+		read_tuple(btf, sk, &t);
+	netns = sk_netns_of(btf, sk);
 
 	/* a traced listener: remember its port so its children are attributed before accept() */
 	if (o && newstate == TCP_LISTEN) {
@@ -423,7 +441,7 @@ static __always_inline void handle_transition(void *ctx, const struct sock *sk, 
 		goto out;
 	fill_hdr(&e->hdr, TT_KIND_TRANSITION, sizeof(*e), flags);
 	e->sk = skey;
-	e->cookie = early ? 0 : sk_cookie_of(sk); /* early clone: the listener's cookie (< 6.15) */
+	e->cookie = early ? 0 : sk_cookie_of(btf, sk); /* early clone: the listener's cookie (< 6.15) */
 	e->tuple = t;
 	e->netns = netns;
 	e->oldstate = oldstate;
@@ -502,7 +520,7 @@ static __always_inline __u32 fingerprint(__u32 tgid, __u64 ip, __u64 sp, __u64 *
 	return depth;
 }
 
-static __always_inline bool emit_stack_ref(const struct sock *sk, __u8 site, __u32 tgid, __u32 tid, __u64 ip, __u64 sp)
+static __always_inline bool emit_stack_ref(const bool btf, const struct sock *sk, __u8 site, __u32 tgid, __u32 tid, __u64 ip, __u64 sp)
 {
 	struct tt_known_key kk = { .tgid = tgid, .site = site };
 	struct tt_stack_ref *e;
@@ -519,7 +537,7 @@ static __always_inline bool emit_stack_ref(const struct sock *sk, __u8 site, __u
 		return true; /* counted as lost; a copy would not fit either */
 	fill_hdr(&e->hdr, TT_KIND_STACK_REF, sizeof(*e), 0);
 	e->sk = (__u64)sk;
-	e->cookie = sk_cookie_of(sk);
+	e->cookie = sk_cookie_of(btf, sk);
 	e->hash = kk.hash;
 	e->tgid = tgid;
 	e->tid = tid;
@@ -531,7 +549,7 @@ static __always_inline bool emit_stack_ref(const struct sock *sk, __u8 site, __u
 	return true;
 }
 
-static __always_inline void capture_stack(const struct sock *sk, __u8 site, __u8 call)
+static __always_inline void capture_stack(const bool btf, const struct sock *sk, __u8 site, __u8 call)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct pt_regs *regs;
@@ -544,7 +562,7 @@ static __always_inline void capture_stack(const struct sock *sk, __u8 site, __u8
 		return;
 	regs = current_user_regs();
 	/* a stack seen before costs a few reads and a 56-byte record, not a copy */
-	if (emit_stack_ref(sk, site, id >> 32, (__u32)id, BPF_CORE_READ(regs, ip), BPF_CORE_READ(regs, sp)))
+	if (emit_stack_ref(btf, sk, site, id >> 32, (__u32)id, BPF_CORE_READ(regs, ip), BPF_CORE_READ(regs, sp)))
 		return;
 	if (!stack_allowed(id >> 32)) {
 		count(TT_CNT_STACKS_LIMITED);
@@ -577,7 +595,7 @@ static __always_inline void capture_stack(const struct sock *sk, __u8 site, __u8
 	size = (TT_STACK_FIXED + off + 7) & ~7u;
 	fill_hdr(&s->hdr, TT_KIND_STACK, size, 0);
 	s->sk = (__u64)sk;
-	s->cookie = sk_cookie_of(sk);
+	s->cookie = sk_cookie_of(btf, sk);
 	s->tgid = id >> 32;
 	s->tid = (__u32)id;
 	s->site = site;
@@ -599,9 +617,9 @@ static __always_inline void emit_sockcall(const struct sock *sk, __u8 call, __s3
 		return;
 	fill_hdr(&e->hdr, TT_KIND_SOCKCALL, sizeof(*e), 0);
 	e->sk = (__u64)sk;
-	e->cookie = sk_cookie_of(sk);
-	read_tuple(sk, &e->tuple);
-	e->netns = sk_netns_of(sk);
+	e->cookie = sk_cookie_of(SK_RAW, sk);
+	read_tuple(SK_RAW, sk, &e->tuple);
+	e->netns = sk_netns_of(SK_RAW, sk);
 	e->tgid = id >> 32;
 	e->tid = (__u32)id;
 	e->fd = fd;
@@ -650,13 +668,13 @@ static __always_inline void on_accept_exit(long ret)
 		return;
 	claim_accepted(sk, (__s32)ret);
 	emit_sockcall(sk, TT_CALL_ACCEPT, (__s32)ret, 0, TT_VIA_SYSCALL);
-	capture_stack(sk, TT_SITE_ACQUIRE, TT_CALL_ACCEPT);
+	capture_stack(SK_RAW, sk, TT_SITE_ACQUIRE, TT_CALL_ACCEPT);
 }
 
 /* Return of inet_csk_accept (fexit / kretprobe): ownership without the fd, also for io_uring. */
 static __always_inline void on_inet_csk_accept(struct sock *sk)
 {
-	if (!sk || !is_target(bpf_get_current_pid_tgid() >> 32) || !sk_is_tcp(sk))
+	if (!sk || !is_target(bpf_get_current_pid_tgid() >> 32) || !sk_is_tcp(SK_RAW, sk))
 		return;
 	claim_accepted(sk, -1);
 }
@@ -675,28 +693,47 @@ static __always_inline void on_pending_enter(__u32 nr, long fd)
 		struct sock *sk = fd_to_tcp_sk((int)fd);
 
 		if (sk)
-			capture_stack(sk, TT_SITE_ACQUIRE, nr == NR_listen ? TT_CALL_LISTEN : TT_CALL_CONNECT);
+			capture_stack(SK_RAW, sk, TT_SITE_ACQUIRE, nr == NR_listen ? TT_CALL_LISTEN : TT_CALL_CONNECT);
 	}
 }
 
-/* write/send on a traced socket: the first one after acquiring it names the handler that owns it */
+/*
+ * An I/O stack site of a traced socket, once per socket: the first write/send
+ * after acquiring it names the handler that owns it; the first read that
+ * returned 0 is the program seeing the peer's FIN.
+ */
+static __always_inline void io_site(const bool btf, const struct sock *sk, __u32 seen, __u8 site)
+{
+	__u64 skey = (__u64)sk;
+	struct tt_owner *o = bpf_map_lookup_elem(&owners, &skey);
+
+	if (!o || (o->flags & seen))
+		return;
+	o->flags |= seen;
+	capture_stack(btf, sk, site, 0);
+}
+
+/* sock:sock_{send,recv}_length (6.3+): the socket itself, in the caller's context, only for socket I/O */
+static __always_inline void on_sock_io(const bool btf, const struct sock *sk, bool send, int ret)
+{
+	if (!targ_stacks || !sk || !is_target(bpf_get_current_pid_tgid() >> 32))
+		return;
+	if (send)
+		io_site(btf, sk, TT_OWNER_IO_SEEN, TT_SITE_IO);
+	else if (ret == 0)
+		io_site(btf, sk, TT_OWNER_EOF_SEEN, TT_SITE_EOF);
+}
+
+/* write/send syscall on a traced socket (kernels without the sock I/O tracepoints) */
 static __always_inline void on_io_enter(long fd)
 {
-	struct tt_owner *o;
 	struct sock *sk;
-	__u64 skey;
 
 	if (!targ_stacks || !is_target(bpf_get_current_pid_tgid() >> 32))
 		return;
 	sk = fd_to_tcp_sk((int)fd);
-	if (!sk)
-		return;
-	skey = (__u64)sk;
-	o = bpf_map_lookup_elem(&owners, &skey);
-	if (!o || (o->flags & TT_OWNER_IO_SEEN))
-		return;
-	o->flags |= TT_OWNER_IO_SEEN;
-	capture_stack(sk, TT_SITE_IO, 0);
+	if (sk)
+		io_site(SK_RAW, sk, TT_OWNER_IO_SEEN, TT_SITE_IO);
 }
 
 /* a read-family syscall returned: 0 on a traced socket is the program seeing the peer's FIN */
@@ -704,9 +741,7 @@ static __always_inline void on_read_exit(long ret)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct pending *p = bpf_map_lookup_elem(&pending, &tid);
-	struct tt_owner *o;
 	struct sock *sk;
-	__u64 skey;
 	int fd;
 
 	if (!p)
@@ -716,14 +751,8 @@ static __always_inline void on_read_exit(long ret)
 	if (ret != 0)
 		return;
 	sk = fd_to_tcp_sk(fd);
-	if (!sk)
-		return;
-	skey = (__u64)sk;
-	o = bpf_map_lookup_elem(&owners, &skey);
-	if (!o || (o->flags & TT_OWNER_EOF_SEEN))
-		return;
-	o->flags |= TT_OWNER_EOF_SEEN;
-	capture_stack(sk, TT_SITE_EOF, 0);
+	if (sk)
+		io_site(SK_RAW, sk, TT_OWNER_EOF_SEEN, TT_SITE_EOF);
 }
 
 static __always_inline void on_pending_exit(void)
@@ -766,7 +795,7 @@ static __always_inline void on_sys_enter(long nr, long arg1, long arg2)
 	case NR_readv:
 	case NR_recvfrom:
 	case NR_recvmsg:
-		if (targ_stacks)
+		if (targ_stacks && targ_io_syscalls)
 			on_pending_enter(nr, arg1);
 		break;
 	case NR_connect:
@@ -843,7 +872,7 @@ static __always_inline bool is_sys_enter_of_interest(long nr)
 	case NR_readv:
 	case NR_recvfrom:
 	case NR_recvmsg:
-		return targ_stacks;
+		return targ_stacks && targ_io_syscalls;
 	}
 	return false;
 }
@@ -860,7 +889,7 @@ static __always_inline bool is_sys_exit_of_interest(long nr)
 	case NR_readv:
 	case NR_recvfrom:
 	case NR_recvmsg:
-		return targ_stacks;
+		return targ_stacks && targ_io_syscalls;
 	}
 	return false;
 }
@@ -870,7 +899,7 @@ static __always_inline bool is_sys_exit_of_interest(long nr)
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tp_btf_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
 {
-	handle_transition(ctx, sk, oldstate, newstate);
+	handle_transition(SK_BTF, sk, oldstate, newstate);
 	return 0;
 }
 
@@ -893,6 +922,21 @@ int BPF_PROG(tp_btf_sys_exit, struct pt_regs *regs, long ret)
 	return 0;
 }
 
+/* stack sites at socket I/O (6.3+): typed socket, no fd -> sock walk, no hook on other syscalls */
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(tp_btf_sock_send_length, struct sock *sk, int ret, int flags)
+{
+	on_sock_io(SK_BTF, sk, true, ret);
+	return 0;
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(tp_btf_sock_recv_length, struct sock *sk, int ret, int flags)
+{
+	on_sock_io(SK_BTF, sk, false, ret);
+	return 0;
+}
+
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(tp_btf_sched_process_fork, struct task_struct *parent, struct task_struct *child)
 {
@@ -905,7 +949,7 @@ int BPF_PROG(tp_btf_sched_process_fork, struct task_struct *parent, struct task_
 SEC("raw_tp/inet_sock_set_state")
 int BPF_PROG(raw_tp_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
 {
-	handle_transition(ctx, sk, oldstate, newstate);
+	handle_transition(SK_RAW, sk, oldstate, newstate);
 	return 0;
 }
 
@@ -927,6 +971,20 @@ int BPF_PROG(raw_tp_sys_exit, struct pt_regs *regs, long ret)
 	return 0;
 }
 
+SEC("raw_tp/sock_send_length")
+int BPF_PROG(raw_tp_sock_send_length, struct sock *sk, int ret, int flags)
+{
+	on_sock_io(SK_RAW, sk, true, ret);
+	return 0;
+}
+
+SEC("raw_tp/sock_recv_length")
+int BPF_PROG(raw_tp_sock_recv_length, struct sock *sk, int ret, int flags)
+{
+	on_sock_io(SK_RAW, sk, false, ret);
+	return 0;
+}
+
 SEC("raw_tp/sched_process_fork")
 int BPF_PROG(raw_tp_sched_process_fork, struct task_struct *parent, struct task_struct *child)
 {
@@ -941,7 +999,7 @@ int tp_inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 {
 	if (ctx->protocol != IPPROTO_TCP)
 		return 0;
-	handle_transition(ctx, (const struct sock *)ctx->skaddr, ctx->oldstate, ctx->newstate);
+	handle_transition(SK_RAW, (const struct sock *)ctx->skaddr, ctx->oldstate, ctx->newstate);
 	return 0;
 }
 

@@ -145,6 +145,7 @@ Tracer::Tracer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tracer>(info) 
   skel_->rodata->targ_children = GetBool(o, "children", false);
   skel_->rodata->targ_self_tgid = static_cast<int32_t>(getpid());
   skel_->rodata->targ_stacks = GetBool(o, "stacks", false);
+  skel_->rodata->targ_io_syscalls = GetBool(o, "ioViaSyscalls", true);
   skel_->rodata->targ_stack_bytes = std::min<uint32_t>(GetU32(o, "stackBytes", 16384), TT_STACK_MAX);
   skel_->rodata->targ_stack_rate = std::max<uint32_t>(GetU32(o, "stackRate", 2000), 1);
   uint32_t ring = GetU32(o, "ringBytes", 8u << 20);

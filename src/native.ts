@@ -22,6 +22,8 @@ export interface KernelProbe {
   kretprobe: ProbeOutcome;
   tracepoint: ProbeOutcome;
   syscallTracepoint: ProbeOutcome;
+  /** sock:sock_recv_length exists (6.3+): stack sites at socket I/O without syscall hooks */
+  sockIo: ProbeOutcome;
   tracefs: { mounted: string | null };
 }
 
@@ -81,6 +83,8 @@ export interface NativeTracerOptions {
   maxTargets?: number;
   /** capture user stacks at acquire / first I/O / EOF */
   stacks?: boolean;
+  /** the read/write syscall hooks carry the I/O stack sites (no sock I/O tracepoints loaded) */
+  ioViaSyscalls?: boolean;
   stackBytes?: number;
   /** stacks per second per process */
   stackRate?: number;

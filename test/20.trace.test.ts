@@ -33,9 +33,14 @@ const required = (process.env.TCPTRACE_REQUIRE_MODES ?? '').split(',').filter(Bo
 const modes = skip ? [] : features().modes;
 
 describe('tcptrace --pid on a leaky server', { skip: skip ?? false }, () => {
-  for (const m of modes.length ? modes : [{ name: 'tp_btf', usable: false, why: skip ?? '' }]) {
+  // each mode as chosen, plus the best one with raw sys_enter/sys_exit syscall hooks: the path of
+  // kernels without per-syscall or sock I/O tracepoints, which this kernel would otherwise never take
+  const variants = (modes.length ? modes : [{ name: 'tp_btf', usable: false, why: skip ?? '' }]).map((m) => ({ ...m, label: m.name, extra: [] as string[] }));
+  const best = variants.find((v) => v.usable && v.name !== 'tracepoint');
+  if (best) variants.push({ ...best, label: `${best.name} --syscall-hooks raw`, extra: ['--syscall-hooks', 'raw'] });
+  for (const m of variants) {
     const why = m.usable ? false : required.includes(m.name) ? false : `attach mode ${m.name} unavailable on this kernel: ${m.why}`;
-    describe(`attach mode ${m.name}`, { skip: why }, () => {
+    describe(`attach mode ${m.label}`, { skip: why }, () => {
       let server: Server;
       let other: Server;
       let live: Record<string, any>;
@@ -44,7 +49,7 @@ describe('tcptrace --pid on a leaky server', { skip: skip ?? false }, () => {
       let leakPorts: number[];
       let goodPorts: number[];
       let preexistingPorts: number[];
-      const file = join(WORK, `trace-${m.name}.tcptrace`);
+      const file = join(WORK, `trace-${m.label.replace(/[^a-z_]+/g, '-')}.tcptrace`);
 
       before(async () => {
         assert.ok(m.usable, `required attach mode ${m.name} is not usable on this kernel: ${m.why}`);
@@ -52,7 +57,7 @@ describe('tcptrace --pid on a leaky server', { skip: skip ?? false }, () => {
         other = await startServer(process.execPath, [join(FIXTURES, 'node_server.mjs')]);
         preexistingPorts = runClient(server.port, 'leak', 2);
         await sleep(100);
-        const t = startTcptrace(['--pid', String(server.pid), '--attach-mode', m.name, '--format', 'json', '--record', file]);
+        const t = startTcptrace(['--pid', String(server.pid), '--attach-mode', m.name, ...m.extra, '--format', 'json', '--record', file]);
         await t.ready;
         leakPorts = runClient(server.port, 'leak', 3);
         goodPorts = runClient(server.port, 'good', 3, true);
@@ -140,6 +145,16 @@ describe('tcptrace --pid on a leaky server', { skip: skip ?? false }, () => {
           assert.equal(a.pid, server.pid);
           assert.ok(a.fd >= 3);
         }
+      });
+
+      test('stacks are taken at accept and at the first write, through this variant\'s hooks', () => {
+        const hooks = live.attach.hooks as Record<string, string>;
+        if (m.extra.length) assert.match(hooks.syscalls, /sys_enter, .*sys_exit \(every syscall\)/);
+        else assert.match(hooks.syscalls, /tracepoint\/syscalls/);
+        const names = (site: string) => new Set(rec.stacks.filter((st) => st.pid === server.pid && st.site === site).flatMap((st) => st.frames.map((f) => f.symbol)));
+        assert.ok(names('acquire').has('serve_clients'), `acquire stacks (${hooks.io}) name: ${[...names('acquire')].join(', ')}`);
+        // only the well-behaved path writes (reply_and_close); the first write is an I/O stack site
+        assert.ok(names('io').has('reply_and_close'), `I/O stacks (${hooks.io}) name: ${[...names('io')].join(', ')}`);
       });
 
       test('other processes\' sockets are filtered out in the kernel', () => {

@@ -5,24 +5,43 @@
  * attached each kind it needs on this kernel (src/attach/probe.ts).
  */
 import type { KernelProbe } from '../native.js';
+import { TcptraceError } from '../errors.js';
 
-export type ProbeKind = 'tp_btf' | 'raw_tp' | 'fexit' | 'kretprobe' | 'tracepoint' | 'syscallTracepoint';
+export type ProbeKind = 'tp_btf' | 'raw_tp' | 'fexit' | 'kretprobe' | 'tracepoint' | 'syscallTracepoint' | 'sockIo';
+
+export type HookFact = 'transitions' | 'accept' | 'syscalls' | 'io' | 'fork';
 
 export interface AttachMode {
   name: ModeName;
   summary: string;
   needs: ProbeKind[];
+  /** transitions, forks, and the accept return hook where the mode has one */
   programs: string[];
-  /** what each fact is hooked with, for `tcptrace features` and JSON reports */
-  hooks: Record<'transitions' | 'accept' | 'syscalls' | 'fork', string>;
+  /** syscall hooks when the kernel has no per-syscall tracepoints: raw sys_enter/sys_exit in this flavour */
+  rawSyscalls: string[];
+  /** stack sites at socket I/O, sock:sock_{send,recv}_length (6.3+), in this flavour; [] when the flavour has none */
+  sockIo: string[];
+  hooks: Record<'transitions' | 'accept' | 'fork', string>;
+  flavour: string;
 }
 
 export type ModeName = 'fentry' | 'tp_btf' | 'kprobe' | 'raw_tp' | 'tracepoint';
 
-const btf = ['tp_btf_inet_sock_set_state', 'tp_btf_sys_enter', 'tp_btf_sys_exit', 'tp_btf_sched_process_fork'];
-const raw = ['raw_tp_inet_sock_set_state', 'raw_tp_sys_enter', 'raw_tp_sys_exit', 'raw_tp_sched_process_fork'];
-const tp = [
-  'tp_inet_sock_set_state',
+const btf = ['tp_btf_inet_sock_set_state', 'tp_btf_sched_process_fork'];
+const raw = ['raw_tp_inet_sock_set_state', 'raw_tp_sched_process_fork'];
+const btfSyscalls = ['tp_btf_sys_enter', 'tp_btf_sys_exit'];
+const rawSyscalls = ['raw_tp_sys_enter', 'raw_tp_sys_exit'];
+const btfSockIo = ['tp_btf_sock_send_length', 'tp_btf_sock_recv_length'];
+const rawSockIo = ['raw_tp_sock_send_length', 'raw_tp_sock_recv_length'];
+
+/**
+ * Per-syscall tracepoints. Preferred in every mode: any syscall hook moves all
+ * tasks onto the traced syscall path (+55 ns per syscall here), but with these
+ * only the hooked calls run a program, where a raw sys_enter/sys_exit program
+ * runs on every syscall of the box (+175 ns per syscall here, measured with
+ * bench/syscall-cost; wrk makes 14 syscalls per request).
+ */
+const SYSCALL_TPS = [
   'tp_sys_enter_connect',
   'tp_sys_exit_connect',
   'tp_sys_enter_listen',
@@ -31,8 +50,11 @@ const tp = [
   'tp_sys_exit_accept',
   'tp_sys_enter_close',
   'tp_sys_enter_shutdown',
-  'tp_sched_process_fork',
 ];
+/** stack sites through the read/write family of syscalls: kernels before 6.3, and the tracepoint mode */
+const IO_SYSCALL_TPS = ['write', 'writev', 'sendto', 'sendmsg'].map((c) => `tp_sys_enter_${c}`).concat(
+  ...['read', 'readv', 'recvfrom', 'recvmsg'].map((c) => [`tp_sys_enter_${c}`, `tp_sys_exit_${c}`]),
+);
 
 /** In order of preference: the first usable one is chosen. */
 export const MODES: readonly AttachMode[] = [
@@ -41,22 +63,26 @@ export const MODES: readonly AttachMode[] = [
     summary: 'BTF-typed tracepoints plus fexit on inet_csk_accept (5.5+; needs BPF trampolines)',
     needs: ['tp_btf', 'fexit'],
     programs: [...btf, 'fexit_inet_csk_accept'],
+    rawSyscalls: btfSyscalls,
+    sockIo: btfSockIo,
+    flavour: 'tp_btf',
     hooks: {
       transitions: 'tp_btf/inet_sock_set_state',
-      accept: 'fexit/inet_csk_accept + tp_btf/sys_exit (fd)',
-      syscalls: 'tp_btf/sys_enter, tp_btf/sys_exit',
+      accept: 'fexit/inet_csk_accept + accept syscall exit (fd)',
       fork: 'tp_btf/sched_process_fork',
     },
   },
   {
     name: 'tp_btf',
-    summary: 'BTF-typed raw tracepoints only (5.5+); no tracefs needed',
+    summary: 'BTF-typed raw tracepoints (5.5+), per-syscall tracepoints where present',
     needs: ['tp_btf'],
     programs: btf,
+    rawSyscalls: btfSyscalls,
+    sockIo: btfSockIo,
+    flavour: 'tp_btf',
     hooks: {
       transitions: 'tp_btf/inet_sock_set_state',
-      accept: 'tp_btf/sys_exit (accept/accept4 fd -> sock)',
-      syscalls: 'tp_btf/sys_enter, tp_btf/sys_exit',
+      accept: 'accept syscall exit (fd -> sock)',
       fork: 'tp_btf/sched_process_fork',
     },
   },
@@ -65,22 +91,26 @@ export const MODES: readonly AttachMode[] = [
     summary: 'raw tracepoints plus a kretprobe on inet_csk_accept (needs the kprobe PMU or kprobe_events)',
     needs: ['raw_tp', 'kretprobe'],
     programs: [...raw, 'kretprobe_inet_csk_accept'],
+    rawSyscalls,
+    sockIo: rawSockIo,
+    flavour: 'raw_tp',
     hooks: {
       transitions: 'raw_tp/inet_sock_set_state',
-      accept: 'kretprobe/inet_csk_accept + raw_tp/sys_exit (fd)',
-      syscalls: 'raw_tp/sys_enter, raw_tp/sys_exit',
+      accept: 'kretprobe/inet_csk_accept + accept syscall exit (fd)',
       fork: 'raw_tp/sched_process_fork',
     },
   },
   {
     name: 'raw_tp',
-    summary: 'untyped raw tracepoints (4.17+); no tracefs needed',
+    summary: 'untyped raw tracepoints (4.17+), per-syscall tracepoints where present',
     needs: ['raw_tp'],
     programs: raw,
+    rawSyscalls,
+    sockIo: rawSockIo,
+    flavour: 'raw_tp',
     hooks: {
       transitions: 'raw_tp/inet_sock_set_state',
-      accept: 'raw_tp/sys_exit (accept/accept4 fd -> sock)',
-      syscalls: 'raw_tp/sys_enter, raw_tp/sys_exit',
+      accept: 'accept syscall exit (fd -> sock)',
       fork: 'raw_tp/sched_process_fork',
     },
   },
@@ -88,15 +118,65 @@ export const MODES: readonly AttachMode[] = [
     name: 'tracepoint',
     summary: 'plain perf tracepoints (sock:, syscalls:, sched:); ids from tracefs, mounted privately if needed',
     needs: ['tracepoint', 'syscallTracepoint'],
-    programs: tp,
+    programs: ['tp_inet_sock_set_state', 'tp_sched_process_fork'],
+    rawSyscalls: [],
+    sockIo: [],
+    flavour: 'tracepoint',
     hooks: {
       transitions: 'tracepoint/sock/inet_sock_set_state',
-      accept: 'tracepoint/syscalls/sys_exit_accept4, sys_exit_accept',
-      syscalls: 'tracepoint/syscalls/sys_{enter,exit}_{connect,listen}, sys_enter_{close,shutdown}',
+      accept: 'accept syscall exit (fd -> sock)',
       fork: 'tracepoint/sched/sched_process_fork',
     },
   },
 ];
+
+/** The programs a trace loads in a mode on this kernel, and what each fact is hooked with. */
+export interface HookPlan {
+  programs: string[];
+  hooks: Record<HookFact, string>;
+  /** the read/write syscall hooks carry the I/O stack sites (no sock I/O tracepoints used) */
+  ioViaSyscalls: boolean;
+}
+
+/**
+ * syscallHooks 'raw' forces the oldest kernels' path (raw sys_enter/sys_exit for
+ * the syscalls and the read/write stack sites), so it stays tested here too.
+ */
+export type SyscallHooks = 'auto' | 'tracepoint' | 'raw';
+export const SYSCALL_HOOKS: SyscallHooks[] = ['auto', 'tracepoint', 'raw'];
+
+export function hookPlan(mode: AttachMode, probe: Pick<KernelProbe, 'syscallTracepoint' | 'sockIo'>, stacks: boolean, syscallHooks: SyscallHooks = 'auto'): HookPlan {
+  if (syscallHooks === 'raw' && mode.rawSyscalls.length === 0) {
+    throw new TcptraceError('UNSUPPORTED_KERNEL', `--syscall-hooks raw: attach mode ${mode.name} has no raw syscall hooks`);
+  }
+  if (syscallHooks === 'tracepoint' && !probe.syscallTracepoint.supported) {
+    throw new TcptraceError('UNSUPPORTED_KERNEL', `--syscall-hooks tracepoint: per-syscall tracepoints unavailable: ${probe.syscallTracepoint.reason}`);
+  }
+  const perSyscall = syscallHooks !== 'raw' && (probe.syscallTracepoint.supported || mode.rawSyscalls.length === 0);
+  const sockIo = syscallHooks !== 'raw' && stacks && probe.sockIo.supported && mode.sockIo.length > 0;
+  const programs = [...mode.programs, ...(perSyscall ? SYSCALL_TPS : mode.rawSyscalls)];
+  let io = 'off (no stacks)';
+  if (stacks && sockIo) {
+    programs.push(...mode.sockIo);
+    io = `${mode.flavour}/sock_send_length, ${mode.flavour}/sock_recv_length`;
+  } else if (stacks && perSyscall) {
+    programs.push(...IO_SYSCALL_TPS);
+    io = 'tracepoint/syscalls/sys_enter_{write,writev,sendto,sendmsg}, sys_{enter,exit}_{read,readv,recvfrom,recvmsg}';
+  } else if (stacks) {
+    io = `${mode.flavour}/sys_enter, ${mode.flavour}/sys_exit (read/write family)`;
+  }
+  return {
+    programs,
+    ioViaSyscalls: stacks && !sockIo,
+    hooks: {
+      ...mode.hooks,
+      syscalls: perSyscall
+        ? 'tracepoint/syscalls/sys_{enter,exit}_{connect,listen}, sys_exit_{accept,accept4}, sys_enter_{close,shutdown}'
+        : `${mode.flavour}/sys_enter, ${mode.flavour}/sys_exit (every syscall)`,
+      io,
+    },
+  };
+}
 
 export const MODE_NAMES = MODES.map((m) => m.name);
 

@@ -59,6 +59,7 @@ export function demoCommand(): Command {
             pid: [proc.pid!],
             children: false,
             attachMode: opts.attachMode,
+            syscallHooks: 'auto',
             ringSize: DEFAULTS.ringBytes,
             maxSockets: DEFAULTS.maxSockets,
             stacks: true,

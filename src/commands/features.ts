@@ -1,7 +1,7 @@
 /** `tcptrace features`: what this kernel can attach, and which mode tcptrace would choose. */
 import { Command, Option } from 'commander';
 import { probeKernel } from '../attach/probe.js';
-import { judgeModes } from '../attach/modes.js';
+import { hookPlan, judgeModes } from '../attach/modes.js';
 import { TcptraceError } from '../errors.js';
 import { osRelease } from '../sys/host.js';
 
@@ -19,13 +19,13 @@ export function featuresCommand(): Command {
           schema: 'tcptrace.features/1',
           kernel: osRelease(),
           chosen,
-          modes: verdicts.map((v) => ({ name: v.mode.name, usable: basicsOk && v.usable, why: v.why, hooks: v.mode.hooks, summary: v.mode.summary })),
+          modes: verdicts.map((v) => ({ name: v.mode.name, usable: basicsOk && v.usable, why: v.why, hooks: hookPlan(v.mode, probe, true).hooks, summary: v.mode.summary })),
           probes: probe,
         };
         process.stdout.write(JSON.stringify(doc, null, 2) + '\n');
       } else {
         const out: string[] = [`kernel ${osRelease()}`, '', 'probes (each loads and attaches a trivial program):'];
-        for (const key of ['bpf', 'btf', 'ringbuf', 'tp_btf', 'raw_tp', 'fexit', 'kretprobe', 'tracepoint', 'syscallTracepoint'] as const) {
+        for (const key of ['bpf', 'btf', 'ringbuf', 'tp_btf', 'raw_tp', 'fexit', 'kretprobe', 'tracepoint', 'syscallTracepoint', 'sockIo'] as const) {
           const p = probe[key];
           out.push(`  ${key.padEnd(18)} ${p.supported ? 'yes' : 'no '}  ${p.reason}`);
         }
@@ -35,6 +35,7 @@ export function featuresCommand(): Command {
           const mark = v.mode.name === chosen ? '*' : ' ';
           out.push(`${mark} ${v.mode.name.padEnd(11)} ${basicsOk && v.usable ? 'usable' : `unusable: ${v.why || 'BPF basics missing'}`}`);
           out.push(`  ${''.padEnd(11)} ${v.mode.summary}`);
+          if (mark === '*') for (const [fact, how] of Object.entries(hookPlan(v.mode, probe, true).hooks)) out.push(`  ${''.padEnd(11)} ${fact.padEnd(11)} ${how}`);
         }
         out.push('', chosen ? `chosen: ${chosen} (override with --attach-mode)` : 'chosen: none: tcptrace cannot trace on this kernel');
         process.stdout.write(out.join('\n') + '\n');

@@ -3,7 +3,7 @@
  * parsers throw InvalidArgumentError: one line, exit 64.
  */
 import { InvalidArgumentError, Option } from 'commander';
-import { MODE_NAMES } from '../attach/modes.js';
+import { MODE_NAMES, SYSCALL_HOOKS, type SyscallHooks } from '../attach/modes.js';
 import { DEFAULTS } from '../trace/session.js';
 
 export function parsePid(v: string, prev: number[] = []): number[] {
@@ -44,6 +44,7 @@ export interface SelectorOpts {
   children: boolean;
   duration?: number;
   attachMode?: string;
+  syscallHooks: SyscallHooks;
   ringSize: number;
   maxSockets: number;
   /** undefined: on with --pid, off for the whole system */
@@ -81,6 +82,7 @@ export function selectorOptions(): Option[] {
     new Option('-c, --children', 'also follow processes the targets fork, and their existing descendants').default(false),
     new Option('-d, --duration <seconds>', 'stop after this many seconds (default: until Ctrl-C or the targets exit)').argParser(parsePositive),
     new Option('--attach-mode <mode>', 'force an attach mode instead of the best one the probe finds (see `tcptrace features`)').choices(MODE_NAMES),
+    new Option('--syscall-hooks <how>', 'how syscalls are hooked: per-syscall tracepoints (only hooked calls pay), or raw sys_enter/sys_exit on every syscall (the path of kernels without them)').choices(SYSCALL_HOOKS).default('auto'),
     new Option('--ring-size <bytes>', 'BPF ring buffer size (power of two)').argParser(parseSize).default(DEFAULTS.ringBytes, '16M'),
     new Option('--max-sockets <n>', 'sockets tracked at once in the kernel (map size)').argParser(parseCount).default(DEFAULTS.maxSockets),
     new Option('--stacks', 'capture user stacks for leak attribution (default with --pid)'),

@@ -16,6 +16,7 @@ export async function runSession(
       pids: opts.pid ?? null,
       children: opts.children,
       attachMode: opts.attachMode,
+      syscallHooks: opts.syscallHooks,
       ringBytes: opts.ringSize,
       maxSockets: opts.maxSockets,
       drainIntervalMs: DEFAULTS.drainIntervalMs,

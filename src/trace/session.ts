@@ -4,6 +4,7 @@
  * never exits. Records go to sinks in batches exactly as read from the ring.
  */
 import { planAttach, type AttachPlan } from '../attach/probe.js';
+import { hookPlan, type HookPlan, type SyscallHooks } from '../attach/modes.js';
 import { TcptraceError } from '../errors.js';
 import { logger } from '../log.js';
 import { TT_COUNTER, TT_KIND, TT_ORIGIN } from '../generated/events.js';
@@ -20,6 +21,8 @@ export interface TraceOptions {
   pids: number[] | null;
   children: boolean;
   attachMode?: string;
+  /** per-syscall tracepoints, or raw sys_enter/sys_exit (the old kernels' path) */
+  syscallHooks?: SyscallHooks;
   ringBytes: number;
   maxSockets: number;
   /** how often the agent drains the ring when the kernel does not wake it */
@@ -65,6 +68,7 @@ export class TraceSession {
     private readonly opts: TraceOptions,
     private readonly sinks: TraceSink[],
     plan: AttachPlan,
+    hooks: HookPlan,
     tracer: NativeTracer,
     targets: Set<number> | null,
   ) {
@@ -78,7 +82,7 @@ export class TraceSession {
       kernel: osRelease(),
       bootId: bootId(),
       clock: clockMapping(),
-      attach: { mode: plan.mode.name, chosenBy: plan.chosenBy, hooks: plan.mode.hooks, programs: plan.mode.programs },
+      attach: { mode: plan.mode.name, chosenBy: plan.chosenBy, hooks: hooks.hooks, programs: hooks.programs },
       selectors: { pids: opts.pids, children: opts.children },
       stacks: opts.stacks ? { bytes: opts.stackBytes, rate: opts.stackRate } : null,
       ...(opts.analysis ? { analysis: opts.analysis } : {}),
@@ -97,9 +101,11 @@ export class TraceSession {
       if (opts.children) for (const p of descendants(opts.pids)) targets.add(p);
     }
     const plan = planAttach(opts.attachMode);
-    log.info({ mode: plan.mode.name, chosenBy: plan.chosenBy }, 'attach mode');
+    const hooks = hookPlan(plan.mode, plan.probe, opts.stacks, opts.syscallHooks);
+    log.info({ mode: plan.mode.name, chosenBy: plan.chosenBy, hooks: hooks.hooks }, 'attach mode');
     const tracer = new (native().Tracer)({
-      programs: plan.mode.programs,
+      programs: hooks.programs,
+      ioViaSyscalls: hooks.ioViaSyscalls,
       filter: targets !== null,
       children: opts.children,
       ringBytes: opts.ringBytes,
@@ -116,7 +122,7 @@ export class TraceSession {
       tracer.close();
       throw err;
     }
-    const session = new TraceSession(opts, sinks, plan, tracer, targets);
+    const session = new TraceSession(opts, sinks, plan, hooks, tracer, targets);
     try {
       session.begin();
     } catch (err) {
