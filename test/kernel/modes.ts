@@ -308,6 +308,12 @@ async function scenario(mode: Mode, fx: Fixtures, c: Checks): Promise<Record<str
     c.expect(acquire.length >= leaks.length + good.length, `${acquire.length} accept stacks captured, expected ${leaks.length + good.length}`);
     c.expect(named.length === acquire.length, `accept stacks that do not reach serve_clients: ${acquire.filter((s) => !named.includes(s)).slice(0, 2).map((s) => `[${s.frames.slice(0, 4).map((f) => f.symbol || f.addr).join(' < ')}] (${s.stop})`).join(', ')}`);
 
+    // ---- the first write of the well-behaved path is an I/O stack site: sock:sock_send_length
+    // on 6.3+, the write syscall's tracepoint before (and in the tracepoint mode)
+    const io = rec.stacks.filter((s) => s.pid === server.pid && s.site === 'io');
+    extra.ioStacks = `${io.length} via ${live.attach?.hooks?.io}`;
+    c.expect(io.some((s) => s.frames.some((f) => f.symbol === 'reply_and_close')), `no I/O stack names reply_and_close: ${io.length} I/O stacks (hooks: ${live.attach?.hooks?.io})`);
+
     // ---- io_uring accept: only the fexit / kretprobe hook on inet_csk_accept can claim it
     if (uring) {
       const uLife = lifetimes(rec, uring.port).get(uringPorts[0]) ?? [];

@@ -1,0 +1,119 @@
+/**
+ * What tcptrace's syscall hooks cost every other program on the box: ns per
+ * syscall for an unrelated syscall (getppid) and for a hooked one that is not
+ * a target's (close(-1)), measured in interleaved rounds under:
+ *   none        no tracer
+ *   tracepoint  tcptrace --pid <idle process>   (per-syscall tracepoints: the default)
+ *   raw         the same with --syscall-hooks raw (raw sys_enter/sys_exit programs)
+ * Any syscall hook puts every task on the traced syscall path; the difference
+ * between the two is whether unrelated syscalls also run a BPF program.
+ *
+ * usage: node dist/bench/syscall-cost.js [--rounds N] [--calls N]
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
+const CLI = join(ROOT, 'bin/tcptrace.js');
+const args = process.argv.slice(2);
+const opt = (name: string, def: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : def;
+};
+const ROUNDS = Number(opt('rounds', '5'));
+const CALLS = Number(opt('calls', '2000000'));
+
+const LOOP_C = `#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1e9 + t.tv_nsec; }
+int main(int argc, char **argv) {
+	long n = atol(argv[1]);
+	double t0 = now();
+	for (long i = 0; i < n; i++) syscall(SYS_getppid);
+	double t1 = now();
+	for (long i = 0; i < n; i++) close(-1);
+	double t2 = now();
+	printf("%.1f %.1f\\n", (t1 - t0) / n, (t2 - t1) / n);
+	return 0;
+}
+`;
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+function startTracer(target: number, extra: string[]): Promise<ChildProcess> {
+  const proc = spawn(process.execPath, [CLI, '--pid', String(target), '--quiet', '--no-stacks', '--format', 'json', ...extra], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  return new Promise((resolve, reject) => {
+    proc.stderr!.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (/tcptrace: tracing/.test(err)) resolve(proc);
+    });
+    proc.on('exit', (c) => reject(new Error(`tcptrace exited (${c}): ${err}`)));
+  });
+}
+
+async function stop(p: ChildProcess): Promise<void> {
+  const done = new Promise((r) => p.on('exit', r));
+  process.kill(p.pid!, 'SIGINT');
+  await done;
+}
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('the benchmark needs root (BPF)');
+  const dir = mkdtempSync(join(tmpdir(), 'tcptrace-sysbench-'));
+  writeFileSync(join(dir, 'loop.c'), LOOP_C);
+  const cc = spawnSync('cc', ['-O2', '-o', join(dir, 'loop'), join(dir, 'loop.c')], { encoding: 'utf8' });
+  if (cc.status !== 0) throw new Error(`cc failed: ${cc.stderr}`);
+  const idle = spawn('sleep', ['3600'], { stdio: 'ignore' });
+  const conds: { name: string; extra: string[] | null }[] = [
+    { name: 'none', extra: null },
+    { name: 'tracepoint (default)', extra: [] },
+    { name: 'raw sys_enter/sys_exit', extra: ['--syscall-hooks', 'raw'] },
+  ];
+  const res = new Map(conds.map((c) => [c.name, { getppid: [] as number[], close: [] as number[] }]));
+  try {
+    for (let r = 0; r < ROUNDS; r++) {
+      const order = r % 2 ? [...conds].reverse() : conds;
+      for (const c of order) {
+        const t = c.extra ? await startTracer(idle.pid!, c.extra) : null;
+        const out = spawnSync(join(dir, 'loop'), [String(CALLS)], { encoding: 'utf8' }).stdout.trim().split(' ').map(Number);
+        if (t) await stop(t);
+        res.get(c.name)!.getppid.push(out[0]);
+        res.get(c.name)!.close.push(out[1]);
+        process.stderr.write(`bench: round ${r + 1} ${c.name.padEnd(24)} getppid ${out[0]} ns, close(-1) ${out[1]} ns\n`);
+      }
+    }
+  } finally {
+    idle.kill('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const base = res.get('none')!;
+  const rows = [['hooks', 'getppid ns (median)', 'added ns', 'close(-1) ns (median)', 'added ns']];
+  for (const c of conds) {
+    const x = res.get(c.name)!;
+    const g = median(x.getppid);
+    const cl = median(x.close);
+    // added cost paired per round, then the median
+    const addG = median(x.getppid.map((v, i) => v - base.getppid[i]));
+    const addC = median(x.close.map((v, i) => v - base.close[i]));
+    rows.push([c.name, g.toFixed(0), c.extra ? `+${addG.toFixed(0)}` : '-', cl.toFixed(0), c.extra ? `+${addC.toFixed(0)}` : '-']);
+  }
+  const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  const out = rows.map((r) => '| ' + r.map((c, i) => c.padEnd(w[i])).join(' | ') + ' |');
+  out.splice(1, 0, '| ' + w.map((n) => '-'.repeat(n)).join(' | ') + ' |');
+  process.stdout.write(out.join('\n') + '\n');
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench: ${err.message}\n`);
+  process.exit(1);
+});
