@@ -104,17 +104,13 @@ static __always_inline __u32 sk_netns_of(const bool btf, const struct sock *sk)
 
 /*
  * Syscall arguments from the pt_regs a raw sys_enter tracepoint passes (x86-64
- * syscall ABI: rdi, rsi, rdx, r10, r8, r9). Read through CO-RE so the same code
- * serves raw_tp (untyped pointer) and tp_btf (typed) programs.
+ * syscall ABI: rdi, rsi, rdx, r10, r8, r9): direct loads through a tp_btf
+ * program's typed pointer, CO-RE probe reads through a raw_tp one (KREAD).
  */
 #if defined(__TARGET_ARCH_x86)
-#define SYSCALL_ARG1(regs) BPF_CORE_READ((regs), di)
-#define SYSCALL_ARG2(regs) BPF_CORE_READ((regs), si)
-#define SYSCALL_NR_AT_EXIT(regs) BPF_CORE_READ((regs), orig_ax)
-/* the same through a typed (tp_btf) pointer: direct, CO-RE-relocated loads */
-#define SYSCALL_ARG1_BTF(regs) ((regs)->di)
-#define SYSCALL_ARG2_BTF(regs) ((regs)->si)
-#define SYSCALL_NR_AT_EXIT_BTF(regs) ((regs)->orig_ax)
+#define SYSCALL_ARG1(btf, regs) KREAD(btf, regs, di)
+#define SYSCALL_ARG2(btf, regs) KREAD(btf, regs, si)
+#define SYSCALL_NR_AT_EXIT(btf, regs) KREAD(btf, regs, orig_ax)
 #else
 #error "tcptrace: syscall numbers and registers are only wired up for x86-64"
 #endif

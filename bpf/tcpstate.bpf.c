@@ -49,9 +49,9 @@ char LICENSE[] SEC("license") = "GPL";
 #define TCP_CLOSE 7
 #define TCP_LISTEN 10
 
-/* how a helper may read a struct sock (see KREAD in core_fixes.bpf.h) */
-#define SK_BTF true  /* a BTF pointer from a tp_btf / fentry argument: direct loads */
-#define SK_RAW false /* an untyped pointer: bpf_probe_read_kernel */
+/* how a helper may read the kernel pointer it is handed, a sock or pt_regs (KREAD in core_fixes.bpf.h) */
+#define BTF_PTR true  /* a BTF pointer from a tp_btf / fentry argument: direct loads */
+#define RAW_PTR false /* an untyped pointer: bpf_probe_read_kernel */
 
 /* x86-64 syscall numbers */
 #define NR_close 3
@@ -303,7 +303,7 @@ static __always_inline struct sock *fd_to_tcp_sk(int fd)
 		return NULL;
 	sock = BPF_CORE_READ(f, private_data);
 	sk = BPF_CORE_READ(sock, sk);
-	if (!sk || !sk_is_tcp(SK_RAW, sk))
+	if (!sk || !sk_is_tcp(RAW_PTR, sk))
 		return NULL;
 	return sk;
 }
@@ -617,9 +617,9 @@ static __always_inline void emit_sockcall(const struct sock *sk, __u8 call, __s3
 		return;
 	fill_hdr(&e->hdr, TT_KIND_SOCKCALL, sizeof(*e), 0);
 	e->sk = (__u64)sk;
-	e->cookie = sk_cookie_of(SK_RAW, sk);
-	read_tuple(SK_RAW, sk, &e->tuple);
-	e->netns = sk_netns_of(SK_RAW, sk);
+	e->cookie = sk_cookie_of(RAW_PTR, sk);
+	read_tuple(RAW_PTR, sk, &e->tuple);
+	e->netns = sk_netns_of(RAW_PTR, sk);
 	e->tgid = id >> 32;
 	e->tid = (__u32)id;
 	e->fd = fd;
@@ -668,13 +668,13 @@ static __always_inline void on_accept_exit(long ret)
 		return;
 	claim_accepted(sk, (__s32)ret);
 	emit_sockcall(sk, TT_CALL_ACCEPT, (__s32)ret, 0, TT_VIA_SYSCALL);
-	capture_stack(SK_RAW, sk, TT_SITE_ACQUIRE, TT_CALL_ACCEPT);
+	capture_stack(RAW_PTR, sk, TT_SITE_ACQUIRE, TT_CALL_ACCEPT);
 }
 
 /* Return of inet_csk_accept (fexit / kretprobe): ownership without the fd, also for io_uring. */
 static __always_inline void on_inet_csk_accept(struct sock *sk)
 {
-	if (!sk || !is_target(bpf_get_current_pid_tgid() >> 32) || !sk_is_tcp(SK_RAW, sk))
+	if (!sk || !is_target(bpf_get_current_pid_tgid() >> 32) || !sk_is_tcp(RAW_PTR, sk))
 		return;
 	claim_accepted(sk, -1);
 }
@@ -693,7 +693,7 @@ static __always_inline void on_pending_enter(__u32 nr, long fd)
 		struct sock *sk = fd_to_tcp_sk((int)fd);
 
 		if (sk)
-			capture_stack(SK_RAW, sk, TT_SITE_ACQUIRE, nr == NR_listen ? TT_CALL_LISTEN : TT_CALL_CONNECT);
+			capture_stack(RAW_PTR, sk, TT_SITE_ACQUIRE, nr == NR_listen ? TT_CALL_LISTEN : TT_CALL_CONNECT);
 	}
 }
 
@@ -733,7 +733,7 @@ static __always_inline void on_io_enter(long fd)
 		return;
 	sk = fd_to_tcp_sk((int)fd);
 	if (sk)
-		io_site(SK_RAW, sk, TT_OWNER_IO_SEEN, TT_SITE_IO);
+		io_site(RAW_PTR, sk, TT_OWNER_IO_SEEN, TT_SITE_IO);
 }
 
 /* a read-family syscall returned: 0 on a traced socket is the program seeing the peer's FIN */
@@ -752,7 +752,7 @@ static __always_inline void on_read_exit(long ret)
 		return;
 	sk = fd_to_tcp_sk(fd);
 	if (sk)
-		io_site(SK_RAW, sk, TT_OWNER_EOF_SEEN, TT_SITE_EOF);
+		io_site(RAW_PTR, sk, TT_OWNER_EOF_SEEN, TT_SITE_EOF);
 }
 
 static __always_inline void on_pending_exit(void)
@@ -781,7 +781,12 @@ static __always_inline void on_release_enter(__u8 call, long fd, long how)
 	emit_sockcall(sk, call, (__s32)fd, (__s32)how, TT_VIA_SYSCALL);
 }
 
-static __always_inline void on_sys_enter(long nr, long arg1, long arg2)
+/*
+ * The raw sys_enter/sys_exit fallback runs for every syscall on the box: the
+ * switch on the number is the first test, and the arguments are read only in
+ * the cases that use them.
+ */
+static __always_inline void on_sys_enter(const bool btf, struct pt_regs *regs, long nr)
 {
 	switch (nr) {
 	case NR_write:
@@ -789,24 +794,25 @@ static __always_inline void on_sys_enter(long nr, long arg1, long arg2)
 	case NR_sendto:
 	case NR_sendmsg:
 	case NR_sendmmsg:
-		on_io_enter(arg1);
+		if (targ_stacks && targ_io_syscalls)
+			on_io_enter(SYSCALL_ARG1(btf, regs));
 		break;
 	case NR_read:
 	case NR_readv:
 	case NR_recvfrom:
 	case NR_recvmsg:
 		if (targ_stacks && targ_io_syscalls)
-			on_pending_enter(nr, arg1);
+			on_pending_enter(nr, SYSCALL_ARG1(btf, regs));
 		break;
 	case NR_connect:
 	case NR_listen:
-		on_pending_enter(nr, arg1);
+		on_pending_enter(nr, SYSCALL_ARG1(btf, regs));
 		break;
 	case NR_close:
-		on_release_enter(TT_CALL_CLOSE, arg1, 0);
+		on_release_enter(TT_CALL_CLOSE, SYSCALL_ARG1(btf, regs), 0);
 		break;
 	case NR_shutdown:
-		on_release_enter(TT_CALL_SHUTDOWN, arg1, arg2);
+		on_release_enter(TT_CALL_SHUTDOWN, SYSCALL_ARG1(btf, regs), SYSCALL_ARG2(btf, regs));
 		break;
 	}
 }
@@ -826,7 +832,8 @@ static __always_inline void on_sys_exit(long nr, long ret)
 	case NR_readv:
 	case NR_recvfrom:
 	case NR_recvmsg:
-		on_read_exit(ret);
+		if (targ_stacks && targ_io_syscalls)
+			on_read_exit(ret);
 		break;
 	}
 }
@@ -854,52 +861,12 @@ static __always_inline void on_fork(__u32 parent_tgid, __u32 child_tgid)
 	submit(e);
 }
 
-/* The raw syscall hooks run for every syscall on the box: the first test must be cheap. */
-static __always_inline bool is_sys_enter_of_interest(long nr)
-{
-	switch (nr) {
-	case NR_connect:
-	case NR_listen:
-	case NR_close:
-	case NR_shutdown:
-		return true;
-	case NR_write:
-	case NR_writev:
-	case NR_sendto:
-	case NR_sendmsg:
-	case NR_sendmmsg:
-	case NR_read:
-	case NR_readv:
-	case NR_recvfrom:
-	case NR_recvmsg:
-		return targ_stacks && targ_io_syscalls;
-	}
-	return false;
-}
-
-static __always_inline bool is_sys_exit_of_interest(long nr)
-{
-	switch (nr) {
-	case NR_accept:
-	case NR_accept4:
-	case NR_connect:
-	case NR_listen:
-		return true;
-	case NR_read:
-	case NR_readv:
-	case NR_recvfrom:
-	case NR_recvmsg:
-		return targ_stacks && targ_io_syscalls;
-	}
-	return false;
-}
-
 /* ==== flavour: tp_btf (5.5+, typed arguments, no tracefs) ==== */
 
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tp_btf_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
 {
-	handle_transition(SK_BTF, sk, oldstate, newstate);
+	handle_transition(BTF_PTR, sk, oldstate, newstate);
 	return 0;
 }
 
@@ -907,18 +874,14 @@ int BPF_PROG(tp_btf_inet_sock_set_state, struct sock *sk, int oldstate, int news
 SEC("tp_btf/sys_enter")
 int BPF_PROG(tp_btf_sys_enter, struct pt_regs *regs, long id)
 {
-	if (is_sys_enter_of_interest(id))
-		on_sys_enter(id, SYSCALL_ARG1_BTF(regs), SYSCALL_ARG2_BTF(regs));
+	on_sys_enter(BTF_PTR, regs, id);
 	return 0;
 }
 
 SEC("tp_btf/sys_exit")
 int BPF_PROG(tp_btf_sys_exit, struct pt_regs *regs, long ret)
 {
-	long nr = SYSCALL_NR_AT_EXIT_BTF(regs);
-
-	if (is_sys_exit_of_interest(nr))
-		on_sys_exit(nr, ret);
+	on_sys_exit(SYSCALL_NR_AT_EXIT(BTF_PTR, regs), ret);
 	return 0;
 }
 
@@ -926,14 +889,14 @@ int BPF_PROG(tp_btf_sys_exit, struct pt_regs *regs, long ret)
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(tp_btf_sock_send_length, struct sock *sk, int ret, int flags)
 {
-	on_sock_io(SK_BTF, sk, true, ret);
+	on_sock_io(BTF_PTR, sk, true, ret);
 	return 0;
 }
 
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(tp_btf_sock_recv_length, struct sock *sk, int ret, int flags)
 {
-	on_sock_io(SK_BTF, sk, false, ret);
+	on_sock_io(BTF_PTR, sk, false, ret);
 	return 0;
 }
 
@@ -949,39 +912,35 @@ int BPF_PROG(tp_btf_sched_process_fork, struct task_struct *parent, struct task_
 SEC("raw_tp/inet_sock_set_state")
 int BPF_PROG(raw_tp_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
 {
-	handle_transition(SK_RAW, sk, oldstate, newstate);
+	handle_transition(RAW_PTR, sk, oldstate, newstate);
 	return 0;
 }
 
 SEC("raw_tp/sys_enter")
 int BPF_PROG(raw_tp_sys_enter, struct pt_regs *regs, long id)
 {
-	if (is_sys_enter_of_interest(id))
-		on_sys_enter(id, SYSCALL_ARG1(regs), SYSCALL_ARG2(regs));
+	on_sys_enter(RAW_PTR, regs, id);
 	return 0;
 }
 
 SEC("raw_tp/sys_exit")
 int BPF_PROG(raw_tp_sys_exit, struct pt_regs *regs, long ret)
 {
-	long nr = SYSCALL_NR_AT_EXIT(regs);
-
-	if (is_sys_exit_of_interest(nr))
-		on_sys_exit(nr, ret);
+	on_sys_exit(SYSCALL_NR_AT_EXIT(RAW_PTR, regs), ret);
 	return 0;
 }
 
 SEC("raw_tp/sock_send_length")
 int BPF_PROG(raw_tp_sock_send_length, struct sock *sk, int ret, int flags)
 {
-	on_sock_io(SK_RAW, sk, true, ret);
+	on_sock_io(RAW_PTR, sk, true, ret);
 	return 0;
 }
 
 SEC("raw_tp/sock_recv_length")
 int BPF_PROG(raw_tp_sock_recv_length, struct sock *sk, int ret, int flags)
 {
-	on_sock_io(SK_RAW, sk, false, ret);
+	on_sock_io(RAW_PTR, sk, false, ret);
 	return 0;
 }
 
@@ -999,7 +958,7 @@ int tp_inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 {
 	if (ctx->protocol != IPPROTO_TCP)
 		return 0;
-	handle_transition(SK_RAW, (const struct sock *)ctx->skaddr, ctx->oldstate, ctx->newstate);
+	handle_transition(RAW_PTR, (const struct sock *)ctx->skaddr, ctx->oldstate, ctx->newstate);
 	return 0;
 }
 
