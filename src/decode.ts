@@ -18,9 +18,16 @@ import { endpoint, formatIp, type TupleSink } from './model/addr.js';
 
 export class DecodeError extends Error {}
 
-/** Offset of a record's tuple (struct tt_tuple) from the record's start. */
-const TRANSITION_TUPLE = G.O_TRANSITION_TUPLE_SADDR - G.O_TUPLE_SADDR;
-const SOCKCALL_TUPLE = G.O_SOCKCALL_TUPLE_SADDR - G.O_TUPLE_SADDR;
+/** Where a socket record kind keeps the fields every socket record has (generated offsets). */
+interface SocketLayout {
+  sk: number;
+  cookie: number;
+  /** start of the record's struct tt_tuple */
+  tuple: number;
+  netns: number;
+}
+const TRANSITION: SocketLayout = { sk: G.O_TRANSITION_SK, cookie: G.O_TRANSITION_COOKIE, tuple: G.O_TRANSITION_TUPLE_SADDR - G.O_TUPLE_SADDR, netns: G.O_TRANSITION_NETNS };
+const SOCKCALL: SocketLayout = { sk: G.O_SOCKCALL_SK, cookie: G.O_SOCKCALL_COOKIE, tuple: G.O_SOCKCALL_TUPLE_SADDR - G.O_TUPLE_SADDR, netns: G.O_SOCKCALL_NETNS };
 
 const u64 = (dv: DataView, o: number): number => dv.getUint32(o + 4, true) * 4294967296 + dv.getUint32(o, true);
 /** low 48 bits of a little-endian u64 */
@@ -61,42 +68,50 @@ abstract class View {
   }
 }
 
-export class TransitionView extends View implements TransitionEvent {
-  readonly type = 'transition' as const;
+/** The fields transitions and socket calls share, read through the kind's layout. */
+abstract class SocketView extends View {
+  protected abstract readonly L: SocketLayout;
   get sk(): number {
-    return u48(this.dv, this.o + G.O_TRANSITION_SK);
+    return u48(this.dv, this.o + this.L.sk);
   }
   /** cookie !== 0n, without reading a BigInt */
   get hasCookie(): boolean {
-    return !isZero64(this.dv, this.o + G.O_TRANSITION_COOKIE);
+    return !isZero64(this.dv, this.o + this.L.cookie);
   }
   get cookie(): bigint {
-    return isZero64(this.dv, this.o + G.O_TRANSITION_COOKIE) ? 0n : this.dv.getBigUint64(this.o + G.O_TRANSITION_COOKIE, true);
+    const at = this.o + this.L.cookie;
+    return isZero64(this.dv, at) ? 0n : this.dv.getBigUint64(at, true);
   }
+  get family(): number {
+    return this.dv.getUint16(this.o + this.L.tuple + G.O_TUPLE_FAMILY, true);
+  }
+  get localPort(): number {
+    return this.dv.getUint16(this.o + this.L.tuple + G.O_TUPLE_SPORT, true);
+  }
+  get local(): string {
+    return endpoint(this.family, formatIp(this.family, this.b, this.o + this.L.tuple + G.O_TUPLE_SADDR), this.localPort);
+  }
+  get remote(): string {
+    const t = this.o + this.L.tuple;
+    return endpoint(this.family, formatIp(this.family, this.b, t + G.O_TUPLE_DADDR), this.dv.getUint16(t + G.O_TUPLE_DPORT, true));
+  }
+  /** hands local/remote over unformatted (see Endpoints.copyTuple) */
+  copyTuple(to: TupleSink): void {
+    to.setRawTuple(this.dv, this.o + this.L.tuple);
+  }
+  get netns(): number {
+    return this.dv.getUint32(this.o + this.L.netns, true);
+  }
+}
+
+export class TransitionView extends SocketView implements TransitionEvent {
+  readonly type = 'transition' as const;
+  protected readonly L = TRANSITION;
   get oldState(): number {
     return this.dv.getUint8(this.o + G.O_TRANSITION_OLDSTATE);
   }
   get newState(): number {
     return this.dv.getUint8(this.o + G.O_TRANSITION_NEWSTATE);
-  }
-  get family(): number {
-    return this.dv.getUint16(this.o + G.O_TRANSITION_TUPLE_FAMILY, true);
-  }
-  get localPort(): number {
-    return this.dv.getUint16(this.o + G.O_TRANSITION_TUPLE_SPORT, true);
-  }
-  get local(): string {
-    return endpoint(this.family, formatIp(this.family, this.b, this.o + G.O_TRANSITION_TUPLE_SADDR), this.localPort);
-  }
-  get remote(): string {
-    return endpoint(this.family, formatIp(this.family, this.b, this.o + G.O_TRANSITION_TUPLE_DADDR), this.dv.getUint16(this.o + G.O_TRANSITION_TUPLE_DPORT, true));
-  }
-  /** hands local/remote over unformatted (see Endpoints.copyTuple) */
-  copyTuple(to: TupleSink): void {
-    to.setRawTuple(this.dv, this.o + TRANSITION_TUPLE);
-  }
-  get netns(): number {
-    return this.dv.getUint32(this.o + G.O_TRANSITION_NETNS, true);
   }
   get ownerKnown(): boolean {
     return (this.dv.getUint16(this.o + G.O_HDR_FLAGS, true) & 1) !== 0;
@@ -131,17 +146,9 @@ export class TransitionView extends View implements TransitionEvent {
   }
 }
 
-export class SockcallView extends View implements SockcallEvent {
+export class SockcallView extends SocketView implements SockcallEvent {
   readonly type = 'sockcall' as const;
-  get sk(): number {
-    return u48(this.dv, this.o + G.O_SOCKCALL_SK);
-  }
-  get hasCookie(): boolean {
-    return !isZero64(this.dv, this.o + G.O_SOCKCALL_COOKIE);
-  }
-  get cookie(): bigint {
-    return isZero64(this.dv, this.o + G.O_SOCKCALL_COOKIE) ? 0n : this.dv.getBigUint64(this.o + G.O_SOCKCALL_COOKIE, true);
-  }
+  protected readonly L = SOCKCALL;
   get call(): number {
     return this.dv.getUint8(this.o + G.O_SOCKCALL_CALL);
   }
@@ -150,21 +157,6 @@ export class SockcallView extends View implements SockcallEvent {
   }
   get state(): number {
     return this.dv.getUint8(this.o + G.O_SOCKCALL_STATE);
-  }
-  get family(): number {
-    return this.dv.getUint16(this.o + G.O_SOCKCALL_TUPLE_FAMILY, true);
-  }
-  get local(): string {
-    return endpoint(this.family, formatIp(this.family, this.b, this.o + G.O_SOCKCALL_TUPLE_SADDR), this.dv.getUint16(this.o + G.O_SOCKCALL_TUPLE_SPORT, true));
-  }
-  get remote(): string {
-    return endpoint(this.family, formatIp(this.family, this.b, this.o + G.O_SOCKCALL_TUPLE_DADDR), this.dv.getUint16(this.o + G.O_SOCKCALL_TUPLE_DPORT, true));
-  }
-  copyTuple(to: TupleSink): void {
-    to.setRawTuple(this.dv, this.o + SOCKCALL_TUPLE);
-  }
-  get netns(): number {
-    return this.dv.getUint32(this.o + G.O_SOCKCALL_NETNS, true);
   }
   get pid(): number {
     return this.dv.getUint32(this.o + G.O_SOCKCALL_TGID, true);
