@@ -20,6 +20,7 @@ import * as G from '../src/generated/events.js';
 import type { PresentEvent } from '../src/model/events.js';
 import type { ResolvedStack } from '../src/stacks/types.js';
 import type { Counters, SessionEnd, SessionInfo, TraceSink } from '../src/trace/types.js';
+import { median } from './common.js';
 
 type Item = { t: 'batch'; buf: Buffer } | { t: 'stacks'; items: ResolvedStack[] } | { t: 'counters'; c: Counters };
 
@@ -101,6 +102,18 @@ function endOf(d: Loaded): SessionEnd {
   return { endedNs: d.info.startedNs, reason: 'interrupted', exitedPids: [], counters: counters[counters.length - 1] };
 }
 
+/** Feeds every recorded item to a sink as a live session would; ns spent, `then` included. */
+function replay(sink: Pick<TraceSink, 'batch' | 'stacks' | 'counters'>, d: Loaded, then?: () => void): number {
+  const t0 = process.hrtime.bigint();
+  for (const it of d.items) {
+    if (it.t === 'batch') sink.batch(it.buf);
+    else if (it.t === 'stacks') sink.stacks(it.items);
+    else sink.counters(it.c);
+  }
+  then?.();
+  return Number(process.hrtime.bigint() - t0);
+}
+
 /** One pass of the analysis; returns ns spent in batch()/stacks()/counters() and the report. */
 async function runAnalysis(im: Impl, d: Loaded, live: boolean, keepLines = false): Promise<{ ns: number; report: string }> {
   const a = new im.Analyzer({ leakAfterMs: d.info.analysis?.leakAfterMs ?? 5000, top: d.info.analysis?.top ?? 10 });
@@ -110,13 +123,7 @@ async function runAnalysis(im: Impl, d: Loaded, live: boolean, keepLines = false
   else if (live) a.onLine = (l: never) => void (lines += im.formatLive(l, d.info.startedNs).length);
   a.begin(d.info);
   for (const p of d.present) a.present(p);
-  const t0 = process.hrtime.bigint();
-  for (const it of d.items) {
-    if (it.t === 'batch') a.batch(it.buf);
-    else if (it.t === 'stacks') a.stacks(it.items);
-    else a.counters(it.c);
-  }
-  const ns = Number(process.hrtime.bigint() - t0);
+  const ns = replay(a, d);
   await a.finish(endOf(d));
   return { ns, report: JSON.stringify(a.result()) + (live && keepLines ? ` lines:${text.digest('hex')}` : '') };
 }
@@ -126,14 +133,7 @@ async function runWriter(im: Impl, d: Loaded, path: string): Promise<number> {
   const w = new im.RecordWriter(path, 1 << 30);
   w.begin(d.info);
   for (const p of d.present) w.present(p);
-  const t0 = process.hrtime.bigint();
-  for (const it of d.items) {
-    if (it.t === 'batch') w.batch(it.buf);
-    else if (it.t === 'stacks') w.stacks(it.items);
-    else w.counters(it.c);
-  }
-  w.flush();
-  const ns = Number(process.hrtime.bigint() - t0);
+  const ns = replay(w, d, () => w.flush());
   await w.finish(endOf(d));
   return ns;
 }
@@ -146,8 +146,6 @@ function sha(path: string): string {
   closeSync(fd);
   return h.digest('hex');
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);

@@ -12,31 +12,17 @@
  *
  * usage: node dist/bench/nginx.js [--rounds N] [--seconds S] [--conditions a,b,...]
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { CLI, median, option, run, spawnTracer, stopTracer, table, type Tracer } from './common.js';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
-const CLI = join(ROOT, 'bin/tcptrace.js');
-const args = process.argv.slice(2);
-const opt = (name: string, def: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : def;
-};
-const ROUNDS = Number(opt('rounds', '5'));
-const SECONDS = Number(opt('seconds', '10'));
+const ROUNDS = Number(option('rounds', '5'));
+const SECONDS = Number(option('seconds', '10'));
 const PORT = 18080;
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-interface Tracer {
-  proc: ChildProcess;
-  stdout: string[];
-  stderr: string[];
-  exited: Promise<void>;
-}
 
 interface Run {
   reqs: number;
@@ -46,34 +32,6 @@ interface Run {
 }
 
 type Condition = { name: string; start: (worker: number, dir: string) => Promise<Tracer | null>; finish: (t: Tracer, dir: string) => Promise<Omit<Run, 'reqs' | 'cpuS'>> };
-
-function spawnTracer(cmd: string, argv: string[], ready: RegExp, stdoutFile?: string): Promise<Tracer> {
-  const proc = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const t: Tracer = { proc, stdout: [], stderr: [], exited: new Promise((r) => proc.on('exit', () => r())) };
-  let out = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${cmd} not ready in 20 s: ${t.stderr.join('')}`)), 20_000);
-    const check = (s: string) => {
-      if (ready.test(s)) {
-        clearTimeout(timer);
-        resolve(t);
-      }
-    };
-    proc.stdout!.on('data', (d: Buffer) => {
-      if (stdoutFile) {
-        // count lines only; keep memory flat
-        t.stdout.push(String(d.toString().split('\n').length - 1));
-      } else t.stdout.push(d.toString());
-      out += d.toString().slice(0, 4096);
-      check(out);
-    });
-    proc.stderr!.on('data', (d: Buffer) => {
-      t.stderr.push(d.toString());
-      check(t.stderr.join(''));
-    });
-    proc.on('exit', (c) => reject(new Error(`${cmd} exited (${c}): ${t.stderr.join('')}`)));
-  });
-}
 
 function cpuTicks(pid: number): number | null {
   try {
@@ -167,15 +125,10 @@ http { access_log off; keepalive_requests 1000000;
   return { master, worker };
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the benchmark needs root (BPF)');
   for (const tool of ['nginx', 'wrk']) if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) throw new Error(`${tool} missing: run scripts/setup.sh`);
-  const only = opt('conditions', '');
+  const only = option('conditions', '');
   const conds = only ? conditions.filter((c) => c.name === 'baseline' || only.split(',').some((o) => c.name.includes(o))) : conditions;
   const dir = mkdtempSync(join(tmpdir(), 'tcptrace-bench-'));
   // the peer (libbpf-tools tcpstates) reads tracepoint ids from tracefs: mount it for the run if needed
@@ -199,8 +152,7 @@ async function main(): Promise<void> {
         const after = t ? cpuTicks(t.proc.pid!) : null;
         let extra: Omit<Run, 'reqs' | 'cpuS'> = { events: null, lost: null };
         if (t) {
-          process.kill(t.proc.pid!, 'SIGINT');
-          await t.exited;
+          await stopTracer(t);
           extra = await c.finish(t, dir);
         }
         const cpuS = before !== null && after !== null ? (after - before) / CLK_TCK : null;
@@ -230,10 +182,7 @@ async function main(): Promise<void> {
       cpu.length ? median(cpu.map((x) => (x.cpuS! / x.events!) * 1e6)).toFixed(2) : '-',
     ]);
   }
-  const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  const out = rows.map((r) => '| ' + r.map((c, i) => c.padEnd(w[i])).join(' | ') + ' |');
-  out.splice(1, 0, '| ' + w.map((n) => '-'.repeat(n)).join(' | ') + ' |');
-  process.stdout.write(out.join('\n') + '\n');
+  process.stdout.write(table(rows));
   if (stackNotes.length) {
     const cap = stackNotes.reduce((a, s) => a + s.captured, 0);
     const lim = stackNotes.reduce((a, s) => a + s.rateLimited, 0);
@@ -247,7 +196,4 @@ async function main(): Promise<void> {
   rmSync(dir, { recursive: true, force: true });
 }
 
-main().catch((err) => {
-  process.stderr.write(`bench: ${err.message}\n`);
-  process.exit(1);
-});
+run(main);

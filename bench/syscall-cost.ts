@@ -10,21 +10,14 @@
  *
  * usage: node dist/bench/syscall-cost.js [--rounds N] [--calls N]
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { CLI, median, option, run, spawnTracer, stopTracer, table } from './common.js';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
-const CLI = join(ROOT, 'bin/tcptrace.js');
-const args = process.argv.slice(2);
-const opt = (name: string, def: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : def;
-};
-const ROUNDS = Number(opt('rounds', '5'));
-const CALLS = Number(opt('calls', '2000000'));
+const ROUNDS = Number(option('rounds', '5'));
+const CALLS = Number(option('calls', '2000000'));
 
 const LOOP_C = `#include <stdio.h>
 #include <stdlib.h>
@@ -44,29 +37,6 @@ int main(int argc, char **argv) {
 }
 `;
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-
-function startTracer(target: number, extra: string[]): Promise<ChildProcess> {
-  const proc = spawn(process.execPath, [CLI, '--pid', String(target), '--quiet', '--no-stacks', '--format', 'json', ...extra], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  return new Promise((resolve, reject) => {
-    proc.stderr!.on('data', (d: Buffer) => {
-      err += d.toString();
-      if (/tcptrace: tracing/.test(err)) resolve(proc);
-    });
-    proc.on('exit', (c) => reject(new Error(`tcptrace exited (${c}): ${err}`)));
-  });
-}
-
-async function stop(p: ChildProcess): Promise<void> {
-  const done = new Promise((r) => p.on('exit', r));
-  process.kill(p.pid!, 'SIGINT');
-  await done;
-}
-
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the benchmark needs root (BPF)');
   const dir = mkdtempSync(join(tmpdir(), 'tcptrace-sysbench-'));
@@ -84,9 +54,11 @@ async function main(): Promise<void> {
     for (let r = 0; r < ROUNDS; r++) {
       const order = r % 2 ? [...conds].reverse() : conds;
       for (const c of order) {
-        const t = c.extra ? await startTracer(idle.pid!, c.extra) : null;
+        const t = c.extra
+          ? await spawnTracer(process.execPath, [CLI, '--pid', String(idle.pid), '--quiet', '--no-stacks', '--format', 'json', ...c.extra], /tcptrace: tracing/)
+          : null;
         const out = spawnSync(join(dir, 'loop'), [String(CALLS)], { encoding: 'utf8' }).stdout.trim().split(' ').map(Number);
-        if (t) await stop(t);
+        if (t) await stopTracer(t);
         res.get(c.name)!.getppid.push(out[0]);
         res.get(c.name)!.close.push(out[1]);
         process.stderr.write(`bench: round ${r + 1} ${c.name.padEnd(24)} getppid ${out[0]} ns, close(-1) ${out[1]} ns\n`);
@@ -107,13 +79,7 @@ async function main(): Promise<void> {
     const addC = median(x.close.map((v, i) => v - base.close[i]));
     rows.push([c.name, g.toFixed(0), c.extra ? `+${addG.toFixed(0)}` : '-', cl.toFixed(0), c.extra ? `+${addC.toFixed(0)}` : '-']);
   }
-  const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  const out = rows.map((r) => '| ' + r.map((c, i) => c.padEnd(w[i])).join(' | ') + ' |');
-  out.splice(1, 0, '| ' + w.map((n) => '-'.repeat(n)).join(' | ') + ' |');
-  process.stdout.write(out.join('\n') + '\n');
+  process.stdout.write(table(rows));
 }
 
-main().catch((err) => {
-  process.stderr.write(`bench: ${err.message}\n`);
-  process.exit(1);
-});
+run(main);

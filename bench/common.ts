@@ -1,0 +1,74 @@
+/** What every benchmark under bench/ shares: paths, options, the tracer child, medians, the table. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
+export const CLI = join(ROOT, 'bin/tcptrace.js');
+
+/** `--name value` from the command line, or def */
+export function option(name: string, def: string): string {
+  const args = process.argv.slice(2);
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : def;
+}
+
+export const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+export interface Tracer {
+  proc: ChildProcess;
+  stdout: string[];
+  stderr: string[];
+  exited: Promise<void>;
+}
+
+/** Starts a tracer and resolves once `ready` shows on its stdout or stderr. */
+export function spawnTracer(cmd: string, argv: string[], ready: RegExp): Promise<Tracer> {
+  const proc = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const t: Tracer = { proc, stdout: [], stderr: [], exited: new Promise((r) => proc.on('exit', () => r())) };
+  let out = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${cmd} not ready in 20 s: ${t.stderr.join('')}`)), 20_000);
+    const check = (s: string) => {
+      if (ready.test(s)) {
+        clearTimeout(timer);
+        resolve(t);
+      }
+    };
+    proc.stdout!.on('data', (d: Buffer) => {
+      t.stdout.push(d.toString());
+      out += d.toString().slice(0, 4096);
+      check(out);
+    });
+    proc.stderr!.on('data', (d: Buffer) => {
+      t.stderr.push(d.toString());
+      check(t.stderr.join(''));
+    });
+    proc.on('exit', (c) => reject(new Error(`${cmd} exited (${c}): ${t.stderr.join('')}`)));
+  });
+}
+
+/** SIGINT by pid, and wait for the exit (the tracer prints its report then). */
+export async function stopTracer(t: Tracer): Promise<void> {
+  process.kill(t.proc.pid!, 'SIGINT');
+  await t.exited;
+}
+
+/** A markdown table, columns padded to their widest cell; the first row is the header. */
+export function table(rows: string[][]): string {
+  const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  const out = rows.map((r) => '| ' + r.map((c, i) => c.padEnd(w[i])).join(' | ') + ' |');
+  out.splice(1, 0, '| ' + w.map((n) => '-'.repeat(n)).join(' | ') + ' |');
+  return out.join('\n') + '\n';
+}
+
+/** Runs a benchmark's main: one line on stderr and exit 1 on failure. */
+export function run(main: () => Promise<void>): void {
+  main().catch((err: Error) => {
+    process.stderr.write(`bench: ${err.message}\n`);
+    process.exit(1);
+  });
+}
