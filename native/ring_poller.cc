@@ -6,12 +6,22 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
+
+#include "tcpstate.h"
 
 namespace tcptrace {
 
 namespace {
 constexpr size_t kFlushBytes = 4 << 20;  // hand over mid-drain past this, to bound batch size
+
+// One hand-over to JS: the packed records, and where the stack records among them start
+// (found while copying, so JS never walks the batch's headers a second time to find them).
+struct Batch {
+  std::vector<uint8_t> bytes;
+  std::vector<uint32_t> stack_offsets;
+};
 }  // namespace
 
 struct PollState {
@@ -23,7 +33,7 @@ struct PollState {
   std::string error;
   std::thread thread;
   Napi::ThreadSafeFunction tsfn;
-  std::vector<uint8_t>* batch = nullptr;  // poll thread only
+  Batch* batch = nullptr;                 // poll thread only
   uint64_t batch_records = 0;             // poll thread only
   std::atomic<size_t> inflight{0};
   std::atomic<uint64_t> batches{0}, records{0}, bytes{0}, dropped_batches{0}, dropped_bytes{0};
@@ -46,41 +56,56 @@ struct PollState {
   static int OnRecord(void* ctx, void* data, size_t size) {
     auto* s = static_cast<PollState*>(ctx);
     const auto* p = static_cast<const uint8_t*>(data);
+    std::vector<uint8_t>& out = s->batch->bytes;
+    uint16_t kind = 0;
+    if (size >= sizeof(tt_hdr)) std::memcpy(&kind, p + offsetof(tt_hdr, kind), sizeof(kind));
+    if (kind == TT_KIND_STACK || kind == TT_KIND_STACK_REF) s->batch->stack_offsets.push_back(static_cast<uint32_t>(out.size()));
     // Records are 8-byte multiples (struct alignment), so they stay aligned when packed.
-    s->batch->insert(s->batch->end(), p, p + size);
+    out.insert(out.end(), p, p + size);
     s->batch_records++;
-    if (s->batch->size() >= kFlushBytes) s->Flush();
+    if (out.size() >= kFlushBytes) s->Flush();
     return 0;
   }
 
+  static Batch* NewBatch() {
+    auto* b = new Batch();
+    b->bytes.reserve(64 * 1024);
+    return b;
+  }
+
   void Flush() {
-    if (batch->empty()) return;
-    size_t n = batch->size();
+    if (batch->bytes.empty()) return;
+    size_t n = batch->bytes.size();
     records += batch_records;
     bytes += n;
     batch_records = 0;
     if (inflight.load() + n > max_inflight) {
       dropped_batches++;
       dropped_bytes += n;
-      batch->clear();
+      batch->bytes.clear();
+      batch->stack_offsets.clear();
       return;
     }
     inflight += n;
-    std::vector<uint8_t>* v = batch;
-    batch = new std::vector<uint8_t>();
-    batch->reserve(64 * 1024);
+    Batch* v = batch;
+    batch = NewBatch();
     auto* counter = &inflight;  // PollState outlives every queued call (finalizer holds it)
-    napi_status st = tsfn.NonBlockingCall(v, [counter](Napi::Env env, Napi::Function cb,
-                                                        std::vector<uint8_t>* v) {
-      *counter -= v->size();
+    napi_status st = tsfn.NonBlockingCall(v, [counter](Napi::Env env, Napi::Function cb, Batch* v) {
+      *counter -= v->bytes.size();
       if (env == nullptr || cb.IsEmpty()) {
         delete v;
         return;
       }
+      Napi::Value offsets = env.Undefined();
+      if (!v->stack_offsets.empty()) {
+        auto a = Napi::Uint32Array::New(env, v->stack_offsets.size());
+        std::memcpy(a.Data(), v->stack_offsets.data(), v->stack_offsets.size() * sizeof(uint32_t));
+        offsets = a;
+      }
+      // the Buffer wraps the bytes without a copy and frees the whole batch when collected
       auto buf = Napi::Buffer<uint8_t>::New(
-          env, v->data(), v->size(),
-          [](Napi::Env, uint8_t*, std::vector<uint8_t>* hint) { delete hint; }, v);
-      cb.Call({buf});
+          env, v->bytes.data(), v->bytes.size(), [](Napi::Env, uint8_t*, Batch* hint) { delete hint; }, v);
+      cb.Call({buf, offsets});
     });
     if (st != napi_ok) {
       inflight -= n;
@@ -148,7 +173,7 @@ RingPoller::RingPoller(Napi::Env env, int ring_fd, Napi::Function on_batch, int 
         }
         delete keep;
       });
-  s->batch = new std::vector<uint8_t>();
+  s->batch = PollState::NewBatch();
   s->thread = std::thread(&PollState::Run, s);
 }
 

@@ -300,7 +300,7 @@ Napi::Value Tracer::LearnStack(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// start(onBatch(buffer), {intervalMs, maxInflightBytes})
+// start(onBatch(buffer, stackOffsets?: Uint32Array), {intervalMs, maxInflightBytes})
 Napi::Value Tracer::Start(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   RequireState(env, kAttached, "start");

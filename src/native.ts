@@ -97,7 +97,8 @@ export interface NativeTracer {
   seedOwners(owners: SeedOwner[]): number;
   seedListeners(listeners: SeedListener[]): void;
   learnStack(stack: { tgid: number; site: number; hash: bigint; stackId: number; rules: { pc: number; cfaOff: number }[] }): void;
-  start(onBatch: (batch: Buffer) => void, opts?: { intervalMs?: number; maxInflightBytes?: number }): void;
+  /** onBatch gets the packed records, and the offsets of the stack records among them (when there are any) */
+  start(onBatch: (batch: Buffer, stackOffsets?: Uint32Array) => void, opts?: { intervalMs?: number; maxInflightBytes?: number }): void;
   stop(): Promise<void>;
   counters(): NativeCounters;
   close(): void;

@@ -149,22 +149,22 @@ export class StackResolver {
 /**
  * Splits a ring batch around its stack records (full or reference), preserving
  * order: calls onRecords for each run of other records (a subarray, no copy)
- * and onStack for each stack record. Most batches pass through whole.
+ * and onStack for each stack record. The poll thread found the stack records'
+ * offsets while copying the batch out of the ring; a batch without any (most
+ * of them) is passed through whole.
  */
-export function splitStacks(buf: Buffer, onRecords: (b: Buffer) => void, onStack: (b: Buffer, off: number, kind: number) => void): void {
-  let off = 0;
+export function splitStacks(
+  buf: Buffer,
+  stackOffsets: Uint32Array | undefined,
+  onRecords: (b: Buffer) => void,
+  onStack: (b: Buffer, off: number, kind: number) => void,
+): void {
+  if (!stackOffsets) return onRecords(buf);
   let runStart = 0;
-  while (off + G.SIZE_HDR <= buf.length) {
-    const kind = buf.readUInt16LE(off + G.O_HDR_KIND);
-    const size = buf.readUInt16LE(off + G.O_HDR_SIZE);
-    if (size < G.SIZE_HDR) break; // malformed: let the decoder report it
-    if (kind === G.TT_KIND.STACK || kind === G.TT_KIND.STACK_REF) {
-      if (off > runStart) onRecords(buf.subarray(runStart, off));
-      onStack(buf, off, kind);
-      runStart = off + ((size + 7) & ~7);
-    }
-    off += (size + 7) & ~7;
+  for (const off of stackOffsets) {
+    if (off > runStart) onRecords(buf.subarray(runStart, off));
+    onStack(buf, off, buf.readUInt16LE(off + G.O_HDR_KIND));
+    runStart = off + ((buf.readUInt16LE(off + G.O_HDR_SIZE) + 7) & ~7);
   }
-  if (runStart === 0) onRecords(buf);
-  else if (runStart < buf.length) onRecords(buf.subarray(runStart));
+  if (runStart < buf.length) onRecords(buf.subarray(runStart));
 }

@@ -156,8 +156,8 @@ export class TraceSession {
     };
     this.tracer.start(
       resolver
-        ? (buf) =>
-            splitStacks(buf, toSinks, (b, off, kind) => {
+        ? (buf, stackOffsets) =>
+            splitStacks(buf, stackOffsets, toSinks, (b, off, kind) => {
               // raw stack bytes stop here: sinks (and recordings) only ever see frames
               const st = kind === TT_KIND.STACK ? resolver.resolve(b, off) : resolver.resolveRef(b, off);
               if (st) for (const s of sinks) s.stacks([st]);
