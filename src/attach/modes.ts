@@ -17,22 +17,17 @@ export interface AttachMode {
   needs: ProbeKind[];
   /** transitions, forks, and the accept return hook where the mode has one */
   programs: string[];
-  /** syscall hooks when the kernel has no per-syscall tracepoints: raw sys_enter/sys_exit in this flavour */
-  rawSyscalls: string[];
-  /** stack sites at socket I/O, sock:sock_{send,recv}_length (6.3+), in this flavour; [] when the flavour has none */
-  sockIo: string[];
   hooks: Record<'transitions' | 'accept' | 'fork', string>;
-  flavour: string;
+  /** how the mode's own tracepoint programs are written; the raw-tracepoint flavours also have raw sys_enter/sys_exit and sock I/O programs */
+  flavour: 'tp_btf' | 'raw_tp' | 'tracepoint';
 }
 
 export type ModeName = 'fentry' | 'tp_btf' | 'kprobe' | 'raw_tp' | 'tracepoint';
 
 const btf = ['tp_btf_inet_sock_set_state', 'tp_btf_sched_process_fork'];
 const raw = ['raw_tp_inet_sock_set_state', 'raw_tp_sched_process_fork'];
-const btfSyscalls = ['tp_btf_sys_enter', 'tp_btf_sys_exit'];
-const rawSyscalls = ['raw_tp_sys_enter', 'raw_tp_sys_exit'];
-const btfSockIo = ['tp_btf_sock_send_length', 'tp_btf_sock_recv_length'];
-const rawSockIo = ['raw_tp_sock_send_length', 'raw_tp_sock_recv_length'];
+/** a flavour's programs on these raw tracepoints ([] for plain tracepoints, which have none) */
+const rawPrograms = (mode: AttachMode, tracepoints: string[]): string[] => (mode.flavour === 'tracepoint' ? [] : tracepoints.map((t) => `${mode.flavour}_${t}`));
 
 /**
  * Per-syscall tracepoints. Preferred in every mode: any syscall hook moves all
@@ -63,8 +58,6 @@ export const MODES: readonly AttachMode[] = [
     summary: 'BTF-typed tracepoints plus fexit on inet_csk_accept (5.5+; needs BPF trampolines)',
     needs: ['tp_btf', 'fexit'],
     programs: [...btf, 'fexit_inet_csk_accept'],
-    rawSyscalls: btfSyscalls,
-    sockIo: btfSockIo,
     flavour: 'tp_btf',
     hooks: {
       transitions: 'tp_btf/inet_sock_set_state',
@@ -77,8 +70,6 @@ export const MODES: readonly AttachMode[] = [
     summary: 'BTF-typed raw tracepoints (5.5+), per-syscall tracepoints where present',
     needs: ['tp_btf'],
     programs: btf,
-    rawSyscalls: btfSyscalls,
-    sockIo: btfSockIo,
     flavour: 'tp_btf',
     hooks: {
       transitions: 'tp_btf/inet_sock_set_state',
@@ -91,8 +82,6 @@ export const MODES: readonly AttachMode[] = [
     summary: 'raw tracepoints plus a kretprobe on inet_csk_accept (needs the kprobe PMU or kprobe_events)',
     needs: ['raw_tp', 'kretprobe'],
     programs: [...raw, 'kretprobe_inet_csk_accept'],
-    rawSyscalls,
-    sockIo: rawSockIo,
     flavour: 'raw_tp',
     hooks: {
       transitions: 'raw_tp/inet_sock_set_state',
@@ -105,8 +94,6 @@ export const MODES: readonly AttachMode[] = [
     summary: 'untyped raw tracepoints (4.17+), per-syscall tracepoints where present',
     needs: ['raw_tp'],
     programs: raw,
-    rawSyscalls,
-    sockIo: rawSockIo,
     flavour: 'raw_tp',
     hooks: {
       transitions: 'raw_tp/inet_sock_set_state',
@@ -119,8 +106,6 @@ export const MODES: readonly AttachMode[] = [
     summary: 'plain perf tracepoints (sock:, syscalls:, sched:); ids from tracefs, mounted privately if needed',
     needs: ['tracepoint', 'syscallTracepoint'],
     programs: ['tp_inet_sock_set_state', 'tp_sched_process_fork'],
-    rawSyscalls: [],
-    sockIo: [],
     flavour: 'tracepoint',
     hooks: {
       transitions: 'tracepoint/sock/inet_sock_set_state',
@@ -146,18 +131,20 @@ export type SyscallHooks = 'auto' | 'tracepoint' | 'raw';
 export const SYSCALL_HOOKS: SyscallHooks[] = ['auto', 'tracepoint', 'raw'];
 
 export function hookPlan(mode: AttachMode, probe: Pick<KernelProbe, 'syscallTracepoint' | 'sockIo'>, stacks: boolean, syscallHooks: SyscallHooks = 'auto'): HookPlan {
-  if (syscallHooks === 'raw' && mode.rawSyscalls.length === 0) {
+  const rawSyscalls = rawPrograms(mode, ['sys_enter', 'sys_exit']);
+  const sockIoPrograms = rawPrograms(mode, ['sock_send_length', 'sock_recv_length']);
+  if (syscallHooks === 'raw' && rawSyscalls.length === 0) {
     throw new TcptraceError('UNSUPPORTED_KERNEL', `--syscall-hooks raw: attach mode ${mode.name} has no raw syscall hooks`);
   }
   if (syscallHooks === 'tracepoint' && !probe.syscallTracepoint.supported) {
     throw new TcptraceError('UNSUPPORTED_KERNEL', `--syscall-hooks tracepoint: per-syscall tracepoints unavailable: ${probe.syscallTracepoint.reason}`);
   }
-  const perSyscall = syscallHooks !== 'raw' && (probe.syscallTracepoint.supported || mode.rawSyscalls.length === 0);
-  const sockIo = syscallHooks !== 'raw' && stacks && probe.sockIo.supported && mode.sockIo.length > 0;
-  const programs = [...mode.programs, ...(perSyscall ? SYSCALL_TPS : mode.rawSyscalls)];
+  const perSyscall = syscallHooks !== 'raw' && (probe.syscallTracepoint.supported || rawSyscalls.length === 0);
+  const sockIo = syscallHooks !== 'raw' && stacks && probe.sockIo.supported && sockIoPrograms.length > 0;
+  const programs = [...mode.programs, ...(perSyscall ? SYSCALL_TPS : rawSyscalls)];
   let io = 'off (no stacks)';
   if (stacks && sockIo) {
-    programs.push(...mode.sockIo);
+    programs.push(...sockIoPrograms);
     io = `${mode.flavour}/sock_send_length, ${mode.flavour}/sock_recv_length`;
   } else if (stacks && perSyscall) {
     programs.push(...IO_SYSCALL_TPS);
