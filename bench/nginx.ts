@@ -52,7 +52,7 @@ const conditions: Condition[] = [
     start: (worker) => spawnTracer(process.execPath, [CLI, '--pid', String(worker), '--quiet', '--no-stacks', '--format', 'json'], /tcptrace: tracing/),
     finish: async (t) => {
       const doc = JSON.parse(t.stdout.join(''));
-      return { events: doc.counts.events, lost: doc.counts.lost + doc.counts.droppedInAgent };
+      return { events: doc.counts.events, lost: doc.counts.lost + doc.counts.missedInKernel + doc.counts.droppedInAgent };
     },
   },
   {
@@ -61,15 +61,15 @@ const conditions: Condition[] = [
     finish: async (t) => {
       const doc = JSON.parse(t.stdout.join(''));
       stackNotes.push(doc.stacks);
-      return { events: doc.counts.events, lost: doc.counts.lost + doc.counts.droppedInAgent };
+      return { events: doc.counts.events, lost: doc.counts.lost + doc.counts.missedInKernel + doc.counts.droppedInAgent };
     },
   },
   {
     name: 'tcptrace record (system)',
     start: (_w, dir) => spawnTracer(process.execPath, [CLI, 'record', '-o', join(dir, 'bench.tcptrace')], /tcptrace: recording/),
     finish: async (t) => {
-      const m = /recorded (\d+) records .* lost (\d+), dropped (\d+) batches/.exec(t.stderr.join(''));
-      return { events: m ? Number(m[1]) : null, lost: m ? Number(m[2]) + Number(m[3]) : null };
+      const m = /recorded (\d+) records .* lost (\d+), dropped (\d+) batches, missed in kernel (\d+)/.exec(t.stderr.join(''));
+      return { events: m ? Number(m[1]) : null, lost: m ? Number(m[2]) + Number(m[3]) + Number(m[4]) : null };
     },
   },
   {

@@ -14,6 +14,8 @@
  * every flavour is a thin wrapper over the static helpers below:
  *   transitions  tp_btf | raw_tp | tracepoint            sock:inet_sock_set_state (4.16+)
  *   accept       fexit | kretprobe  (+ syscall exit)     inet_csk_accept
+ *   connect/listen  no hook of their own: the transition they cause reads the
+ *                fd from the task's saved syscall registers
  *   syscalls     tracepoint (syscalls:sys_{enter,exit}_<call>: only the hooked calls
  *                run a program; ids from tracefs, mounted privately if needed)
  *                | tp_btf | raw_tp (raw_syscalls sys_enter/sys_exit: a program on
@@ -84,6 +86,16 @@ const volatile __u32 targ_stack_rate = 1000;  /* stacks per second per process, 
 
 /* ---- state (bss) ---- */
 bool seeded = false; /* the seeds map has entries: look up unknown sockets by cookie */
+/*
+ * The first targets, checked without hashing: every hooked close() on the box
+ * asks whether its caller is a target, and a hash lookup costs ~100 ns here
+ * against a few compares. Written by user space (addTargets) before attach;
+ * targets_spilled once there are more, or a fork was followed: then the
+ * targets map is the only complete list.
+ */
+__u32 fast_targets[TT_FAST_TARGETS] = {};
+__u32 fast_target_count = 0;
+bool targets_spilled = false;
 
 /* ---- maps ---- */
 struct {
@@ -124,7 +136,7 @@ struct pending {
 	__u32 nr;
 };
 
-/* tid -> fd of an in-flight connect()/listen(): the transition inside it learns the fd */
+/* tid -> fd of an in-flight read-family syscall on a target (I/O stack sites through syscalls: EOF) */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
@@ -142,9 +154,11 @@ struct {
 /*
  * Scratch for one stack record per CPU (too big for the 512-byte BPF stack).
  * A plain array indexed by CPU, sized to the possible CPUs by user space: per-CPU
- * maps cap values at 32 KiB, less than a record. Only syscall-context programs
- * use it, and they do not nest on a CPU. The slack keeps the verifier's bound on
- * the rounded-up record size inside the value.
+ * maps cap values at 32 KiB, less than a record. Only process-context programs
+ * use it (the syscall hooks, and the transition program at CLOSE -> SYN_SENT /
+ * LISTEN, which only happens inside connect()/listen()), and they do not nest
+ * on a CPU. The slack keeps the verifier's bound on the rounded-up record size
+ * inside the value.
  */
 struct stack_scratch_value {
 	struct tt_stack rec;
@@ -206,8 +220,18 @@ static __always_inline void count(__u32 which)
 
 static __always_inline bool is_target(__u32 tgid)
 {
+	__u32 n = fast_target_count;
+
 	if (!targ_filter)
 		return tgid != (__u32)targ_self_tgid;
+	for (int i = 0; i < TT_FAST_TARGETS; i++) {
+		if (i >= n)
+			break;
+		if (fast_targets[i] == tgid)
+			return true;
+	}
+	if (!targets_spilled)
+		return false;
 	return bpf_map_lookup_elem(&targets, &tgid) != NULL;
 }
 
@@ -327,141 +351,21 @@ static __always_inline struct tt_owner *owner_put(__u64 skey, struct tt_owner *o
 }
 
 /*
- * Learn the owner of a socket the owners map does not know yet. Order matters:
- * sockets seeded from sock_diag at attach; then a new child of a traced
- * listener; then the acquisitions that only ever run in the owner's own syscall
- * (connect: CLOSE -> SYN_SENT, listen: CLOSE -> LISTEN). Every other unknown
- * socket is not ours, and is dropped before any of its fields is read: in
- * --pid mode most transitions on a busy box are other processes' (the cost of
- * this path is what the nginx benchmark measures).
+ * The fd of a socket being connected or made a listener, from the syscall the
+ * task is in: CLOSE -> SYN_SENT and CLOSE -> LISTEN run inside connect(),
+ * sendto()/sendmsg() (TCP Fast Open) and listen(), in the owner's own context.
+ * Reading the saved user registers here replaces a connect/listen syscall hook
+ * pair that every connect() on the box used to pay for. -1 when the transition
+ * comes from elsewhere (io_uring, a kernel socket).
  */
-static __always_inline struct tt_owner *learn_owner(const bool btf, const struct sock *sk, int oldstate, int newstate)
+static __always_inline __s32 acquiring_syscall_fd(bool listen)
 {
-	__u64 skey = (__u64)sk;
-	struct tt_owner *o, fresh = {};
+	struct pt_regs *regs = current_user_regs();
+	long nr = SYSCALL_NR_AT_EXIT(RAW_PTR, regs);
 
-	/* a listener's new child is never a seeded socket (and its cookie may be the listener's: sk_is_early_clone) */
-	if (seeded && !(oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV)) {
-		__u64 cookie = sk_cookie_of(btf, sk);
-
-		if (cookie) {
-			o = bpf_map_lookup_elem(&seeds, &cookie);
-			if (o) {
-				fresh = *o;
-				bpf_map_delete_elem(&seeds, &cookie);
-				count(TT_CNT_SEEDED_HITS);
-				return owner_put(skey, &fresh);
-			}
-		}
-	}
-
-	if (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV) {
-		struct tt_listen_key lk = { .netns = sk_netns_of(btf, sk), .port = KREAD(btf, sk, __sk_common.skc_num) };
-
-		o = bpf_map_lookup_elem(&listeners, &lk);
-		if (!o)
-			return NULL;
-		fresh = *o;
-		fresh.first_ns = bpf_ktime_get_ns();
-		fresh.fd = -1;
-		fresh.origin = TT_ORIGIN_ACCEPT_PENDING;
-		return owner_put(skey, &fresh);
-	}
-
-	if (oldstate == TCP_CLOSE && (newstate == TCP_SYN_SENT || newstate == TCP_LISTEN)) {
-		__u64 id = bpf_get_current_pid_tgid();
-		__u32 tid = (__u32)id;
-		struct pending *p;
-		__s32 fd = -1;
-
-		if (!is_target(id >> 32) || !sk_is_tcp(btf, sk))
-			return NULL;
-		p = bpf_map_lookup_elem(&pending, &tid);
-		if (p)
-			fd = p->fd;
-		owner_here(&fresh, fd, newstate == TCP_LISTEN ? TT_ORIGIN_LISTEN : TT_ORIGIN_CONNECT);
-		return owner_put(skey, &fresh);
-	}
-	return NULL;
-}
-
-static __always_inline void handle_transition(const bool btf, const struct sock *sk, int oldstate, int newstate)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	__u64 skey = (__u64)sk;
-	struct tt_transition *e;
-	struct tt_owner *o;
-	struct tt_tuple t = {};
-	__u32 netns;
-	__u16 flags = 0;
-	bool early;
-
-	if (!sk)
-		return;
-	o = bpf_map_lookup_elem(&owners, &skey);
-	if (!o)
-		o = learn_owner(btf, sk, oldstate, newstate);
-	if (o && targ_filter && !is_target(o->tgid))
-		o = NULL;
-	if (!o) {
-		/* --pid: not a target's socket. Whole system: any TCP socket but our own. */
-		if (targ_filter) {
-			count(TT_CNT_FILTERED);
-			return;
-		}
-		if ((__u32)(id >> 32) == (__u32)targ_self_tgid || !sk_is_tcp(btf, sk))
-			return;
-	} else {
-		flags |= TT_F_OWNER_KNOWN;
-		if (o->tgid == (__u32)(id >> 32))
-			flags |= TT_F_OWNER_ON_CPU;
-	}
-
-	early = sk_is_early_clone(btf, sk, oldstate, newstate);
-	if (early)
-		t.family = KREAD(btf, sk, __sk_common.skc_family); /* tuple not set yet (< 6.15) */
-	else
-		read_tuple(btf, sk, &t);
-	netns = sk_netns_of(btf, sk);
-
-	/* a traced listener: remember its port so its children are attributed before accept() */
-	if (o && newstate == TCP_LISTEN) {
-		struct tt_listen_key lk = { .netns = netns, .port = t.sport };
-
-		if (bpf_map_update_elem(&listeners, &lk, o, BPF_ANY))
-			count(TT_CNT_LISTENERS_FULL);
-	} else if (oldstate == TCP_LISTEN && newstate == TCP_CLOSE) {
-		struct tt_listen_key lk = { .netns = netns, .port = t.sport };
-
-		bpf_map_delete_elem(&listeners, &lk);
-	}
-
-	e = reserve(sizeof(*e));
-	if (!e)
-		goto out;
-	fill_hdr(&e->hdr, TT_KIND_TRANSITION, sizeof(*e), flags);
-	e->sk = skey;
-	e->cookie = early ? 0 : sk_cookie_of(btf, sk); /* early clone: the listener's cookie (< 6.15) */
-	e->tuple = t;
-	e->netns = netns;
-	e->oldstate = oldstate;
-	e->newstate = newstate;
-	e->cpu_tgid = id >> 32;
-	e->cpu_tid = (__u32)id;
-	bpf_get_current_comm(e->cpu_comm, sizeof(e->cpu_comm));
-	if (o) {
-		e->owner_tgid = o->tgid;
-		e->owner_fd = o->fd;
-		e->owner_first_ns = o->first_ns;
-		e->origin = o->origin;
-		__builtin_memcpy(e->owner_comm, o->comm, sizeof(e->owner_comm));
-	} else {
-		e->owner_fd = -1;
-	}
-	submit(e);
-out:
-	if (newstate == TCP_CLOSE && o)
-		bpf_map_delete_elem(&owners, &skey);
+	if (listen ? nr == NR_listen : (nr == NR_connect || nr == NR_sendto || nr == NR_sendmsg))
+		return (__s32)SYSCALL_ARG1(RAW_PTR, regs);
+	return -1;
 }
 
 /* One token per stack, refilled at targ_stack_rate per second (approximate under concurrency). */
@@ -608,6 +512,139 @@ static __always_inline void capture_stack(const bool btf, const struct sock *sk,
 	count(TT_CNT_EVENTS);
 }
 
+/*
+ * Learn the owner of a socket the owners map does not know yet. Order matters:
+ * sockets seeded from sock_diag at attach; then a new child of a traced
+ * listener; then the acquisitions that only ever run in the owner's own syscall
+ * (connect: CLOSE -> SYN_SENT, listen: CLOSE -> LISTEN). Every other unknown
+ * socket is not ours, and is dropped before any of its fields is read: in
+ * --pid mode most transitions on a busy box are other processes' (the cost of
+ * this path is what the nginx benchmark measures).
+ */
+static __always_inline struct tt_owner *learn_owner(const bool btf, const struct sock *sk, int oldstate, int newstate)
+{
+	__u64 skey = (__u64)sk;
+	struct tt_owner *o, fresh = {};
+
+	/* a listener's new child is never a seeded socket (and its cookie may be the listener's: sk_is_early_clone) */
+	if (seeded && !(oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV)) {
+		__u64 cookie = sk_cookie_of(btf, sk);
+
+		if (cookie) {
+			o = bpf_map_lookup_elem(&seeds, &cookie);
+			if (o) {
+				fresh = *o;
+				bpf_map_delete_elem(&seeds, &cookie);
+				count(TT_CNT_SEEDED_HITS);
+				return owner_put(skey, &fresh);
+			}
+		}
+	}
+
+	if (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV) {
+		struct tt_listen_key lk = { .netns = sk_netns_of(btf, sk), .port = KREAD(btf, sk, __sk_common.skc_num) };
+
+		o = bpf_map_lookup_elem(&listeners, &lk);
+		if (!o)
+			return NULL;
+		fresh = *o;
+		fresh.first_ns = bpf_ktime_get_ns();
+		fresh.fd = -1;
+		fresh.origin = TT_ORIGIN_ACCEPT_PENDING;
+		return owner_put(skey, &fresh);
+	}
+
+	if (oldstate == TCP_CLOSE && (newstate == TCP_SYN_SENT || newstate == TCP_LISTEN)) {
+		bool listen = newstate == TCP_LISTEN;
+
+		if (!is_target(bpf_get_current_pid_tgid() >> 32) || !sk_is_tcp(btf, sk))
+			return NULL;
+		owner_here(&fresh, acquiring_syscall_fd(listen), listen ? TT_ORIGIN_LISTEN : TT_ORIGIN_CONNECT);
+		o = owner_put(skey, &fresh);
+		capture_stack(btf, sk, TT_SITE_ACQUIRE, listen ? TT_CALL_LISTEN : TT_CALL_CONNECT);
+		return o;
+	}
+	return NULL;
+}
+
+static __always_inline void handle_transition(const bool btf, const struct sock *sk, int oldstate, int newstate)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 skey = (__u64)sk;
+	struct tt_transition *e;
+	struct tt_owner *o;
+	struct tt_tuple t = {};
+	__u32 netns;
+	__u16 flags = 0;
+	bool early;
+
+	if (!sk)
+		return;
+	/* in --pid mode the owners map only ever holds targets' sockets (every way in checks is_target) */
+	o = bpf_map_lookup_elem(&owners, &skey);
+	if (!o)
+		o = learn_owner(btf, sk, oldstate, newstate);
+	if (!o) {
+		/* --pid: not a target's socket. Whole system: any TCP socket but our own. */
+		if (targ_filter) {
+			count(TT_CNT_FILTERED);
+			return;
+		}
+		if ((__u32)(id >> 32) == (__u32)targ_self_tgid || !sk_is_tcp(btf, sk))
+			return;
+	} else {
+		flags |= TT_F_OWNER_KNOWN;
+		if (o->tgid == (__u32)(id >> 32))
+			flags |= TT_F_OWNER_ON_CPU;
+	}
+
+	early = sk_is_early_clone(btf, sk, oldstate, newstate);
+	if (early)
+		t.family = KREAD(btf, sk, __sk_common.skc_family); /* tuple not set yet (< 6.15) */
+	else
+		read_tuple(btf, sk, &t);
+	netns = sk_netns_of(btf, sk);
+
+	/* a traced listener: remember its port so its children are attributed before accept() */
+	if (o && newstate == TCP_LISTEN) {
+		struct tt_listen_key lk = { .netns = netns, .port = t.sport };
+
+		if (bpf_map_update_elem(&listeners, &lk, o, BPF_ANY))
+			count(TT_CNT_LISTENERS_FULL);
+	} else if (oldstate == TCP_LISTEN && newstate == TCP_CLOSE) {
+		struct tt_listen_key lk = { .netns = netns, .port = t.sport };
+
+		bpf_map_delete_elem(&listeners, &lk);
+	}
+
+	e = reserve(sizeof(*e));
+	if (!e)
+		goto out;
+	fill_hdr(&e->hdr, TT_KIND_TRANSITION, sizeof(*e), flags);
+	e->sk = skey;
+	e->cookie = early ? 0 : sk_cookie_of(btf, sk); /* early clone: the listener's cookie (< 6.15) */
+	e->tuple = t;
+	e->netns = netns;
+	e->oldstate = oldstate;
+	e->newstate = newstate;
+	e->cpu_tgid = id >> 32;
+	e->cpu_tid = (__u32)id;
+	bpf_get_current_comm(e->cpu_comm, sizeof(e->cpu_comm));
+	if (o) {
+		e->owner_tgid = o->tgid;
+		e->owner_fd = o->fd;
+		e->owner_first_ns = o->first_ns;
+		e->origin = o->origin;
+		__builtin_memcpy(e->owner_comm, o->comm, sizeof(e->owner_comm));
+	} else {
+		e->owner_fd = -1;
+	}
+	submit(e);
+out:
+	if (newstate == TCP_CLOSE && o)
+		bpf_map_delete_elem(&owners, &skey);
+}
+
 static __always_inline void emit_sockcall(const struct sock *sk, __u8 call, __s32 fd, __s32 arg, __u8 via)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -679,7 +716,8 @@ static __always_inline void on_inet_csk_accept(struct sock *sk)
 	claim_accepted(sk, -1);
 }
 
-static __always_inline void on_pending_enter(__u32 nr, long fd)
+/* a read-family syscall on a target: remember the fd until it returns (0 is EOF, see on_read_exit) */
+static __always_inline void on_read_enter(__u32 nr, long fd)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id;
@@ -689,12 +727,6 @@ static __always_inline void on_pending_enter(__u32 nr, long fd)
 		return;
 	if (bpf_map_update_elem(&pending, &tid, &p, BPF_ANY))
 		count(TT_CNT_PENDING_FULL);
-	if (targ_stacks && (nr == NR_connect || nr == NR_listen)) {
-		struct sock *sk = fd_to_tcp_sk((int)fd);
-
-		if (sk)
-			capture_stack(RAW_PTR, sk, TT_SITE_ACQUIRE, nr == NR_listen ? TT_CALL_LISTEN : TT_CALL_CONNECT);
-	}
 }
 
 /*
@@ -755,13 +787,6 @@ static __always_inline void on_read_exit(long ret)
 		io_site(RAW_PTR, sk, TT_OWNER_EOF_SEEN, TT_SITE_EOF);
 }
 
-static __always_inline void on_pending_exit(void)
-{
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-
-	bpf_map_delete_elem(&pending, &tid);
-}
-
 /* close()/shutdown() by the owner: report it (the socket may live on if the fd was shared). */
 static __always_inline void on_release_enter(__u8 call, long fd, long how)
 {
@@ -802,11 +827,7 @@ static __always_inline void on_sys_enter(const bool btf, struct pt_regs *regs, l
 	case NR_recvfrom:
 	case NR_recvmsg:
 		if (targ_stacks && targ_io_syscalls)
-			on_pending_enter(nr, SYSCALL_ARG1(btf, regs));
-		break;
-	case NR_connect:
-	case NR_listen:
-		on_pending_enter(nr, SYSCALL_ARG1(btf, regs));
+			on_read_enter(nr, SYSCALL_ARG1(btf, regs));
 		break;
 	case NR_close:
 		on_release_enter(TT_CALL_CLOSE, SYSCALL_ARG1(btf, regs), 0);
@@ -823,10 +844,6 @@ static __always_inline void on_sys_exit(long nr, long ret)
 	case NR_accept:
 	case NR_accept4:
 		on_accept_exit(ret);
-		break;
-	case NR_connect:
-	case NR_listen:
-		on_pending_exit();
 		break;
 	case NR_read:
 	case NR_readv:
@@ -851,6 +868,7 @@ static __always_inline void on_fork(__u32 parent_tgid, __u32 child_tgid)
 		count(TT_CNT_TARGETS_FULL);
 		return;
 	}
+	targets_spilled = true;
 	e = reserve(sizeof(*e));
 	if (!e)
 		return;
@@ -962,34 +980,6 @@ int tp_inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_connect")
-int tp_sys_enter_connect(struct trace_event_raw_sys_enter *ctx)
-{
-	on_pending_enter(NR_connect, ctx->args[0]);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_connect")
-int tp_sys_exit_connect(struct trace_event_raw_sys_exit *ctx)
-{
-	on_pending_exit();
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_listen")
-int tp_sys_enter_listen(struct trace_event_raw_sys_enter *ctx)
-{
-	on_pending_enter(NR_listen, ctx->args[0]);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_listen")
-int tp_sys_exit_listen(struct trace_event_raw_sys_exit *ctx)
-{
-	on_pending_exit();
-	return 0;
-}
-
 SEC("tracepoint/syscalls/sys_exit_accept4")
 int tp_sys_exit_accept4(struct trace_event_raw_sys_exit *ctx)
 {
@@ -1031,7 +1021,7 @@ int tp_sys_enter_shutdown(struct trace_event_raw_sys_enter *ctx)
 	int tp_sys_enter_##name(struct trace_event_raw_sys_enter *ctx)      \
 	{                                                                   \
 		if (targ_stacks)                                            \
-			on_pending_enter(NR_read, ctx->args[0]);            \
+			on_read_enter(NR_read, ctx->args[0]);               \
 		return 0;                                                   \
 	}                                                                   \
 	SEC("tracepoint/syscalls/sys_exit_" #name)                          \

@@ -68,6 +68,9 @@ enum tt_site {
 	TT_SITE_EOF = 3,     /* the read that returned 0: the program saw the peer's FIN */
 };
 
+/* targets checked in the kernel without a map lookup (the rest spill to the targets map) */
+#define TT_FAST_TARGETS 8
+
 /* Per-CPU counters (map "counters"); user space sums and reports them. */
 enum tt_counter {
 	TT_CNT_EVENTS = 0,	      /* records submitted to the ring buffer */

@@ -232,6 +232,18 @@ Napi::Value Tracer::AddTargets(const Napi::CallbackInfo& info) {
     uint32_t tgid = arr.Get(i).As<Napi::Number>().Uint32Value();
     int err = bpf_map__update_elem(skel_->maps.targets, &tgid, sizeof(tgid), &one, sizeof(one), BPF_ANY);
     if (err) throw ToJsError(env, MakeError("add target pid " + std::to_string(tgid), -err));
+    // the map is complete; the fast list is a prefix of it (the count is written after the entry)
+    auto* bss = skel_->bss;
+    uint32_t n = __atomic_load_n(&bss->fast_target_count, __ATOMIC_ACQUIRE);
+    bool known = false;
+    for (uint32_t j = 0; j < n; j++) known = known || bss->fast_targets[j] == tgid;
+    if (known) continue;
+    if (n < TT_FAST_TARGETS) {
+      bss->fast_targets[n] = tgid;
+      __atomic_store_n(&bss->fast_target_count, n + 1, __ATOMIC_RELEASE);
+    } else {
+      bss->targets_spilled = true;
+    }
   }
   return env.Undefined();
 }
@@ -350,6 +362,20 @@ Napi::Value Tracer::Counters(const Napi::CallbackInfo& info) {
     kernel.Set(k, Napi::BigInt::New(env, sum));
   }
   out.Set("kernel", kernel);
+  // Runs the kernel skipped because a BPF program was already running on that CPU
+  // (5.12+: bpf_prog_info.recursion_misses). Plain tracepoint programs share one
+  // per-CPU guard: a transition in a softirq that interrupts a syscall hook is not
+  // seen at all, so it is counted here rather than lost silently.
+  uint64_t missed = 0;
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, skel_->obj) {
+    int fd = bpf_program__fd(prog);
+    if (fd < 0) continue;
+    bpf_prog_info pi = {};
+    uint32_t len = sizeof(pi);
+    if (bpf_obj_get_info_by_fd(fd, &pi, &len) == 0) missed += pi.recursion_misses;
+  }
+  out.Set("missed", Napi::BigInt::New(env, missed));
   PollerStats s = poller_ ? poller_->Stats() : PollerStats();
   out.Set("batches", Napi::BigInt::New(env, s.batches));
   out.Set("records", Napi::BigInt::New(env, s.records));

@@ -66,6 +66,8 @@ export interface SeedListener {
 
 export interface NativeCounters {
   kernel: bigint[];
+  /** program runs the kernel skipped: one of our programs was already running on that CPU (5.12+) */
+  missed: bigint;
   batches: bigint;
   records: bigint;
   bytes: bigint;

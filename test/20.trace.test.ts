@@ -80,7 +80,7 @@ describe('tcptrace --pid on a leaky server', { skip: skip ?? false }, () => {
         assert.equal(live.schema, 'tcptrace.report/1');
         assert.equal(live.attach.mode, m.name);
         assert.deepEqual(live.target.pids, [server.pid]);
-        for (const k of ['events', 'transitions', 'calls', 'lost', 'presentAtAttach']) assert.equal(typeof live.counts[k], 'number', k);
+        for (const k of ['events', 'transitions', 'calls', 'lost', 'missedInKernel', 'presentAtAttach']) assert.equal(typeof live.counts[k], 'number', k);
         assert.equal(live.counts.lost, 0);
         assert.equal(live.states.CLOSE_WAIT, 5);
         assert.equal(live.states.LISTEN, 1);

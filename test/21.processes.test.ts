@@ -5,6 +5,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { buildC, FIXTURES, needKernelBtf, needRoot, runClient, sleep, ssCloseWait, ssCloseWaitHolders, startServer, startTcptrace, type Server } from './helpers/proc.js';
 
@@ -66,5 +67,41 @@ describe('a forking server traced with --children', { skip: skip ?? false }, () 
       assert.equal(e.acquiredBy, server.pid, 'accepted by the parent');
       assert.notEqual(e.pid, server.pid, 'held by a forked child');
     }
+  });
+});
+
+describe('more --pid targets than the kernel checks without a map lookup', { skip: skip ?? false }, () => {
+  let server: Server;
+  let report: any;
+  let ss: Set<string>;
+  const idle: ChildProcess[] = [];
+  before(async () => {
+    // 8 idle targets fill the fast list (TT_FAST_TARGETS); the server is the 9th, found in the targets map
+    for (let i = 0; i < 8; i++) idle.push(spawn('sleep', ['60'], { stdio: 'ignore' }));
+    server = await startServer(process.execPath, [join(FIXTURES, 'node_server.mjs')]);
+    const t = startTcptrace([...idle.flatMap((p) => ['--pid', String(p.pid)]), '--pid', String(server.pid), '--format', 'json']);
+    await t.ready;
+    runClient(server.port, 'leak', 2);
+    runClient(server.port, 'good', 2, true);
+    await sleep(400);
+    ss = ssCloseWait(server.pid);
+    const r = await t.stop();
+    assert.equal(r.code, 0, r.stderr);
+    report = JSON.parse(r.stdout);
+  });
+  after(() => {
+    for (const p of idle) p.kill('SIGKILL');
+    server?.stop();
+  });
+
+  test('the 9th target is traced: accepts claimed with their fds, closes seen', () => {
+    assert.equal(ss.size, 2);
+    assert.deepEqual(new Set(report.closeWait.map((e: any) => `${e.local} ${e.remote}`)), ss);
+    for (const e of report.closeWait) {
+      assert.equal(e.pid, server.pid);
+      assert.equal(e.origin, 'accept');
+      assert.ok(e.fd >= 0, 'fd known from accept4: the accept hook saw a target');
+    }
+    assert.ok(report.counts.calls >= 4 + 2, `${report.counts.calls} accept/close calls seen, expected 4 accepts and 2 closes`);
   });
 });

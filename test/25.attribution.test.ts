@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildC, FIXTURES, needKernelBtf, needRoot, sleep, ssCloseWait, startServer, startTcptrace, type Server } from './helpers/proc.js';
+import { buildC, FIXTURES, needKernelBtf, needRoot, sleep, ssCloseWait, ssCloseWaitFds, startServer, startTcptrace, type Server } from './helpers/proc.js';
 
 const skip = needRoot() ?? needKernelBtf();
 
@@ -139,7 +139,7 @@ describe('Node server with a perf map (allowHalfOpen, a handler that never ends)
 });
 
 /** Starts a client fixture that waits for a line on stdin, traces it, lets it go. */
-async function traceClient(cmd: string, args: string[], expect: number): Promise<{ pid: number; doc: any; ss: Set<string> }> {
+async function traceClient(cmd: string, args: string[], expect: number): Promise<{ pid: number; doc: any; ss: Set<string>; ssFds: Map<string, number> }> {
   const { spawn } = await import('node:child_process');
   const proc = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'inherit'], detached: true });
   try {
@@ -152,9 +152,10 @@ async function traceClient(cmd: string, args: string[], expect: number): Promise
     for (let i = 0; i < 100 && ssCloseWait(proc.pid!).size < expect; i++) await sleep(100);
     await sleep(1300);
     const ss = ssCloseWait(proc.pid!);
+    const ssFds = ssCloseWaitFds(proc.pid!);
     const r = await t.stop();
     assert.equal(r.code, 0, r.stderr);
-    return { pid: proc.pid!, doc: JSON.parse(r.stdout), ss };
+    return { pid: proc.pid!, doc: JSON.parse(r.stdout), ss, ssFds };
   } finally {
     try {
       process.kill(-proc.pid!, 'SIGKILL');
@@ -174,11 +175,13 @@ describe('clients that never close', { skip: skip ?? false }, () => {
   after(() => http?.stop());
 
   test('Python http.client without close(): counted like ss, acquired by connect, and says why Python frames are unnamed', async () => {
-    const { pid, doc, ss } = await traceClient('python3', [join(FIXTURES, 'leaky_client.py'), String(http.port), '3'], 3);
+    const { pid, doc, ss, ssFds } = await traceClient('python3', [join(FIXTURES, 'leaky_client.py'), String(http.port), '3'], 3);
     assert.equal(ss.size, 3);
     const g = doc.leaks.find((x: any) => x.pid === pid);
     assert.equal(g?.count, 3, `leaks ${JSON.stringify(doc.leaks.map((x: any) => [x.pid, x.count, x.oldestMs]))}; closeWait ${JSON.stringify(doc.closeWait)}`);
     assert.equal(g.origin, 'connect');
+    // connect() is not hooked: the SYN_SENT transition reads the fd from the syscall's registers
+    assert.deepEqual(g.sockets.map((x: any) => [`${x.local} ${x.remote}`, x.fd]).sort(), [...ssFds].sort());
     const acq = names(g.stacks.acquire);
     assert.equal(acq[0], 'connect');
     assert.ok(acq.includes('sock_connect'), acq.join(' < '));
@@ -194,11 +197,13 @@ describe('clients that never close', { skip: skip ?? false }, () => {
     const env = { ...process.env, GOCACHE: join(dir, 'cache'), GOPATH: join(dir, 'gopath'), GO111MODULE: 'off', GOFLAGS: '' };
     const b = spawnSync('go', ['build', '-o', 'leaky_client', 'main.go'], { cwd: dir, env, encoding: 'utf8', timeout: 180_000 });
     assert.equal(b.status, 0, b.stderr);
-    const { pid, doc, ss } = await traceClient(join(dir, 'leaky_client'), [String(http.port), '3'], 3);
+    const { pid, doc, ss, ssFds } = await traceClient(join(dir, 'leaky_client'), [String(http.port), '3'], 3);
     assert.equal(ss.size, 3);
     const g = doc.leaks.find((x: any) => x.pid === pid);
     assert.equal(g?.count, 3, `leaks ${JSON.stringify(doc.leaks.map((x: any) => [x.pid, x.count, x.oldestMs]))}; closeWait ${JSON.stringify(doc.closeWait)}`);
     assert.equal(g.origin, 'connect');
+    // connect() is not hooked: the SYN_SENT transition reads the fd from the syscall's registers
+    assert.deepEqual(g.sockets.map((x: any) => [`${x.local} ${x.remote}`, x.fd]).sort(), [...ssFds].sort());
     assert.ok(names(g.stacks.acquire).includes('main.dialQuote'), names(g.stacks.acquire).join(' < '));
     assert.ok(names(g.stacks.io).includes('main.dialQuote'));
   });

@@ -68,11 +68,12 @@ export async function replay(path: string, sink: TraceSink): Promise<ReplayResul
         sink.stacks(fromWire<ResolvedStack[]>(frame.items));
         break;
       case 'counters':
-        counters = frame.c as Counters;
+        counters = { ...zeroCounters(), ...(frame.c as Partial<Counters>) }; // older recordings lack newer counters
         sink.counters(counters);
         break;
       case 'end':
         end = fromWire<SessionEnd>(frame.end);
+        end.counters = { ...zeroCounters(), ...end.counters };
         break;
       default:
         throw new TcptraceError('BAD_INPUT', `${path}: frame ${frames - 1} has unknown type ${String(frame.t)}`);

@@ -44,6 +44,7 @@ export interface ReportDoc {
     calls: number;
     presentAtAttach: number;
     lost: number;
+    missedInKernel: number;
     droppedInAgent: number;
     filteredInKernel: number;
     ownersMapFull: number;
@@ -92,6 +93,7 @@ export function buildReport(a: Analyzer, end: SessionEnd): ReportDoc {
 
   const warnings: string[] = [];
   if (counters.lost) warnings.push(`${counters.lost} events lost: the ring buffer was full (raise --ring-size)`);
+  if (counters.missed) warnings.push(`${counters.missed} events missed: the kernel skipped a hook that interrupted another BPF program on the same CPU`);
   if (counters.droppedBatches) warnings.push(`${counters.droppedBatches} batches (${counters.droppedBytes} bytes) dropped in the agent: it fell behind`);
   if (counters.ownersFull) warnings.push(`${counters.ownersFull} sockets not tracked: owners map full (raise --max-sockets)`);
   if (counters.listenersFull) warnings.push(`${counters.listenersFull} listeners not tracked: listeners map full`);
@@ -117,6 +119,7 @@ export function buildReport(a: Analyzer, end: SessionEnd): ReportDoc {
       calls: table.counts.sockcalls,
       presentAtAttach: table.counts.present,
       lost: counters.lost,
+      missedInKernel: counters.missed,
       droppedInAgent: counters.droppedBatches,
       filteredInKernel: counters.filtered,
       ownersMapFull: counters.ownersFull,

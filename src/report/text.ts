@@ -154,7 +154,7 @@ export function renderReport(r: ReportDoc): string {
   const who = r.target.pids ? `pid ${r.target.pids.join(', ')}${r.target.children ? ' and children' : ''}` : 'the whole system';
   out.push(`tcptrace: traced ${who} for ${formatDuration(r.durationMs)} (attach mode ${r.attach.mode}, ${r.attach.chosenBy === 'probe' ? 'chosen by probe' : 'forced'}; ended: ${r.endReason})`);
   const c = r.counts;
-  out.push(`events ${c.events} (transitions ${c.transitions}, calls ${c.calls}), present at attach ${c.presentAtAttach}, lost ${c.lost}, dropped in agent ${c.droppedInAgent}`);
+  out.push(`events ${c.events} (transitions ${c.transitions}, calls ${c.calls}), present at attach ${c.presentAtAttach}, lost ${c.lost}, missed in kernel ${c.missedInKernel}, dropped in agent ${c.droppedInAgent}`);
   const states = Object.entries(r.states).sort((a, b) => b[1] - a[1]);
   out.push(`sockets at end: ${states.length ? states.map(([s, n]) => `${s} ${n}`).join(', ') : 'none'}`);
   if (r.closeWait.length) {

@@ -60,7 +60,7 @@ export class TraceSession {
   private done: Promise<SessionEnd>;
   private resolveDone!: (e: SessionEnd) => void;
   private stopping = false;
-  private lastLog = { events: 0, lost: 0, dropped: 0 };
+  private lastLog = { events: 0, lost: 0, missed: 0, dropped: 0 };
   private samples = 0;
   private readonly resolver: StackResolver | null;
 
@@ -189,13 +189,15 @@ export class TraceSession {
     const c = this.counters();
     for (const s of this.sinks) s.counters(c);
     const dropped = c.droppedBatches;
-    const fields = { events: c.events, lost: c.lost, droppedBatches: dropped, filtered: c.filtered, stacks: c.stacks, stacksDeduped: c.stacksDeduped, stacksLimited: c.stacksLimited };
+    const fields = { events: c.events, lost: c.lost, missed: c.missed, droppedBatches: dropped, filtered: c.filtered, stacks: c.stacks, stacksDeduped: c.stacksDeduped, stacksLimited: c.stacksLimited };
     if (c.lost > this.lastLog.lost || dropped > this.lastLog.dropped) {
       log.warn(fields, 'events lost: raise --ring-size, or trace fewer processes');
+    } else if (c.missed > this.lastLog.missed) {
+      log.warn(fields, 'events missed: the kernel skipped a hook that interrupted another BPF program on the same CPU');
     } else if (++this.samples % COUNTERS_LOG_EVERY === 0) {
       log.info(fields, 'counters');
     }
-    this.lastLog = { events: c.events, lost: c.lost, dropped };
+    this.lastLog = { events: c.events, lost: c.lost, missed: c.missed, dropped };
     drainLibbpf();
   }
 
@@ -244,6 +246,7 @@ export function toCounters(n: NativeCounters): Counters {
   const c = zeroCounters();
   c.events = k(TT_COUNTER.EVENTS);
   c.lost = k(TT_COUNTER.RB_FULL);
+  c.missed = Number(n.missed);
   c.filtered = k(TT_COUNTER.FILTERED);
   c.ownersFull = k(TT_COUNTER.OWNERS_FULL);
   c.listenersFull = k(TT_COUNTER.LISTENERS_FULL);

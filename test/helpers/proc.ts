@@ -180,6 +180,18 @@ export function ssCloseWaitHolders(): Map<string, number> {
   return out;
 }
 
+/** `ss` view of the pid's CLOSE_WAIT sockets: "local remote" -> the pid's fd for it. */
+export function ssCloseWaitFds(pid: number): Map<string, number> {
+  const r = spawnSync('ss', ['-tanpH', 'state', 'close-wait'], { encoding: 'utf8' });
+  const out = new Map<string, number>();
+  for (const line of r.stdout.split('\n')) {
+    const cols = line.trim().split(/\s+/);
+    const m = new RegExp(`pid=${pid},fd=(\\d+)\\)`).exec(cols[4] ?? '');
+    if (m) out.set(`${cols[2]} ${cols[3]}`, Number(m[1]));
+  }
+  return out;
+}
+
 /** `ss` view of the pid's CLOSE_WAIT sockets: set of "local remote". */
 export function ssCloseWait(pid: number): Set<string> {
   return new Set([...ssCloseWaitHolders()].filter(([, p]) => p === pid).map(([k]) => k));

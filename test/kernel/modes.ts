@@ -152,6 +152,9 @@ function checkFeatures(doc: FeaturesDoc, seconds: number): Map<Mode, { usable: b
 
 // ---------------------------------------------------------------- clients
 
+/** fds this script connected from, in order (read from the socket handle at 'connect') */
+const connectFds: number[] = [];
+
 /** One connection: send the payload, optionally wait for the reply, close. Resolves to the local port. */
 function request(port: number, payload: string, waitReply: boolean): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -160,6 +163,7 @@ function request(port: number, payload: string, waitReply: boolean): Promise<num
     s.setTimeout(20_000, () => s.destroy(new Error(`no ${waitReply ? 'reply' : 'progress'} from port ${port} in 20 s`)));
     s.on('connect', () => {
       local = s.localPort!;
+      connectFds.push((s as unknown as { _handle?: { fd?: number } })._handle?.fd ?? -1);
       s.write(payload, () => {
         if (!waitReply) s.destroy();
       });
@@ -216,7 +220,8 @@ async function scenario(mode: Mode, fx: Fixtures, c: Checks): Promise<Record<str
     if (!c.expect(preSs.size === 2, `before attach: ss shows ${preSs.size} CLOSE_WAIT sockets of the server, expected 2`)) return extra;
 
     const file = join(WORK, `kernel-${mode}.tcptrace`);
-    const args = ['--pid', String(server.pid), ...(uring ? ['--pid', String(uring.pid)] : []), '--attach-mode', mode, '--format', 'json', '--record', file];
+    // this script is a target too: its connect()s check the fd read from the syscall registers
+    const args = ['--pid', String(server.pid), '--pid', String(process.pid), ...(uring ? ['--pid', String(uring.pid)] : []), '--attach-mode', mode, '--format', 'json', '--record', file];
     const tStart = performance.now();
     tracer = startTcptrace(args, { timeoutMs: 300_000 });
     try {
@@ -230,6 +235,7 @@ async function scenario(mode: Mode, fx: Fixtures, c: Checks): Promise<Record<str
     note(`${mode}: tracing after ${extra.startSeconds}s, holding programs ${held.join(',')}`);
     c.expect(held.length >= 4, `the agent holds ${held.length} BPF programs, expected at least 4`);
 
+    connectFds.length = 0;
     const leaks = await requests(server.port, 'leak', 2);
     const good = await requests(server.port, 'good', 1, true);
     const uringPorts = uring ? await requests(uring.port, 'good', 1, true) : [];
@@ -254,7 +260,8 @@ async function scenario(mode: Mode, fx: Fixtures, c: Checks): Promise<Record<str
     const rec = await readRecording(file);
     c.expect(live.attach?.mode === mode, `the report says attach mode ${live.attach?.mode}`);
     extra.counts = live.counts;
-    c.expect(live.counts?.lost === 0 && live.counts?.droppedInAgent === 0, `events lost: ${live.counts?.lost} in the kernel, ${live.counts?.droppedInAgent} in the agent`);
+    c.expect(live.counts?.lost === 0 && live.counts?.missedInKernel === 0 && live.counts?.droppedInAgent === 0,
+      `events lost: ${live.counts?.lost} to a full ring, ${live.counts?.missedInKernel} hook runs skipped by the kernel, ${live.counts?.droppedInAgent} in the agent`);
 
     // ---- transitions, complete and in order, owned by the server
     const byPeer = lifetimes(rec, server.port);
@@ -284,6 +291,15 @@ async function scenario(mode: Mode, fx: Fixtures, c: Checks): Promise<Record<str
     const notAccepted = [...leaks, ...good].filter((p) => !accepted.has(p));
     c.expect(notAccepted.length === 0, `no accept reported for peer port(s) ${notAccepted.join(', ')}`);
     c.expect(accepts.every((a) => a.fd >= 3), `accept with a bad fd: ${accepts.map((a) => a.fd).join(', ')}`);
+
+    // ---- connect(): not hooked; the SYN_SENT transition inside it reads the fd from the saved registers
+    const dials = rec.events.filter((e): e is TransitionEvent => e.type === 'transition' && e.ownerPid === process.pid && e.newState === TCP.SYN_SENT);
+    const dialFds = dials.map((e) => e.ownerFd).sort((a, b) => a - b);
+    c.expect(connectFds.length >= 3 && connectFds.every((fd) => fd >= 0), `this script's connect fds not known: [${connectFds.join(', ')}]`);
+    c.expect(
+      dials.every((e) => e.origin === TT_ORIGIN.CONNECT) && dialFds.join() === [...connectFds].sort((a, b) => a - b).join(),
+      `connect: SYN_SENT owner fds [${dialFds.join(', ')}] (origins ${[...new Set(dials.map((e) => e.origin))].join(',')}), this script connected from fds [${connectFds.join(', ')}]`,
+    );
 
     // ---- CLOSE_WAIT: the same set as ss; the pre-existing ones since attach, with their fds
     const cw = (live.closeWait ?? []).filter((e: any) => e.pid === server.pid);
