@@ -4,6 +4,8 @@
  * rounds, one condition after another, so that every ratio is measured side by
  * side on this noisy machine:
  *   baseline          no tracer
+ *   tcptrace hooks    tcptrace --pid <an idle process> --quiet --no-stacks: every
+ *                     hook attached, nothing traced (what the hooks cost alone)
  *   tcptrace --pid    tcptrace --pid <worker> --quiet
  *   tcptrace record   tcptrace record, whole system, to a file
  *   tcpstates         libbpf-tools tcpstates (the peer), output to a file
@@ -28,7 +30,15 @@ interface Run {
   reqs: number;
   events: number | null;
   lost: number | null;
+  /** where the lost events went: ring (full ring buffer), missed (hook runs the kernel skipped), agent (batches dropped) */
+  lostParts?: Record<string, number>;
   cpuS: number | null;
+}
+
+/** a tcptrace JSON report's losses, total and by cause */
+function jsonLoss(doc: { counts: { lost: number; missedInKernel: number; droppedInAgent: number } }): Pick<Run, 'lost' | 'lostParts'> {
+  const lostParts = { ring: doc.counts.lost, missed: doc.counts.missedInKernel, agent: doc.counts.droppedInAgent };
+  return { lost: lostParts.ring + lostParts.missed + lostParts.agent, lostParts };
 }
 
 type Condition = { name: string; start: (worker: number, dir: string) => Promise<Tracer | null>; finish: (t: Tracer, dir: string) => Promise<Omit<Run, 'reqs' | 'cpuS'>> };
@@ -45,14 +55,30 @@ function cpuTicks(pid: number): number | null {
 
 const stackNotes: { captured: number; rateLimited: number; distinct: number; unwindMs?: number; symbolizeMs?: number }[] = [];
 
+/** the idle process the hooks-only condition traces (nothing of the workload is its) */
+let idle: ReturnType<typeof spawn> | null = null;
+
 const conditions: Condition[] = [
   { name: 'baseline', start: async () => null, finish: async () => ({ events: null, lost: null }) },
+  {
+    name: 'tcptrace hooks only (idle pid)',
+    start: () => {
+      idle = spawn('sleep', ['3600'], { stdio: 'ignore' });
+      return spawnTracer(process.execPath, [CLI, '--pid', String(idle.pid), '--quiet', '--no-stacks', '--format', 'json'], /tcptrace: tracing/);
+    },
+    finish: async (t) => {
+      idle?.kill('SIGKILL');
+      idle = null;
+      const doc = JSON.parse(t.stdout.join(''));
+      return { events: doc.counts.events, ...jsonLoss(doc) };
+    },
+  },
   {
     name: 'tcptrace --pid --no-stacks',
     start: (worker) => spawnTracer(process.execPath, [CLI, '--pid', String(worker), '--quiet', '--no-stacks', '--format', 'json'], /tcptrace: tracing/),
     finish: async (t) => {
       const doc = JSON.parse(t.stdout.join(''));
-      return { events: doc.counts.events, lost: doc.counts.lost + doc.counts.missedInKernel + doc.counts.droppedInAgent };
+      return { events: doc.counts.events, ...jsonLoss(doc) };
     },
   },
   {
@@ -61,7 +87,7 @@ const conditions: Condition[] = [
     finish: async (t) => {
       const doc = JSON.parse(t.stdout.join(''));
       stackNotes.push(doc.stacks);
-      return { events: doc.counts.events, lost: doc.counts.lost + doc.counts.missedInKernel + doc.counts.droppedInAgent };
+      return { events: doc.counts.events, ...jsonLoss(doc) };
     },
   },
   {
@@ -69,7 +95,9 @@ const conditions: Condition[] = [
     start: (_w, dir) => spawnTracer(process.execPath, [CLI, 'record', '-o', join(dir, 'bench.tcptrace')], /tcptrace: recording/),
     finish: async (t) => {
       const m = /recorded (\d+) records .* lost (\d+), dropped (\d+) batches, missed in kernel (\d+)/.exec(t.stderr.join(''));
-      return { events: m ? Number(m[1]) : null, lost: m ? Number(m[2]) + Number(m[3]) + Number(m[4]) : null };
+      if (!m) return { events: null, lost: null };
+      const lostParts = { ring: Number(m[2]), agent: Number(m[3]), missed: Number(m[4]) };
+      return { events: Number(m[1]), lost: lostParts.ring + lostParts.agent + lostParts.missed, lostParts };
     },
   },
   {
@@ -92,6 +120,15 @@ const conditions: Condition[] = [
     },
   },
 ];
+
+/** total lost over the runs, and its causes when there are any: "36 (ring 36)" */
+function lossCell(rs: Run[]): string {
+  const total = rs.reduce((a, x) => a + (x.lost ?? 0), 0);
+  const parts = new Map<string, number>();
+  for (const x of rs) for (const [k, v] of Object.entries(x.lostParts ?? {})) parts.set(k, (parts.get(k) ?? 0) + v);
+  const why = [...parts].filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`);
+  return why.length ? `${total} (${why.join(', ')})` : String(total);
+}
 
 async function wrk(): Promise<number> {
   const r = spawnSync('timeout', ['-s', 'INT', String(SECONDS + 20), 'wrk', '-t1', '-c32', `-d${SECONDS}s`, '-H', 'Connection: close', `http://127.0.0.1:${PORT}/`], { encoding: 'utf8' });
@@ -157,12 +194,13 @@ async function main(): Promise<void> {
         }
         const cpuS = before !== null && after !== null ? (after - before) / CLK_TCK : null;
         runs.get(c.name)!.push({ reqs, cpuS, ...extra });
-        process.stderr.write(`bench: round ${r + 1} ${c.name.padEnd(26)} ${reqs.toFixed(0).padStart(7)} req/s${extra.events !== null ? `  events ${extra.events} lost ${extra.lost}` : ''}${cpuS !== null ? `  cpu ${cpuS.toFixed(2)} s` : ''}\n`);
+        process.stderr.write(`bench: round ${r + 1} ${c.name.padEnd(26)} ${reqs.toFixed(0).padStart(7)} req/s${extra.events !== null ? `  events ${extra.events} lost ${lossCell([extra as Run])}` : ''}${cpuS !== null ? `  cpu ${cpuS.toFixed(2)} s` : ''}\n`);
         rmSync(join(dir, 'bench.tcptrace'), { force: true });
         await sleep(1000);
       }
     }
   } finally {
+    idle?.kill('SIGKILL');
     spawnSync('kill', ['-QUIT', String(master)]);
     if (mountedTracefs) spawnSync('umount', ['/sys/kernel/tracing']);
   }
@@ -178,7 +216,7 @@ async function main(): Promise<void> {
       median(rs.map((x) => x.reqs)).toFixed(0),
       c.name === 'baseline' ? '1' : `${median(ratios).toFixed(3)} [${Math.min(...ratios).toFixed(3)}-${Math.max(...ratios).toFixed(3)}]`,
       ev.length ? median(ev.map((x) => x.events!)).toFixed(0) : '-',
-      ev.length ? String(ev.reduce((a, x) => a + (x.lost ?? 0), 0)) : '-',
+      ev.length ? lossCell(ev) : '-',
       cpu.length ? median(cpu.map((x) => (x.cpuS! / x.events!) * 1e6)).toFixed(2) : '-',
     ]);
   }

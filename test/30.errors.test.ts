@@ -95,3 +95,22 @@ test('the traced process exits mid-trace: report what was seen, say so, exit 3',
   assert.ok(doc.warnings.some((w: string) => /exited during the trace/.test(w)));
   assert.match(r.stderr, /the traced process exited/);
 });
+
+test('--ring-size takes any power of two from 4K; anything else is a usage error', async () => {
+  const { Command } = await import('commander');
+  const { selectorOptions } = await import('../src/commands/options.js');
+  const parse = (v: string) => {
+    const cmd = new Command().exitOverride().configureOutput({ writeErr: () => {} });
+    for (const o of selectorOptions()) cmd.addOption(o);
+    return cmd.parse(['--ring-size', v], { from: 'user' }).opts().ringSize;
+  };
+  // commander hands the default (16M) to the parser as a second argument: it must not be a constraint
+  assert.equal(parse('4M'), 4 << 20);
+  assert.equal(parse('8192K'), 8 << 20);
+  assert.equal(parse('64M'), 64 << 20);
+  assert.throws(() => parse('3M'), /power of two/);
+  assert.throws(() => parse('2K'), /power of two/);
+  const r = await runTcptrace(['--ring-size', '3M']);
+  assert.equal(r.code, EXIT.USAGE);
+  assert.match(r.stderr, /'3M': the ring size must be a power of two, at least 4K/);
+});

@@ -17,7 +17,14 @@ export function parsePositive(v: string): number {
   return n;
 }
 
-function parseSize(v: string, multipleOf = 0): number {
+/** --ring-size: a power of two, at least one page */
+function parseRingSize(v: string): number {
+  return parseSize(v, 0);
+}
+
+// Not an argParser itself: commander passes the option's previous value (its default) as
+// the second argument, which would be taken for multipleOf.
+function parseSize(v: string, multipleOf: number): number {
   const m = /^(\d+)([kKmM]?)(i?[bB])?$/.exec(v);
   if (!m) throw new InvalidArgumentError(`'${v}' is not a size (e.g. 16M, 8192K)`);
   const n = Number(m[1]) * (m[2].toLowerCase() === 'm' ? 1 << 20 : m[2].toLowerCase() === 'k' ? 1024 : 1);
@@ -83,7 +90,7 @@ export function selectorOptions(): Option[] {
     new Option('-d, --duration <seconds>', 'stop after this many seconds (default: until Ctrl-C or the targets exit)').argParser(parsePositive),
     new Option('--attach-mode <mode>', 'force an attach mode instead of the best one the probe finds (see `tcptrace features`)').choices(MODE_NAMES),
     new Option('--syscall-hooks <how>', 'how syscalls are hooked: per-syscall tracepoints (only hooked calls pay), or raw sys_enter/sys_exit on every syscall (the path of kernels without them)').choices(SYSCALL_HOOKS).default('auto'),
-    new Option('--ring-size <bytes>', 'BPF ring buffer size (power of two)').argParser(parseSize).default(DEFAULTS.ringBytes, '16M'),
+    new Option('--ring-size <bytes>', 'BPF ring buffer size (power of two)').argParser(parseRingSize).default(DEFAULTS.ringBytes, '16M'),
     new Option('--max-sockets <n>', 'sockets tracked at once in the kernel (map size)').argParser(parseCount).default(DEFAULTS.maxSockets),
     new Option('--stacks', 'capture user stacks for leak attribution (default with --pid)'),
     new Option('--no-stacks', 'do not capture user stacks (no leak attribution; lowest overhead; default for the whole system)'),
