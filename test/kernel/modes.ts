@@ -38,7 +38,7 @@ import { connect } from 'node:net';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { bpfProgIdsOf, buildC, CLI, needKernelBtf, needRoot, ROOT, sleep, ssCloseWait, startServer, startTcptrace, stillLoaded, WORK, type Server } from '../helpers/proc.js';
+import { bpfProgIdsOf, buildC, CLI, needKernelBtf, needRoot, ROOT, sleep, ssCloseWait, ssCloseWaitFds, startServer, startTcptrace, stillLoaded, WORK, type Server } from '../helpers/proc.js';
 import { lifetimes, peerPort, readRecording } from '../helpers/recording.js';
 import type { SockcallEvent, TransitionEvent } from '../../src/model/events.js';
 import { TCP } from '../../src/model/states.js';
@@ -308,7 +308,7 @@ async function scenario(mode: Mode, fx: Fixtures, c: Checks): Promise<Record<str
     c.expect([...ours].sort().join() === [...ssAtEnd].sort().join(), `CLOSE_WAIT reported {${[...ours].sort().join(', ')}} != ss {${[...ssAtEnd].sort().join(', ')}}`);
     const since = cw.filter((e: any) => e.since === 'attach');
     c.expect(since.map((e: any) => peerPort(e.remote)).sort().join() === [...pre].sort().join(), `CLOSE_WAIT since attach: peer ports [${since.map((e: any) => peerPort(e.remote)).sort()}], expected the pre-existing [${[...pre].sort()}]${warnings.length ? ` (tcptrace warned: ${[...new Set(warnings)].join('; ').slice(0, 400)})` : ''}`);
-    const ssFds = ssFdsOf(server.pid);
+    const ssFds = ssCloseWaitFds(server.pid);
     for (const e of since) {
       c.expect(e.origin === 'preexisting', `pre-existing socket ${e.remote} has origin ${e.origin}`);
       c.expect(typeof e.fd === 'number' && ssFds.get(`${e.local} ${e.remote}`) === e.fd, `pre-existing socket ${e.remote}: fd ${e.fd}, ss says ${ssFds.get(`${e.local} ${e.remote}`)}`);
@@ -362,18 +362,6 @@ function logLine(l: string): string {
   } catch {
     return l.slice(0, 200);
   }
-}
-
-/** "local remote" -> fd, for the pid's CLOSE_WAIT sockets (ss -p) */
-function ssFdsOf(pid: number): Map<string, number> {
-  const r = spawnSync('ss', ['-tanpH', 'state', 'close-wait'], { encoding: 'utf8' });
-  const out = new Map<string, number>();
-  for (const line of r.stdout.split('\n')) {
-    const cols = line.trim().split(/\s+/);
-    const m = new RegExp(`pid=${pid},fd=(\\d+)\\)`).exec(cols[4] ?? '');
-    if (m) out.set(`${cols[2]} ${cols[3]}`, Number(m[1]));
-  }
-  return out;
 }
 
 function fixtures(): Fixtures {
