@@ -9,7 +9,7 @@ import { TcptraceError } from '../errors.js';
 
 export type ProbeKind = 'tp_btf' | 'raw_tp' | 'fexit' | 'kretprobe' | 'tracepoint' | 'syscallTracepoint' | 'sockIo';
 
-export type HookFact = 'transitions' | 'accept' | 'syscalls' | 'io' | 'fork';
+export type HookFact = 'transitions' | 'accept' | 'connect' | 'syscalls' | 'io' | 'fork';
 
 export interface AttachMode {
   name: ModeName;
@@ -155,6 +155,7 @@ export function hookPlan(mode: AttachMode, probe: Pick<KernelProbe, 'syscallTrac
     ioViaSyscalls: stacks && !sockIo,
     hooks: {
       ...mode.hooks,
+      connect: 'no hook: the CLOSE->SYN_SENT / CLOSE->LISTEN transition reads the fd from the syscall registers',
       syscalls: perSyscall
         ? 'tracepoint/syscalls/sys_exit_{accept,accept4}, sys_enter_{close,shutdown}'
         : `${mode.flavour}/sys_enter, ${mode.flavour}/sys_exit (every syscall)`,
