@@ -36,7 +36,10 @@ const rawPrograms = (mode: AttachMode, tracepoints: string[]): string[] => (mode
  * the box. bench/syscall-cost here: +97 ns per unrelated syscall against +221
  * ns with raw programs (wrk makes 14 syscalls per request, 1 of them hooked:
  * connect() and listen() are not hooked; their transitions read the fd from
- * the syscall registers).
+ * the syscall registers). fexit on the syscall functions would leave the other
+ * tasks on the fast path, but a trampoline misses a call already in flight at
+ * attach: the accept() an idle server is blocked in (tried on the kernel
+ * matrix, 6.1-7.2: that connection's accept and fd were lost).
  */
 const SYSCALL_TPS = [
   'tp_sys_exit_accept4',

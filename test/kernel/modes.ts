@@ -22,6 +22,9 @@
  *    the accepting function (user registers at the syscall); the io_uring accept
  *    claimed by fexit/kretprobe in fentry/kprobe modes, and only there (nothing
  *    else sees it, so it tells a hook that claims nothing from one that works);
+ *    the server's close() of the good connection reported (fentry on the
+ *    syscall function in the fentry mode, syscall tracepoints elsewhere); this
+ *    script's own connect() fds read from the registers;
  *    no BPF program of the agent left loaded after it exits.
  *
  * Results: one line per mode, `N passed, N failed, N skipped` at the end, exit 1
@@ -260,8 +263,13 @@ async function scenario(mode: Mode, fx: Fixtures, c: Checks): Promise<Record<str
     const rec = await readRecording(file);
     c.expect(live.attach?.mode === mode, `the report says attach mode ${live.attach?.mode}`);
     extra.counts = live.counts;
-    c.expect(live.counts?.lost === 0 && live.counts?.missedInKernel === 0 && live.counts?.droppedInAgent === 0,
-      `events lost: ${live.counts?.lost} to a full ring, ${live.counts?.missedInKernel} hook runs skipped by the kernel, ${live.counts?.droppedInAgent} in the agent`);
+    c.expect(live.counts?.lost === 0 && live.counts?.droppedInAgent === 0, `events lost: ${live.counts?.lost} to a full ring, ${live.counts?.droppedInAgent} in the agent`);
+    // A hook run the kernel skips (a softirq nested in one of our programs on the same CPU: the
+    // kernel's recursion guard) is not ours to prevent, only to count and report. Seen under TCG
+    // (1 in a run on 7.2); the per-socket checks below fail if it hit a checked transition.
+    extra.missedInKernel = live.counts?.missedInKernel;
+    c.expect(typeof live.counts?.missedInKernel === 'number' && live.counts.missedInKernel * 100 <= live.counts.events, `hook runs skipped by the kernel: ${live.counts?.missedInKernel} of ${live.counts?.events} events`);
+    if (live.counts?.missedInKernel && !(live.warnings ?? []).some((w: string) => /events missed/.test(w))) c.expect(false, `${live.counts.missedInKernel} hook runs skipped, but the report does not warn`);
 
     // ---- transitions, complete and in order, owned by the server
     const byPeer = lifetimes(rec, server.port);
@@ -291,6 +299,11 @@ async function scenario(mode: Mode, fx: Fixtures, c: Checks): Promise<Record<str
     const notAccepted = [...leaks, ...good].filter((p) => !accepted.has(p));
     c.expect(notAccepted.length === 0, `no accept reported for peer port(s) ${notAccepted.join(', ')}`);
     c.expect(accepts.every((a) => a.fd >= 3), `accept with a bad fd: ${accepts.map((a) => a.fd).join(', ')}`);
+
+    // ---- close(): the server closes the good connection itself (syscall function or tracepoint)
+    const closes = rec.events.filter((e): e is SockcallEvent => e.type === 'sockcall' && e.call === TT_CALL.CLOSE && e.pid === server.pid);
+    const closedPeers = new Set(closes.map((e) => peerPort(e.remote)));
+    c.expect(good.every((p) => closedPeers.has(p)) && closes.every((e) => e.fd >= 3), `close() of the good connection (peer port ${good.join(', ')}) not reported: closes seen [${closes.map((e) => `:${peerPort(e.remote)} fd ${e.fd}`).join(', ')}] (hooks: ${live.attach?.hooks?.syscalls})`);
 
     // ---- connect(): not hooked; the SYN_SENT transition inside it reads the fd from the saved registers
     const dials = rec.events.filter((e): e is TransitionEvent => e.type === 'transition' && e.ownerPid === process.pid && e.newState === TCP.SYN_SENT);
