@@ -14,8 +14,8 @@
  * every flavour is a thin wrapper over the static helpers below:
  *   transitions  tp_btf | raw_tp | tracepoint            sock:inet_sock_set_state (4.16+)
  *   accept       fexit | kretprobe  (+ syscall exit)     inet_csk_accept
- *   connect/listen  no hook of their own: the transition they cause reads the
- *                fd from the task's saved syscall registers
+ *   connect/listen  the transition they cause reads the fd from the task's saved
+ *                syscall registers; hooked (entry) only to take the stack
  *   syscalls     tracepoint (syscalls:sys_{enter,exit}_<call>: only the hooked calls
  *                run a program; ids from tracefs, mounted privately if needed)
  *                | tp_btf | raw_tp (raw_syscalls sys_enter/sys_exit: a program on
@@ -154,11 +154,9 @@ struct {
 /*
  * Scratch for one stack record per CPU (too big for the 512-byte BPF stack).
  * A plain array indexed by CPU, sized to the possible CPUs by user space: per-CPU
- * maps cap values at 32 KiB, less than a record. Only process-context programs
- * use it (the syscall hooks, and the transition program at CLOSE -> SYN_SENT /
- * LISTEN, which only happens inside connect()/listen()), and they do not nest
- * on a CPU. The slack keeps the verifier's bound on the rounded-up record size
- * inside the value.
+ * maps cap values at 32 KiB, less than a record. Only syscall-context programs
+ * use it, and they do not nest on a CPU. The slack keeps the verifier's bound on
+ * the rounded-up record size inside the value.
  */
 struct stack_scratch_value {
 	struct tt_stack rec;
@@ -559,10 +557,10 @@ static __always_inline struct tt_owner *learn_owner(const bool btf, const struct
 
 		if (!is_target(bpf_get_current_pid_tgid() >> 32) || !sk_is_tcp(btf, sk))
 			return NULL;
+		/* the stack is taken at syscall entry (on_acquire_enter), not here: a capture is long, and
+		 * a softirq transition landing inside this program on the same CPU would be skipped */
 		owner_here(&fresh, acquiring_syscall_fd(listen), listen ? TT_ORIGIN_LISTEN : TT_ORIGIN_CONNECT);
-		o = owner_put(skey, &fresh);
-		capture_stack(btf, sk, TT_SITE_ACQUIRE, listen ? TT_CALL_LISTEN : TT_CALL_CONNECT);
-		return o;
+		return owner_put(skey, &fresh);
 	}
 	return NULL;
 }
@@ -582,6 +580,18 @@ static __always_inline void handle_transition(const bool btf, const struct sock 
 		return;
 	/* in --pid mode the owners map only ever holds targets' sockets (every way in checks is_target) */
 	o = bpf_map_lookup_elem(&owners, &skey);
+	if (o && ((oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV) ||
+		  (oldstate == TCP_CLOSE && (newstate == TCP_SYN_SENT || newstate == TCP_LISTEN)))) {
+		/*
+		 * A socket is born (a listener's new child, or connect/listen from CLOSE) at
+		 * an address the map still holds: the entry is a dead socket's, whose CLOSE
+		 * was never seen (the kernel skipped that run: missedInKernel). Its owner
+		 * must not be inherited: learn this one's afresh.
+		 */
+		bpf_map_delete_elem(&owners, &skey);
+		count(TT_CNT_STALE_OWNERS);
+		o = NULL;
+	}
 	if (!o)
 		o = learn_owner(btf, sk, oldstate, newstate);
 	if (!o) {
@@ -730,6 +740,22 @@ static __always_inline void on_read_enter(__u32 nr, long fd)
 }
 
 /*
+ * connect()/listen() entry, only with stacks: the acquire stack. The fd itself
+ * is learnt by the transition the call causes (acquiring_syscall_fd), so
+ * without stacks these calls are not hooked at all.
+ */
+static __always_inline void on_acquire_enter(__u32 nr, long fd)
+{
+	struct sock *sk;
+
+	if (!targ_stacks || !is_target(bpf_get_current_pid_tgid() >> 32))
+		return;
+	sk = fd_to_tcp_sk((int)fd);
+	if (sk)
+		capture_stack(RAW_PTR, sk, TT_SITE_ACQUIRE, nr == NR_listen ? TT_CALL_LISTEN : TT_CALL_CONNECT);
+}
+
+/*
  * An I/O stack site of a traced socket, once per socket: the first write/send
  * after acquiring it names the handler that owns it; the first read that
  * returned 0 is the program seeing the peer's FIN.
@@ -828,6 +854,11 @@ static __always_inline void on_sys_enter(const bool btf, struct pt_regs *regs, l
 	case NR_recvmsg:
 		if (targ_stacks && targ_io_syscalls)
 			on_read_enter(nr, SYSCALL_ARG1(btf, regs));
+		break;
+	case NR_connect:
+	case NR_listen:
+		if (targ_stacks)
+			on_acquire_enter(nr, SYSCALL_ARG1(btf, regs));
 		break;
 	case NR_close:
 		on_release_enter(TT_CALL_CLOSE, SYSCALL_ARG1(btf, regs), 0);
@@ -977,6 +1008,20 @@ int tp_inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	if (ctx->protocol != IPPROTO_TCP)
 		return 0;
 	handle_transition(RAW_PTR, (const struct sock *)ctx->skaddr, ctx->oldstate, ctx->newstate);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_connect")
+int tp_sys_enter_connect(struct trace_event_raw_sys_enter *ctx)
+{
+	on_acquire_enter(NR_connect, ctx->args[0]);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_listen")
+int tp_sys_enter_listen(struct trace_event_raw_sys_enter *ctx)
+{
+	on_acquire_enter(NR_listen, ctx->args[0]);
 	return 0;
 }
 

@@ -16,7 +16,7 @@ namespace tcptrace {
 namespace {
 constexpr size_t kFlushBytes = 4 << 20;  // hand over mid-drain past this, to bound batch size
 
-// One hand-over to JS: the packed records, and where the stack records among them start
+// One hand-over to JS: the packed records, and where the full stack records among them start
 // (found while copying, so JS never walks the batch's headers a second time to find them).
 struct Batch {
   std::vector<uint8_t> bytes;
@@ -59,7 +59,8 @@ struct PollState {
     std::vector<uint8_t>& out = s->batch->bytes;
     uint16_t kind = 0;
     if (size >= sizeof(tt_hdr)) std::memcpy(&kind, p + offsetof(tt_hdr, kind), sizeof(kind));
-    if (kind == TT_KIND_STACK || kind == TT_KIND_STACK_REF) s->batch->stack_offsets.push_back(static_cast<uint32_t>(out.size()));
+    // full stack copies leave the batch (raw stack bytes are user data); references stay inline
+    if (kind == TT_KIND_STACK) s->batch->stack_offsets.push_back(static_cast<uint32_t>(out.size()));
     // Records are 8-byte multiples (struct alignment), so they stay aligned when packed.
     out.insert(out.end(), p, p + size);
     s->batch_records++;

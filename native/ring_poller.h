@@ -10,8 +10,10 @@
 //    std::vector (records never point into ring memory) and posts that vector to
 //    the JS thread through a ThreadSafeFunction: one JS call per batch, never
 //    one per event. The JS Buffer wraps the vector without another copy. The
-//    offsets of stack records are noted while copying and passed along
-//    (onBatch(buffer, stackOffsets?)), so JS splits them out without a pass.
+//    offsets of full stack records are noted while copying and passed along
+//    (onBatch(buffer, stackOffsets?)), so JS splits them out without a pass;
+//    stack references (56 bytes, no user data) stay inline and are decoded
+//    with the other records.
 //  - Batches waiting for the JS thread are bounded by bytes; past the bound a
 //    batch is dropped and counted (dropped_batches/dropped_bytes), never silently.
 //  - Stop(): the JS thread signals the eventfd; the poll thread does a last

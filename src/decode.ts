@@ -13,7 +13,8 @@
  * and keys stay plain numbers (BigInt keys cost more than the rest of decoding).
  */
 import * as G from './generated/events.js';
-import type { ForkEvent, SockcallEvent, TraceEvent, TransitionEvent } from './model/events.js';
+import type { ForkEvent, SockcallEvent, StackRefEvent, TraceEvent, TransitionEvent } from './model/events.js';
+import { SITE_NAMES, type Site } from './stacks/types.js';
 import { endpoint, formatIp, type TupleSink } from './model/addr.js';
 
 export class DecodeError extends Error {}
@@ -196,12 +197,42 @@ export class ForkView extends View implements ForkEvent {
   }
 }
 
+export class StackRefView extends View implements StackRefEvent {
+  readonly type = 'stackref' as const;
+  get sk(): number {
+    return u48(this.dv, this.o + G.O_STACK_REF_SK);
+  }
+  get hasCookie(): boolean {
+    return !isZero64(this.dv, this.o + G.O_STACK_REF_COOKIE);
+  }
+  get cookie(): bigint {
+    const at = this.o + G.O_STACK_REF_COOKIE;
+    return isZero64(this.dv, at) ? 0n : this.dv.getBigUint64(at, true);
+  }
+  get pid(): number {
+    return this.dv.getUint32(this.o + G.O_STACK_REF_TGID, true);
+  }
+  get tid(): number {
+    return this.dv.getUint32(this.o + G.O_STACK_REF_TID, true);
+  }
+  get site(): Site {
+    return SITE_NAMES[this.dv.getUint8(this.o + G.O_STACK_REF_SITE)] ?? 'acquire';
+  }
+  get stackId(): number {
+    return this.dv.getUint32(this.o + G.O_STACK_REF_STACK_ID, true);
+  }
+  materialize(): StackRefEvent {
+    const { type, ts, sk, cookie, pid, tid, site, stackId } = this;
+    return { type, ts, sk, cookie, pid, tid, site, stackId };
+  }
+}
+
 export interface DecodeStats {
   records: number;
   unknown: number;
 }
 
-export type RecordView = TransitionView | SockcallView | ForkView;
+export type RecordView = TransitionView | SockcallView | ForkView | StackRefView;
 
 /**
  * Calls fn once per record with a reused view (valid only during the call).
@@ -211,9 +242,10 @@ export function forEachRecord(buf: Buffer, fn: (v: RecordView) => void, stats?: 
   const tv = new TransitionView();
   const sv = new SockcallView();
   const fv = new ForkView();
+  const rv = new StackRefView();
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  tv.b = sv.b = fv.b = buf;
-  tv.dv = sv.dv = fv.dv = dv;
+  tv.b = sv.b = fv.b = rv.b = buf;
+  tv.dv = sv.dv = fv.dv = rv.dv = dv;
   let off = 0;
   const len = buf.length;
   while (off < len) {
@@ -239,6 +271,11 @@ export function forEachRecord(buf: Buffer, fn: (v: RecordView) => void, stats?: 
         if (size < G.SIZE_FORK) throw new DecodeError(`short fork record (${size} bytes)`);
         fv.o = off;
         fn(fv);
+        break;
+      case G.TT_KIND.STACK_REF:
+        if (size < G.SIZE_STACK_REF) throw new DecodeError(`short stack reference record (${size} bytes)`);
+        rv.o = off;
+        fn(rv);
         break;
       default:
         if (stats) stats.unknown++;

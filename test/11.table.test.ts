@@ -82,3 +82,19 @@ test('a forked child inherits the sockets in the fd table, not those still in th
   assert.deepEqual(t.live.get(2)!.sharedWith, []);
   assert.ok(t.targets!.has(101));
 });
+
+test('a socket born at a live socket\'s address retires it: that CLOSE was skipped by the kernel', () => {
+  const t = new SocketTable([100, 300]);
+  // a client socket of pid 300 whose final CLOSE run the kernel skipped (missedInKernel)
+  t.apply(tr(1, 10, TCP.CLOSE, TCP.SYN_SENT, { ownerPid: 300, ownerComm: 'client', origin: TT_ORIGIN.CONNECT, ownerFd: 5 }));
+  const client = t.apply(tr(1, 11, TCP.SYN_SENT, TCP.ESTABLISHED, { ownerPid: 300, ownerComm: 'client', origin: TT_ORIGIN.CONNECT }))!.rec;
+  t.apply(tr(1, 12, TCP.ESTABLISHED, TCP.FIN_WAIT1, { ownerPid: 300, ownerComm: 'client', origin: TT_ORIGIN.CONNECT }));
+  // the address comes back as a listener's child of pid 100
+  const child = t.apply(tr(1, 20, TCP.LISTEN, TCP.SYN_RECV))!;
+  assert.notEqual(child.rec, client);
+  assert.equal(child.rec.pid, 100);
+  assert.equal(child.rec.state, TCP.SYN_RECV);
+  assert.equal(child.rec.transitions, 1, 'the child does not continue the client\'s life');
+  assert.equal(t.counts.unseenCloses, 1);
+  assert.equal(t.live.size, 1);
+});

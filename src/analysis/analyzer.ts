@@ -89,6 +89,11 @@ export class Analyzer implements TraceSink {
       case 'fork':
         table.fork(ev.parentPid, ev.childPid);
         break;
+      case 'stackref':
+        // a stack the kernel recognised: its frames came earlier, as a full stack (stacks())
+        this.stacksSeen++;
+        table.attachStack(ev);
+        break;
     }
   };
 

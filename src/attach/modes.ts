@@ -35,8 +35,8 @@ const rawPrograms = (mode: AttachMode, tracepoints: string[]): string[] => (mode
  * a program, where a raw sys_enter/sys_exit program runs on every syscall of
  * the box. bench/syscall-cost here: +97 ns per unrelated syscall against +221
  * ns with raw programs (wrk makes 14 syscalls per request, 1 of them hooked:
- * connect() and listen() are not hooked; their transitions read the fd from
- * the syscall registers). fexit on the syscall functions would leave the other
+ * connect() and listen() are hooked only with stacks, for the acquire stack;
+ * their transitions read the fd from the syscall registers). fexit on the syscall functions would leave the other
  * tasks on the fast path, but a trampoline misses a call already in flight at
  * attach: the accept() an idle server is blocked in (tried on the kernel
  * matrix, 6.1-7.2: that connection's accept and fd were lost).
@@ -47,6 +47,8 @@ const SYSCALL_TPS = [
   'tp_sys_enter_close',
   'tp_sys_enter_shutdown',
 ];
+/** with stacks: connect()/listen() entry, for the acquire stack (their fds come from the transition) */
+const ACQUIRE_SYSCALL_TPS = ['tp_sys_enter_connect', 'tp_sys_enter_listen'];
 /** stack sites through the read/write family of syscalls: kernels before 6.3, and the tracepoint mode */
 const IO_SYSCALL_TPS = ['write', 'writev', 'sendto', 'sendmsg'].map((c) => `tp_sys_enter_${c}`).concat(
   ...['read', 'readv', 'recvfrom', 'recvmsg'].map((c) => [`tp_sys_enter_${c}`, `tp_sys_exit_${c}`]),
@@ -142,7 +144,7 @@ export function hookPlan(mode: AttachMode, probe: Pick<KernelProbe, 'syscallTrac
   }
   const perSyscall = syscallHooks !== 'raw' && (probe.syscallTracepoint.supported || rawSyscalls.length === 0);
   const sockIo = syscallHooks !== 'raw' && stacks && probe.sockIo.supported && sockIoPrograms.length > 0;
-  const programs = [...mode.programs, ...(perSyscall ? SYSCALL_TPS : rawSyscalls)];
+  const programs = [...mode.programs, ...(perSyscall ? [...SYSCALL_TPS, ...(stacks ? ACQUIRE_SYSCALL_TPS : [])] : rawSyscalls)];
   let io = 'off (no stacks)';
   if (stacks && sockIo) {
     programs.push(...sockIoPrograms);
@@ -158,7 +160,9 @@ export function hookPlan(mode: AttachMode, probe: Pick<KernelProbe, 'syscallTrac
     ioViaSyscalls: stacks && !sockIo,
     hooks: {
       ...mode.hooks,
-      connect: 'no hook: the CLOSE->SYN_SENT / CLOSE->LISTEN transition reads the fd from the syscall registers',
+      connect: stacks
+        ? `fd from the syscall registers at the CLOSE->SYN_SENT / CLOSE->LISTEN transition; stack at ${perSyscall ? 'tracepoint/syscalls/sys_enter_{connect,listen}' : `${mode.flavour}/sys_enter`}`
+        : 'no hook: the CLOSE->SYN_SENT / CLOSE->LISTEN transition reads the fd from the syscall registers',
       syscalls: perSyscall
         ? 'tracepoint/syscalls/sys_exit_{accept,accept4}, sys_enter_{close,shutdown}'
         : `${mode.flavour}/sys_enter, ${mode.flavour}/sys_exit (every syscall)`,

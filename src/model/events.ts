@@ -4,6 +4,7 @@
  * objects of scalars: no nested allocations on the hot path.
  */
 import type { TupleSink } from './addr.js';
+import type { Site } from '../stacks/types.js';
 /** Where a socket is: family, "ip:port" endpoints and network namespace. */
 export interface Endpoints {
   family: number;
@@ -76,4 +77,21 @@ export interface PresentEvent extends Endpoints {
   sharedWith: number[];
 }
 
-export type TraceEvent = TransitionEvent | SockcallEvent | ForkEvent | PresentEvent;
+/**
+ * A stack the kernel recognised (tt_stack_ref): which socket and site, and the id
+ * of a frame list resolved earlier from a full copy (ResolvedStack.stackId).
+ */
+export interface StackRefEvent {
+  type: 'stackref';
+  ts: number;
+  sk: number;
+  cookie: bigint;
+  /** decoder views: cookie !== 0n without reading a BigInt */
+  hasCookie?: boolean;
+  pid: number;
+  tid: number;
+  site: Site;
+  stackId: number;
+}
+
+export type TraceEvent = TransitionEvent | SockcallEvent | ForkEvent | PresentEvent | StackRefEvent;

@@ -29,6 +29,9 @@ export function originName(o: number): Origin {
 const NO_STACKS: Partial<Record<Site, number>> = Object.freeze({});
 const NO_SHARING: number[] = Object.freeze([]) as unknown as number[];
 
+/** A stack seen for a socket: a full one (ResolvedStack) or a kernel reference to one (StackRefEvent). */
+export type StackSighting = Pick<ResolvedStack, 'ts' | 'sk' | 'cookie' | 'site' | 'stackId'> & { hasCookie?: boolean };
+
 export class SocketRecord implements TupleSink {
   /** owner; 0 when unknown */
   pid = 0;
@@ -153,17 +156,19 @@ export interface TableCounts {
   present: number;
   duplicatesAfterAttach: number;
   retired: number;
+  /** sockets retired because another was born at their address before their CLOSE was seen */
+  unseenCloses: number;
 }
 
 export class SocketTable {
   readonly live = new Map<number | bigint, SocketRecord>();
-  readonly counts: TableCounts = { transitions: 0, sockcalls: 0, forks: 0, present: 0, duplicatesAfterAttach: 0, retired: 0 };
+  readonly counts: TableCounts = { transitions: 0, sockcalls: 0, forks: 0, present: 0, duplicatesAfterAttach: 0, retired: 0, unseenCloses: 0 };
   /** pids whose sockets are targets; null: every socket (whole-system mode) */
   readonly targets: Set<number> | null;
   /** CLOSE_WAIT durations of sockets that were closed, by (pid, origin, acquire stack) */
   readonly closedCloseWait = new Map<string, CloseWaitHistory>();
   /** stacks that arrived before their socket's first transition (connect/listen), by sk */
-  private pendingStacks = new Map<number, ResolvedStack[]>();
+  private pendingStacks = new Map<number, StackSighting[]>();
   private serial = 0;
   /** the history noteClosedCloseWait() used last (a server closes through the same few paths) */
   private lastClosed: CloseWaitHistory | null = null;
@@ -189,6 +194,9 @@ export class SocketTable {
         return null;
       case 'fork':
         this.fork(ev.parentPid, ev.childPid);
+        return null;
+      case 'stackref':
+        this.attachStack(ev);
         return null;
     }
   }
@@ -218,9 +226,12 @@ export class SocketTable {
     return rec;
   }
 
-  /** Attaches a stack to its socket (the first one of each site wins). */
-  attachStack(st: ResolvedStack): void {
-    if (st.cookie !== 0n) this.adopt(st.cookie, st.sk);
+  /**
+   * Attaches a stack to its socket (the first one of each site wins). `st` may be
+   * a decoder view, valid only during the call: kept only as a copy.
+   */
+  attachStack(st: StackSighting): void {
+    if (st.hasCookie ?? st.cookie !== 0n) this.adopt(st.cookie, st.sk);
     const rec = this.live.get(st.sk);
     if (rec) {
       if (rec.stacks[st.site] === undefined) rec.setStack(st.site, st.stackId);
@@ -229,7 +240,7 @@ export class SocketTable {
     // connect()/listen() stacks come before the transition that creates the record
     let list = this.pendingStacks.get(st.sk);
     if (!list) this.pendingStacks.set(st.sk, (list = []));
-    list.push(st);
+    list.push({ ts: st.ts, sk: st.sk, cookie: st.cookie, site: st.site, stackId: st.stackId });
     if (this.pendingStacks.size > 4096) this.prunePending(st.ts);
   }
 
@@ -261,6 +272,14 @@ export class SocketTable {
       }
     }
     const oldState = ev.oldState;
+    if (rec && (oldState === TCP.LISTEN ? newState === TCP.SYN_RECV : oldState === TCP.CLOSE && (newState === TCP.SYN_SENT || newState === TCP.LISTEN))) {
+      // a socket born at a live record's address: the old socket's CLOSE was never seen
+      // (the kernel skipped that hook run): retire it rather than continue its life
+      this.live.delete(sk);
+      this.counts.retired++;
+      this.counts.unseenCloses++;
+      rec = undefined;
+    }
     if (!rec) {
       rec = this.create(sk, ts, ev);
       // a socket first seen mid-life: its old state began before we saw it

@@ -1,13 +1,16 @@
 /**
- * Recording file format (version 1).
+ * Recording file format (version 2; version 1 files still read).
  *
  *   file   := frame*
  *   frame  := u32 big-endian payload length, then a msgpack payload
- *   payload:= {t: 'header', format: 'tcptrace-record', version: 1, info}
+ *   payload:= {t: 'header', format: 'tcptrace-record', version: 2, info}
  *           | {t: 'present', events}     sockets present at attach
  *           | {t: 'batch', data}         ring-buffer records, byte for byte (bpf/tcpstate.h),
- *                                        except stack records: raw stack bytes are user data
- *           | {t: 'stacks', items}       stacks, unwound and symbolized at capture time
+ *                                        except full stack records: raw stack bytes are user data.
+ *                                        Stack references (tt_stack_ref: a stack id, no stack
+ *                                        bytes) stay in the batch (version 2; version 1 turned
+ *                                        them into 'stacks' items)
+ *           | {t: 'stacks', items}       full stacks, unwound and symbolized at capture time
  *           | {t: 'counters', c}         kernel and agent counters, sampled
  *           | {t: 'end', end}            written on a clean stop
  *
@@ -18,7 +21,9 @@
 import { Packr, Unpackr } from 'msgpackr';
 
 export const RECORD_FORMAT = 'tcptrace-record';
-export const RECORD_VERSION = 1;
+export const RECORD_VERSION = 2;
+/** versions this build reads: 1 differs only in where stack references went */
+export const RECORD_VERSIONS_READ = [1, 2];
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 const unpackr = new Unpackr({ useRecords: false });

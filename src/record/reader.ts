@@ -5,7 +5,7 @@ import * as G from '../generated/events.js';
 import type { PresentEvent } from '../model/events.js';
 import type { ResolvedStack } from '../stacks/types.js';
 import { zeroCounters, type Counters, type SessionEnd, type SessionInfo, type TraceSink } from '../trace/types.js';
-import { decodeFrame, fromWire, RECORD_FORMAT, RECORD_VERSION } from './format.js';
+import { decodeFrame, fromWire, RECORD_FORMAT, RECORD_VERSION, RECORD_VERSIONS_READ } from './format.js';
 
 export interface ReplayResult {
   frames: number;
@@ -43,8 +43,8 @@ export async function replay(path: string, sink: TraceSink): Promise<ReplayResul
       if (frame.t !== 'header' || frame.format !== RECORD_FORMAT) {
         throw new TcptraceError('BAD_INPUT', `${path}: not a tcptrace recording`);
       }
-      if (frame.version !== RECORD_VERSION) {
-        throw new TcptraceError('BAD_INPUT', `${path}: recording format version ${String(frame.version)} (this tcptrace reads version ${RECORD_VERSION})`);
+      if (!RECORD_VERSIONS_READ.includes(frame.version as number)) {
+        throw new TcptraceError('BAD_INPUT', `${path}: recording format version ${String(frame.version)} (this tcptrace reads versions ${RECORD_VERSIONS_READ.join(', ')}; it writes ${RECORD_VERSION})`);
       }
       info = fromWire<SessionInfo>(frame.info);
       sink.begin(info);

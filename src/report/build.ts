@@ -93,7 +93,10 @@ export function buildReport(a: Analyzer, end: SessionEnd): ReportDoc {
 
   const warnings: string[] = [];
   if (counters.lost) warnings.push(`${counters.lost} events lost: the ring buffer was full (raise --ring-size)`);
-  if (counters.missed) warnings.push(`${counters.missed} events missed: the kernel skipped a hook that interrupted another BPF program on the same CPU`);
+  if (counters.missed) {
+    const unseen = table.counts.unseenCloses;
+    warnings.push(`${counters.missed} events missed: the kernel skipped a hook that interrupted another BPF program on the same CPU${unseen ? ` (${unseen} sockets' CLOSE among them, found when their address was reused)` : ''}`);
+  }
   if (counters.droppedBatches) warnings.push(`${counters.droppedBatches} batches (${counters.droppedBytes} bytes) dropped in the agent: it fell behind`);
   if (counters.ownersFull) warnings.push(`${counters.ownersFull} sockets not tracked: owners map full (raise --max-sockets)`);
   if (counters.listenersFull) warnings.push(`${counters.listenersFull} listeners not tracked: listeners map full`);

@@ -7,7 +7,8 @@
  * dedup" in bpf/tcpstate.h): from each full unwind it derives the CFA rule at
  * the innermost pcs (CFA = sp + k, k = sp[i+1] - sp[i]) and the fingerprint
  * the kernel's walk over those rules will compute; the kernel then sends a
- * 56-byte reference (TT_KIND_STACK_REF) instead of a copy.
+ * 56-byte reference (TT_KIND_STACK_REF) instead of a copy. References stay in
+ * the record batches and carry the stack id given here (src/decode.ts).
  */
 import { native } from '../native.js';
 import * as G from '../generated/events.js';
@@ -37,8 +38,8 @@ interface NativeStackResolver {
 }
 
 export interface ResolverStats {
+  /** full copies resolved (references are counted by the analysis) */
   stacks: number;
-  deduped: number;
   distinct: number;
   unwindMs: number;
   symbolizeMs: number;
@@ -61,7 +62,6 @@ export class StackResolver {
   /** mirror of the kernel's CFA rules: `${tgid}:${pc}` -> k (0: inconsistent, do not walk) */
   private readonly rules = new Map<string, number>();
   private stacks = 0;
-  private deduped = 0;
 
   constructor(private readonly teach?: StackTeacher) {
     const Ctor = (native() as unknown as { StackResolver: new (o: object) => NativeStackResolver }).StackResolver;
@@ -86,27 +86,6 @@ export class StackResolver {
     if (this.teach) this.learn(r, id);
     const frames = this.byId.get(id)!.frames;
     return { ts: r.ts, sk: sk48(r.sk), cookie: r.cookie, pid: r.pid, tid: r.tid, site: SITE_NAMES[r.site] ?? 'acquire', stackId: id, frames, stop: r.stop, complete: r.complete };
-  }
-
-  /** A reference record: a stack the kernel recognised from an earlier copy. */
-  resolveRef(buf: Buffer, off: number): ResolvedStack | null {
-    const id = buf.readUInt32LE(off + G.O_STACK_REF_STACK_ID);
-    const known = this.byId.get(id);
-    if (!known) return null; // learnt by an earlier session's ids? cannot happen within one
-    this.stacks++;
-    this.deduped++;
-    return {
-      ts: buf.readUInt32LE(off + G.O_HDR_TS_NS + 4) * 4294967296 + buf.readUInt32LE(off + G.O_HDR_TS_NS),
-      sk: buf.readUIntLE(off + G.O_STACK_REF_SK, 6),
-      cookie: buf.readBigUInt64LE(off + G.O_STACK_REF_COOKIE),
-      pid: buf.readUInt32LE(off + G.O_STACK_REF_TGID),
-      tid: buf.readUInt32LE(off + G.O_STACK_REF_TID),
-      site: SITE_NAMES[buf[off + G.O_STACK_REF_SITE]] ?? 'acquire',
-      stackId: id,
-      frames: known.frames,
-      stop: known.stop,
-      complete: known.complete,
-    };
   }
 
   /** Derive CFA rules and the fingerprint the kernel will compute, and register them. */
@@ -142,28 +121,29 @@ export class StackResolver {
 
   stats(): ResolverStats {
     const s = this.nat.stats();
-    return { stacks: this.stacks, deduped: this.deduped, distinct: this.ids.size, unwindMs: s.unwindNs / 1e6, symbolizeMs: s.symbolizeNs / 1e6, unresolvedFrames: s.unresolvedFrames };
+    return { stacks: this.stacks, distinct: this.ids.size, unwindMs: s.unwindNs / 1e6, symbolizeMs: s.symbolizeNs / 1e6, unresolvedFrames: s.unresolvedFrames };
   }
 }
 
 /**
- * Splits a ring batch around its stack records (full or reference), preserving
- * order: calls onRecords for each run of other records (a subarray, no copy)
- * and onStack for each stack record. The poll thread found the stack records'
- * offsets while copying the batch out of the ring; a batch without any (most
- * of them) is passed through whole.
+ * Splits a ring batch around its full stack records, preserving order: calls
+ * onRecords for each run of other records (a subarray, no copy; stack
+ * references are among them) and onStack for each full stack. The poll thread
+ * found their offsets while copying the batch out of the ring; a batch without
+ * any (most of them, once the kernel recognises a process's stacks) is passed
+ * through whole.
  */
 export function splitStacks(
   buf: Buffer,
   stackOffsets: Uint32Array | undefined,
   onRecords: (b: Buffer) => void,
-  onStack: (b: Buffer, off: number, kind: number) => void,
+  onStack: (b: Buffer, off: number) => void,
 ): void {
   if (!stackOffsets) return onRecords(buf);
   let runStart = 0;
   for (const off of stackOffsets) {
     if (off > runStart) onRecords(buf.subarray(runStart, off));
-    onStack(buf, off, buf.readUInt16LE(off + G.O_HDR_KIND));
+    onStack(buf, off);
     runStart = off + ((buf.readUInt16LE(off + G.O_HDR_SIZE) + 7) & ~7);
   }
   if (runStart < buf.length) onRecords(buf.subarray(runStart));

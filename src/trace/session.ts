@@ -7,7 +7,7 @@ import { planAttach, type AttachPlan } from '../attach/probe.js';
 import { hookPlan, type HookPlan, type SyscallHooks } from '../attach/modes.js';
 import { TcptraceError } from '../errors.js';
 import { logger } from '../log.js';
-import { TT_COUNTER, TT_KIND, TT_ORIGIN } from '../generated/events.js';
+import { TT_COUNTER, TT_ORIGIN } from '../generated/events.js';
 import { native, type NativeCounters, type NativeTracer } from '../native.js';
 import { bootId, hostName, monotonicNs, osRelease, clockMapping } from '../sys/host.js';
 import { VERSION } from '../version.js';
@@ -157,10 +157,10 @@ export class TraceSession {
     this.tracer.start(
       resolver
         ? (buf, stackOffsets) =>
-            splitStacks(buf, stackOffsets, toSinks, (b, off, kind) => {
+            splitStacks(buf, stackOffsets, toSinks, (b, off) => {
               // raw stack bytes stop here: sinks (and recordings) only ever see frames
-              const st = kind === TT_KIND.STACK ? resolver.resolve(b, off) : resolver.resolveRef(b, off);
-              if (st) for (const s of sinks) s.stacks([st]);
+              const st = resolver.resolve(b, off);
+              for (const s of sinks) s.stacks([st]);
             })
         : toSinks,
       { intervalMs: this.opts.drainIntervalMs },
@@ -247,6 +247,7 @@ export function toCounters(n: NativeCounters): Counters {
   c.events = k(TT_COUNTER.EVENTS);
   c.lost = k(TT_COUNTER.RB_FULL);
   c.missed = Number(n.missed);
+  c.staleOwners = k(TT_COUNTER.STALE_OWNERS);
   c.filtered = k(TT_COUNTER.FILTERED);
   c.ownersFull = k(TT_COUNTER.OWNERS_FULL);
   c.listenersFull = k(TT_COUNTER.LISTENERS_FULL);

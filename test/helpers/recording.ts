@@ -10,17 +10,32 @@ export interface Recorded {
   info: SessionInfo;
   present: PresentEvent[];
   events: TraceEvent[];
+  /** every stack sighting in stream order: full stacks, and kernel references given their frames */
   stacks: ResolvedStack[];
   end: SessionEnd;
 }
 
 export async function readRecording(path: string): Promise<Recorded> {
   const rec: Partial<Recorded> & { events: TraceEvent[]; present: PresentEvent[]; stacks: ResolvedStack[] } = { events: [], present: [], stacks: [] };
+  const full = new Map<number, ResolvedStack>();
   await replay(path, {
-    stacks: (items) => void rec.stacks.push(...items),
+    stacks: (items) => {
+      for (const st of items) if (!full.has(st.stackId)) full.set(st.stackId, st);
+      rec.stacks.push(...items);
+    },
     begin: (info) => void (rec.info = info),
     present: (p) => void rec.present.push(...p),
-    batch: (buf) => decodeBatch(buf, rec.events),
+    batch: (buf) => {
+      const from = rec.events.length;
+      decodeBatch(buf, rec.events);
+      for (let i = from; i < rec.events.length; i++) {
+        const ev = rec.events[i];
+        if (ev.type !== 'stackref') continue;
+        const known = full.get(ev.stackId);
+        if (!known) throw new Error(`stack reference to id ${ev.stackId} before any full stack of it`);
+        rec.stacks.push({ ...known, ts: ev.ts, sk: ev.sk, cookie: ev.cookie, pid: ev.pid, tid: ev.tid, site: ev.site });
+      }
+    },
     counters: () => {},
     finish: (end) => void (rec.end = end),
   });
