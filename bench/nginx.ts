@@ -35,13 +35,25 @@ interface Run {
   cpuS: number | null;
 }
 
-/** a tcptrace JSON report's losses, total and by cause */
-function jsonLoss(doc: { counts: { lost: number; missedInKernel: number; droppedInAgent: number } }): Pick<Run, 'lost' | 'lostParts'> {
-  const lostParts = { ring: doc.counts.lost, missed: doc.counts.missedInKernel, agent: doc.counts.droppedInAgent };
-  return { lost: lostParts.ring + lostParts.missed + lostParts.agent, lostParts };
+/** lost events, total and by cause */
+function withLoss(lostParts: Record<string, number>): Pick<Run, 'lost' | 'lostParts'> {
+  return { lost: Object.values(lostParts).reduce((a, v) => a + v, 0), lostParts };
 }
 
 type Condition = { name: string; start: (worker: number, dir: string) => Promise<Tracer | null>; finish: (t: Tracer, dir: string) => Promise<Omit<Run, 'reqs' | 'cpuS'>> };
+
+/** `tcptrace --pid P --quiet ... --format json`: events and losses from its report */
+function jsonTrace(name: string, pid: (worker: number) => number, args: string[], onReport?: (doc: any) => void): Condition {
+  return {
+    name,
+    start: (worker) => spawnTracer(process.execPath, [CLI, '--pid', String(pid(worker)), '--quiet', ...args, '--format', 'json'], /tcptrace: tracing/),
+    finish: async (t) => {
+      const doc = JSON.parse(t.stdout.join(''));
+      onReport?.(doc);
+      return { events: doc.counts.events, ...withLoss({ ring: doc.counts.lost, missed: doc.counts.missedInKernel, agent: doc.counts.droppedInAgent }) };
+    },
+  };
+}
 
 function cpuTicks(pid: number): number | null {
   try {
@@ -60,44 +72,20 @@ let idle: ReturnType<typeof spawn> | null = null;
 
 const conditions: Condition[] = [
   { name: 'baseline', start: async () => null, finish: async () => ({ events: null, lost: null }) },
-  {
-    name: 'tcptrace hooks only (idle pid)',
-    start: () => {
-      idle = spawn('sleep', ['3600'], { stdio: 'ignore' });
-      return spawnTracer(process.execPath, [CLI, '--pid', String(idle.pid), '--quiet', '--no-stacks', '--format', 'json'], /tcptrace: tracing/);
-    },
-    finish: async (t) => {
-      idle?.kill('SIGKILL');
-      idle = null;
-      const doc = JSON.parse(t.stdout.join(''));
-      return { events: doc.counts.events, ...jsonLoss(doc) };
-    },
-  },
-  {
-    name: 'tcptrace --pid --no-stacks',
-    start: (worker) => spawnTracer(process.execPath, [CLI, '--pid', String(worker), '--quiet', '--no-stacks', '--format', 'json'], /tcptrace: tracing/),
-    finish: async (t) => {
-      const doc = JSON.parse(t.stdout.join(''));
-      return { events: doc.counts.events, ...jsonLoss(doc) };
-    },
-  },
-  {
-    name: 'tcptrace --pid (attribution)',
-    start: (worker) => spawnTracer(process.execPath, [CLI, '--pid', String(worker), '--quiet', '--format', 'json'], /tcptrace: tracing/),
-    finish: async (t) => {
-      const doc = JSON.parse(t.stdout.join(''));
-      stackNotes.push(doc.stacks);
-      return { events: doc.counts.events, ...jsonLoss(doc) };
-    },
-  },
+  // every hook attached, nothing traced: the target is an idle process of our own
+  jsonTrace('tcptrace hooks only (idle pid)', () => (idle = spawn('sleep', ['3600'], { stdio: 'ignore' })).pid!, ['--no-stacks'], () => {
+    idle?.kill('SIGKILL');
+    idle = null;
+  }),
+  jsonTrace('tcptrace --pid --no-stacks', (worker) => worker, ['--no-stacks']),
+  jsonTrace('tcptrace --pid (attribution)', (worker) => worker, [], (doc) => stackNotes.push(doc.stacks)),
   {
     name: 'tcptrace record (system)',
     start: (_w, dir) => spawnTracer(process.execPath, [CLI, 'record', '-o', join(dir, 'bench.tcptrace')], /tcptrace: recording/),
     finish: async (t) => {
       const m = /recorded (\d+) records .* lost (\d+), dropped (\d+) batches, missed in kernel (\d+)/.exec(t.stderr.join(''));
       if (!m) return { events: null, lost: null };
-      const lostParts = { ring: Number(m[2]), agent: Number(m[3]), missed: Number(m[4]) };
-      return { events: Number(m[1]), lost: lostParts.ring + lostParts.agent + lostParts.missed, lostParts };
+      return { events: Number(m[1]), ...withLoss({ ring: Number(m[2]), agent: Number(m[3]), missed: Number(m[4]) }) };
     },
   },
   {

@@ -103,14 +103,15 @@ static __always_inline __u32 sk_netns_of(const bool btf, const struct sock *sk)
 }
 
 /*
- * Syscall arguments from the pt_regs a raw sys_enter tracepoint passes (x86-64
- * syscall ABI: rdi, rsi, rdx, r10, r8, r9): direct loads through a tp_btf
- * program's typed pointer, CO-RE probe reads through a raw_tp one (KREAD).
+ * Syscall arguments from user pt_regs (a raw sys_enter/sys_exit tracepoint's,
+ * or the task's own; x86-64 syscall ABI: rdi, rsi, rdx, r10, r8, r9), and the
+ * syscall number, which orig_ax keeps for the whole syscall: direct loads
+ * through a tp_btf program's typed pointer, CO-RE probe reads otherwise (KREAD).
  */
 #if defined(__TARGET_ARCH_x86)
 #define SYSCALL_ARG1(btf, regs) KREAD(btf, regs, di)
 #define SYSCALL_ARG2(btf, regs) KREAD(btf, regs, si)
-#define SYSCALL_NR_AT_EXIT(btf, regs) KREAD(btf, regs, orig_ax)
+#define SYSCALL_NR(btf, regs) KREAD(btf, regs, orig_ax)
 #else
 #error "tcptrace: syscall numbers and registers are only wired up for x86-64"
 #endif

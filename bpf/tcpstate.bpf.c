@@ -131,17 +131,12 @@ struct {
 	__type(value, __u8);
 } targets SEC(".maps");
 
-struct pending {
-	__s32 fd;
-	__u32 nr;
-};
-
 /* tid -> fd of an in-flight read-family syscall on a target (I/O stack sites through syscalls: EOF) */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u32);
-	__type(value, struct pending);
+	__type(value, __s32);
 } pending SEC(".maps");
 
 struct {
@@ -359,7 +354,7 @@ static __always_inline struct tt_owner *owner_put(__u64 skey, struct tt_owner *o
 static __always_inline __s32 acquiring_syscall_fd(bool listen)
 {
 	struct pt_regs *regs = current_user_regs();
-	long nr = SYSCALL_NR_AT_EXIT(RAW_PTR, regs);
+	long nr = SYSCALL_NR(RAW_PTR, regs);
 
 	if (listen ? nr == NR_listen : (nr == NR_connect || nr == NR_sendto || nr == NR_sendmsg))
 		return (__s32)SYSCALL_ARG1(RAW_PTR, regs);
@@ -589,7 +584,6 @@ static __always_inline void handle_transition(const bool btf, const struct sock 
 		 * must not be inherited: learn this one's afresh.
 		 */
 		bpf_map_delete_elem(&owners, &skey);
-		count(TT_CNT_STALE_OWNERS);
 		o = NULL;
 	}
 	if (!o)
@@ -727,13 +721,13 @@ static __always_inline void on_inet_csk_accept(struct sock *sk)
 }
 
 /* a read-family syscall on a target: remember the fd until it returns (0 is EOF, see on_read_exit) */
-static __always_inline void on_read_enter(__u32 nr, long fd)
+static __always_inline void on_read_enter(long fd)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id;
-	struct pending p = { .fd = (__s32)fd, .nr = nr };
+	__s32 p = (__s32)fd;
 
-	if (!is_target(id >> 32))
+	if (!targ_stacks || !is_target(id >> 32))
 		return;
 	if (bpf_map_update_elem(&pending, &tid, &p, BPF_ANY))
 		count(TT_CNT_PENDING_FULL);
@@ -798,13 +792,13 @@ static __always_inline void on_io_enter(long fd)
 static __always_inline void on_read_exit(long ret)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct pending *p = bpf_map_lookup_elem(&pending, &tid);
+	__s32 *p = bpf_map_lookup_elem(&pending, &tid);
 	struct sock *sk;
 	int fd;
 
 	if (!p)
 		return;
-	fd = p->fd;
+	fd = *p;
 	bpf_map_delete_elem(&pending, &tid);
 	if (ret != 0)
 		return;
@@ -853,7 +847,7 @@ static __always_inline void on_sys_enter(const bool btf, struct pt_regs *regs, l
 	case NR_recvfrom:
 	case NR_recvmsg:
 		if (targ_stacks && targ_io_syscalls)
-			on_read_enter(nr, SYSCALL_ARG1(btf, regs));
+			on_read_enter(SYSCALL_ARG1(btf, regs));
 		break;
 	case NR_connect:
 	case NR_listen:
@@ -910,95 +904,54 @@ static __always_inline void on_fork(__u32 parent_tgid, __u32 child_tgid)
 	submit(e);
 }
 
-/* ==== flavour: tp_btf (5.5+, typed arguments, no tracefs) ==== */
+/*
+ * ==== flavours: tp_btf (5.5+) and raw_tp (4.17+): raw tracepoints, no tracefs ====
+ * One definition for both, so that a hook added to one is in the other. tp_btf
+ * arguments are typed kernel pointers, read with plain loads (BTF_PTR: no
+ * bpf_probe_read call per syscall or transition); raw_tp ones are untyped and
+ * read with CO-RE probe reads (RAW_PTR). The sock I/O tracepoints (6.3+) give
+ * the socket itself: no fd -> sock walk, and no hook on other syscalls.
+ */
+#define RAW_TRACEPOINT_FLAVOUR(flavour, btf)                                                          \
+	SEC(#flavour "/inet_sock_set_state")                                                          \
+	int BPF_PROG(flavour##_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)      \
+	{                                                                                             \
+		handle_transition(btf, sk, oldstate, newstate);                                       \
+		return 0;                                                                             \
+	}                                                                                             \
+	SEC(#flavour "/sys_enter")                                                                    \
+	int BPF_PROG(flavour##_sys_enter, struct pt_regs *regs, long id)                              \
+	{                                                                                             \
+		on_sys_enter(btf, regs, id);                                                          \
+		return 0;                                                                             \
+	}                                                                                             \
+	SEC(#flavour "/sys_exit")                                                                     \
+	int BPF_PROG(flavour##_sys_exit, struct pt_regs *regs, long ret)                              \
+	{                                                                                             \
+		on_sys_exit(SYSCALL_NR(btf, regs), ret);                                              \
+		return 0;                                                                             \
+	}                                                                                             \
+	SEC(#flavour "/sock_send_length")                                                             \
+	int BPF_PROG(flavour##_sock_send_length, struct sock *sk, int ret, int flags)                 \
+	{                                                                                             \
+		on_sock_io(btf, sk, true, ret);                                                       \
+		return 0;                                                                             \
+	}                                                                                             \
+	SEC(#flavour "/sock_recv_length")                                                             \
+	int BPF_PROG(flavour##_sock_recv_length, struct sock *sk, int ret, int flags)                 \
+	{                                                                                             \
+		on_sock_io(btf, sk, false, ret);                                                      \
+		return 0;                                                                             \
+	}                                                                                             \
+	SEC(#flavour "/sched_process_fork")                                                           \
+	int BPF_PROG(flavour##_sched_process_fork, struct task_struct *parent, struct task_struct *child) \
+	{                                                                                             \
+		on_fork(BPF_CORE_READ(parent, tgid), BPF_CORE_READ(child, tgid));                    \
+		return 0;                                                                             \
+	}
 
-SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(tp_btf_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
-{
-	handle_transition(BTF_PTR, sk, oldstate, newstate);
-	return 0;
-}
-
-/* tp_btf arguments are typed kernel pointers: plain loads, no bpf_probe_read call per syscall */
-SEC("tp_btf/sys_enter")
-int BPF_PROG(tp_btf_sys_enter, struct pt_regs *regs, long id)
-{
-	on_sys_enter(BTF_PTR, regs, id);
-	return 0;
-}
-
-SEC("tp_btf/sys_exit")
-int BPF_PROG(tp_btf_sys_exit, struct pt_regs *regs, long ret)
-{
-	on_sys_exit(SYSCALL_NR_AT_EXIT(BTF_PTR, regs), ret);
-	return 0;
-}
-
-/* stack sites at socket I/O (6.3+): typed socket, no fd -> sock walk, no hook on other syscalls */
-SEC("tp_btf/sock_send_length")
-int BPF_PROG(tp_btf_sock_send_length, struct sock *sk, int ret, int flags)
-{
-	on_sock_io(BTF_PTR, sk, true, ret);
-	return 0;
-}
-
-SEC("tp_btf/sock_recv_length")
-int BPF_PROG(tp_btf_sock_recv_length, struct sock *sk, int ret, int flags)
-{
-	on_sock_io(BTF_PTR, sk, false, ret);
-	return 0;
-}
-
-SEC("tp_btf/sched_process_fork")
-int BPF_PROG(tp_btf_sched_process_fork, struct task_struct *parent, struct task_struct *child)
-{
-	on_fork(BPF_CORE_READ(parent, tgid), BPF_CORE_READ(child, tgid));
-	return 0;
-}
-
-/* ==== flavour: raw_tp (4.17+, untyped arguments read with CO-RE, no tracefs) ==== */
-
-SEC("raw_tp/inet_sock_set_state")
-int BPF_PROG(raw_tp_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
-{
-	handle_transition(RAW_PTR, sk, oldstate, newstate);
-	return 0;
-}
-
-SEC("raw_tp/sys_enter")
-int BPF_PROG(raw_tp_sys_enter, struct pt_regs *regs, long id)
-{
-	on_sys_enter(RAW_PTR, regs, id);
-	return 0;
-}
-
-SEC("raw_tp/sys_exit")
-int BPF_PROG(raw_tp_sys_exit, struct pt_regs *regs, long ret)
-{
-	on_sys_exit(SYSCALL_NR_AT_EXIT(RAW_PTR, regs), ret);
-	return 0;
-}
-
-SEC("raw_tp/sock_send_length")
-int BPF_PROG(raw_tp_sock_send_length, struct sock *sk, int ret, int flags)
-{
-	on_sock_io(RAW_PTR, sk, true, ret);
-	return 0;
-}
-
-SEC("raw_tp/sock_recv_length")
-int BPF_PROG(raw_tp_sock_recv_length, struct sock *sk, int ret, int flags)
-{
-	on_sock_io(RAW_PTR, sk, false, ret);
-	return 0;
-}
-
-SEC("raw_tp/sched_process_fork")
-int BPF_PROG(raw_tp_sched_process_fork, struct task_struct *parent, struct task_struct *child)
-{
-	on_fork(BPF_CORE_READ(parent, tgid), BPF_CORE_READ(child, tgid));
-	return 0;
-}
+RAW_TRACEPOINT_FLAVOUR(tp_btf, BTF_PTR)
+RAW_TRACEPOINT_FLAVOUR(raw_tp, RAW_PTR)
 
 /* ==== flavour: plain tracepoints (perf events; need tracefs for their ids) ==== */
 
@@ -1065,8 +1018,7 @@ int tp_sys_enter_shutdown(struct trace_event_raw_sys_enter *ctx)
 	SEC("tracepoint/syscalls/sys_enter_" #name)                         \
 	int tp_sys_enter_##name(struct trace_event_raw_sys_enter *ctx)      \
 	{                                                                   \
-		if (targ_stacks)                                            \
-			on_read_enter(NR_read, ctx->args[0]);               \
+		on_read_enter(ctx->args[0]);                                \
 		return 0;                                                   \
 	}                                                                   \
 	SEC("tracepoint/syscalls/sys_exit_" #name)                          \

@@ -86,7 +86,6 @@ enum tt_counter {
 	TT_CNT_STACKS_LIMITED = 10,   /* stacks not captured: per-process rate limit */
 	TT_CNT_STACK_SHORT = 11,      /* stack copies cut short by an unreadable page */
 	TT_CNT_STACKS_DEDUPED = 12,   /* stacks recognised in the kernel: a reference, no copy */
-	TT_CNT_STALE_OWNERS = 13,     /* owners entries of a dead socket found at a reused address (its CLOSE run was skipped) */
 	TT_CNT__MAX = 16,
 };
 

@@ -19,15 +19,19 @@ import { endpoint, formatIp, type TupleSink } from './model/addr.js';
 
 export class DecodeError extends Error {}
 
-/** Where a socket record kind keeps the fields every socket record has (generated offsets). */
-interface SocketLayout {
+/** Where a record kind keeps its socket's key: the sk address and the cookie (generated offsets). */
+interface KeyLayout {
   sk: number;
   cookie: number;
+}
+/** ... and the fields every transition and socket call has. */
+interface SocketLayout extends KeyLayout {
   /** start of the record's struct tt_tuple */
   tuple: number;
   netns: number;
 }
 const TRANSITION: SocketLayout = { sk: G.O_TRANSITION_SK, cookie: G.O_TRANSITION_COOKIE, tuple: G.O_TRANSITION_TUPLE_SADDR - G.O_TUPLE_SADDR, netns: G.O_TRANSITION_NETNS };
+const STACK_REF: KeyLayout = { sk: G.O_STACK_REF_SK, cookie: G.O_STACK_REF_COOKIE };
 const SOCKCALL: SocketLayout = { sk: G.O_SOCKCALL_SK, cookie: G.O_SOCKCALL_COOKIE, tuple: G.O_SOCKCALL_TUPLE_SADDR - G.O_TUPLE_SADDR, netns: G.O_SOCKCALL_NETNS };
 
 const u64 = (dv: DataView, o: number): number => dv.getUint32(o + 4, true) * 4294967296 + dv.getUint32(o, true);
@@ -69,9 +73,9 @@ abstract class View {
   }
 }
 
-/** The fields transitions and socket calls share, read through the kind's layout. */
-abstract class SocketView extends View {
-  protected abstract readonly L: SocketLayout;
+/** The socket a record is about (transitions, socket calls, stack references), read through the kind's layout. */
+abstract class KeyedView extends View {
+  protected abstract readonly L: KeyLayout;
   get sk(): number {
     return u48(this.dv, this.o + this.L.sk);
   }
@@ -83,6 +87,11 @@ abstract class SocketView extends View {
     const at = this.o + this.L.cookie;
     return isZero64(this.dv, at) ? 0n : this.dv.getBigUint64(at, true);
   }
+}
+
+/** The fields transitions and socket calls share, read through the kind's layout. */
+abstract class SocketView extends KeyedView {
+  protected abstract override readonly L: SocketLayout;
   get family(): number {
     return this.dv.getUint16(this.o + this.L.tuple + G.O_TUPLE_FAMILY, true);
   }
@@ -197,18 +206,9 @@ export class ForkView extends View implements ForkEvent {
   }
 }
 
-export class StackRefView extends View implements StackRefEvent {
+export class StackRefView extends KeyedView implements StackRefEvent {
   readonly type = 'stackref' as const;
-  get sk(): number {
-    return u48(this.dv, this.o + G.O_STACK_REF_SK);
-  }
-  get hasCookie(): boolean {
-    return !isZero64(this.dv, this.o + G.O_STACK_REF_COOKIE);
-  }
-  get cookie(): bigint {
-    const at = this.o + G.O_STACK_REF_COOKIE;
-    return isZero64(this.dv, at) ? 0n : this.dv.getBigUint64(at, true);
-  }
+  protected readonly L = STACK_REF;
   get pid(): number {
     return this.dv.getUint32(this.o + G.O_STACK_REF_TGID, true);
   }

@@ -36,10 +36,11 @@ const rawPrograms = (mode: AttachMode, tracepoints: string[]): string[] => (mode
  * the box. bench/syscall-cost here: +97 ns per unrelated syscall against +221
  * ns with raw programs (wrk makes 14 syscalls per request, 1 of them hooked:
  * connect() and listen() are hooked only with stacks, for the acquire stack;
- * their transitions read the fd from the syscall registers). fexit on the syscall functions would leave the other
- * tasks on the fast path, but a trampoline misses a call already in flight at
- * attach: the accept() an idle server is blocked in (tried on the kernel
- * matrix, 6.1-7.2: that connection's accept and fd were lost).
+ * their transitions read the fd from the syscall registers). fexit on the
+ * syscall functions would leave the other tasks on the fast path, but a
+ * trampoline misses a call already in flight at attach: the accept() an idle
+ * server is blocked in (tried on the kernel matrix, 6.1-7.2: that connection's
+ * accept and fd were lost).
  */
 const SYSCALL_TPS = [
   'tp_sys_exit_accept4',
@@ -160,9 +161,9 @@ export function hookPlan(mode: AttachMode, probe: Pick<KernelProbe, 'syscallTrac
     ioViaSyscalls: stacks && !sockIo,
     hooks: {
       ...mode.hooks,
-      connect: stacks
-        ? `fd from the syscall registers at the CLOSE->SYN_SENT / CLOSE->LISTEN transition; stack at ${perSyscall ? 'tracepoint/syscalls/sys_enter_{connect,listen}' : `${mode.flavour}/sys_enter`}`
-        : 'no hook: the CLOSE->SYN_SENT / CLOSE->LISTEN transition reads the fd from the syscall registers',
+      connect: `fd from the syscall registers at the CLOSE->SYN_SENT / CLOSE->LISTEN transition; ${
+        stacks ? `stack at ${perSyscall ? 'tracepoint/syscalls/sys_enter_{connect,listen}' : `${mode.flavour}/sys_enter`}` : 'no hook'
+      }`,
       syscalls: perSyscall
         ? 'tracepoint/syscalls/sys_exit_{accept,accept4}, sys_enter_{close,shutdown}'
         : `${mode.flavour}/sys_enter, ${mode.flavour}/sys_exit (every syscall)`,

@@ -9,7 +9,7 @@ import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import { Analyzer } from '../analysis/analyzer.js';
-import { LIVE_HEADER, renderReport , printLiveLines } from '../report/text.js';
+import { LIVE_HEADER, printLiveLines, renderReport } from '../report/text.js';
 import { DEFAULTS } from '../trace/session.js';
 import { runSession } from './run-session.js';
 

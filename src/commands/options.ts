@@ -17,22 +17,17 @@ export function parsePositive(v: string): number {
   return n;
 }
 
-/** --ring-size: a power of two, at least one page */
-function parseRingSize(v: string): number {
-  return parseSize(v, 0);
-}
-
-// Not an argParser itself: commander passes the option's previous value (its default) as
-// the second argument, which would be taken for multipleOf.
-function parseSize(v: string, multipleOf: number): number {
+/** "16M", "8192K", "4096": bytes. (Takes one argument: commander passes argParsers the previous value too.) */
+function parseBytes(v: string): number {
   const m = /^(\d+)([kKmM]?)(i?[bB])?$/.exec(v);
   if (!m) throw new InvalidArgumentError(`'${v}' is not a size (e.g. 16M, 8192K)`);
-  const n = Number(m[1]) * (m[2].toLowerCase() === 'm' ? 1 << 20 : m[2].toLowerCase() === 'k' ? 1024 : 1);
-  if (multipleOf) {
-    if (n < multipleOf || n % multipleOf) throw new InvalidArgumentError(`'${v}': must be a multiple of ${multipleOf}`);
-  } else if (n < 4096 || (n & (n - 1)) !== 0) {
-    throw new InvalidArgumentError(`'${v}': the ring size must be a power of two, at least 4K`);
-  }
+  return Number(m[1]) * (m[2].toLowerCase() === 'm' ? 1 << 20 : m[2].toLowerCase() === 'k' ? 1024 : 1);
+}
+
+/** --ring-size: a power of two, at least one page */
+function parseRingSize(v: string): number {
+  const n = parseBytes(v);
+  if (n < 4096 || (n & (n - 1)) !== 0) throw new InvalidArgumentError(`'${v}': the ring size must be a power of two, at least 4K`);
   return n;
 }
 
@@ -66,8 +61,10 @@ export interface AnalysisOpts {
   top: number;
 }
 
+/** --stack-bytes: whole pages, at most 32K */
 function parseStackBytes(v: string): number {
-  const n = parseSize(v, 4096);
+  const n = parseBytes(v);
+  if (n < 4096 || n % 4096) throw new InvalidArgumentError(`'${v}': must be a multiple of 4096`);
   if (n > 32768) throw new InvalidArgumentError(`'${v}': at most 32K of stack is copied`);
   return n;
 }

@@ -247,7 +247,6 @@ export function toCounters(n: NativeCounters): Counters {
   c.events = k(TT_COUNTER.EVENTS);
   c.lost = k(TT_COUNTER.RB_FULL);
   c.missed = Number(n.missed);
-  c.staleOwners = k(TT_COUNTER.STALE_OWNERS);
   c.filtered = k(TT_COUNTER.FILTERED);
   c.ownersFull = k(TT_COUNTER.OWNERS_FULL);
   c.listenersFull = k(TT_COUNTER.LISTENERS_FULL);

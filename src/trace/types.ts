@@ -12,8 +12,6 @@ export interface Counters {
    * that CPU (a softirq interrupting a hook): events not seen at all (5.12+)
    */
   missed: number;
-  /** owners-map entries of dead sockets met at a reused address (their CLOSE was missed); replaced */
-  staleOwners: number;
   /** transitions of non-target sockets dropped in the kernel (--pid) */
   filtered: number;
   ownersFull: number;
@@ -38,7 +36,7 @@ export interface Counters {
 
 export function zeroCounters(): Counters {
   return {
-    events: 0, lost: 0, missed: 0, staleOwners: 0, filtered: 0, ownersFull: 0, listenersFull: 0, targetsFull: 0, pendingFull: 0,
+    events: 0, lost: 0, missed: 0, filtered: 0, ownersFull: 0, listenersFull: 0, targetsFull: 0, pendingFull: 0,
     wakeups: 0, seededHits: 0, stacks: 0, stacksLimited: 0, stacksShort: 0, stacksDeduped: 0, records: 0, batches: 0, droppedBatches: 0, droppedBytes: 0,
   };
 }
