@@ -10,6 +10,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -54,6 +55,23 @@ SEC("tracepoint/syscalls/sys_exit_accept4")
 int probe_syscall_tracepoint(void *ctx)
 {
 	return 0;
+}
+
+/*
+ * The file-table walk through typed pointers (syscall hooks: fd -> sock): the
+ * current task as a BTF pointer (5.11+) and bpf_rdonly_cast() (6.2+) on a
+ * syscall tracepoint. A weak extern: where the kfunc is missing this program
+ * fails to load, and tcpstate's probe-read walk is used.
+ */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int probe_btf_walk(void *ctx)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	struct files_struct *files = bpf_rdonly_cast(t->files, bpf_core_type_id_kernel(struct files_struct));
+
+	return files->fdt != 0;
 }
 
 struct {

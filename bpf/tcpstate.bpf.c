@@ -300,27 +300,16 @@ static __always_inline void read_tuple(const bool btf, const struct sock *sk, st
 	}
 }
 
-/* fd -> struct sock of the current task, or NULL if fd is not a TCP socket. */
-static __always_inline struct sock *fd_to_tcp_sk(int fd)
+/* fd -> struct sock of the current task, or NULL if fd is not a TCP socket (typed like current_file's). */
+static __always_inline struct sock *fd_to_tcp_sk(const bool btf, int fd)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	struct file **fds, *f = NULL;
-	struct socket *sock;
+	struct file *f = current_file(btf, fd);
 	struct sock *sk;
-	umode_t mode;
 
-	if (!fdt || fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+	if (!f || (KREAD(btf, f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
 		return NULL;
-	fds = BPF_CORE_READ(fdt, fd);
-	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
-		return NULL;
-	mode = BPF_CORE_READ(f, f_inode, i_mode);
-	if ((mode & S_IFMT) != S_IFSOCK)
-		return NULL;
-	sock = BPF_CORE_READ(f, private_data);
-	sk = BPF_CORE_READ(sock, sk);
-	if (!sk || !sk_is_tcp(RAW_PTR, sk))
+	sk = file_sock(btf, f);
+	if (!sk || !sk_is_tcp(btf, sk))
 		return NULL;
 	return sk;
 }
@@ -331,7 +320,7 @@ static __always_inline void owner_here(struct tt_owner *o, __s32 fd, __u8 origin
 	o->tgid = bpf_get_current_pid_tgid() >> 32;
 	o->fd = fd;
 	o->origin = origin;
-	bpf_get_current_comm(o->comm, sizeof(o->comm));
+	current_comm(o->comm);
 }
 
 static __always_inline struct tt_owner *owner_put(__u64 skey, struct tt_owner *o)
@@ -633,7 +622,7 @@ static __always_inline void handle_transition(const bool btf, const struct sock 
 	e->newstate = newstate;
 	e->cpu_tgid = id >> 32;
 	e->cpu_tid = (__u32)id;
-	bpf_get_current_comm(e->cpu_comm, sizeof(e->cpu_comm));
+	current_comm(e->cpu_comm);
 	if (o) {
 		e->owner_tgid = o->tgid;
 		e->owner_fd = o->fd;
@@ -649,7 +638,7 @@ out:
 		bpf_map_delete_elem(&owners, &skey);
 }
 
-static __always_inline void emit_sockcall(const struct sock *sk, __u8 call, __s32 fd, __s32 arg, __u8 via)
+static __always_inline void emit_sockcall(const bool btf, const struct sock *sk, __u8 call, __s32 fd, __s32 arg, __u8 via)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct tt_sockcall *e = reserve(sizeof(*e));
@@ -658,28 +647,28 @@ static __always_inline void emit_sockcall(const struct sock *sk, __u8 call, __s3
 		return;
 	fill_hdr(&e->hdr, TT_KIND_SOCKCALL, sizeof(*e), 0);
 	e->sk = (__u64)sk;
-	e->cookie = sk_cookie_of(RAW_PTR, sk);
-	read_tuple(RAW_PTR, sk, &e->tuple);
-	e->netns = sk_netns_of(RAW_PTR, sk);
+	e->cookie = sk_cookie_of(btf, sk);
+	read_tuple(btf, sk, &e->tuple);
+	e->netns = sk_netns_of(btf, sk);
 	e->tgid = id >> 32;
 	e->tid = (__u32)id;
 	e->fd = fd;
 	e->arg = arg;
 	e->call = call;
-	e->state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	e->state = KREAD(btf, sk, __sk_common.skc_state);
 	e->via = via;
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	current_comm(e->comm);
 	submit(e);
 }
 
 /* The accepted socket now belongs to the caller. Sockets already reset (CLOSE) are not tracked. */
-static __always_inline void claim_accepted(struct sock *sk, __s32 fd)
+static __always_inline void claim_accepted(const bool btf, struct sock *sk, __s32 fd)
 {
 	__u64 skey = (__u64)sk;
 	struct tt_owner *o = bpf_map_lookup_elem(&owners, &skey);
 	struct tt_owner fresh = {};
 
-	if (BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_CLOSE) {
+	if (KREAD(btf, sk, __sk_common.skc_state) == TCP_CLOSE) {
 		if (o)
 			bpf_map_delete_elem(&owners, &skey);
 		return;
@@ -690,7 +679,7 @@ static __always_inline void claim_accepted(struct sock *sk, __s32 fd)
 		if (fd >= 0)
 			o->fd = fd;
 		o->origin = TT_ORIGIN_ACCEPT;
-		bpf_get_current_comm(o->comm, sizeof(o->comm));
+		current_comm(o->comm);
 		return;
 	}
 	owner_here(&fresh, fd, TT_ORIGIN_ACCEPT);
@@ -698,18 +687,18 @@ static __always_inline void claim_accepted(struct sock *sk, __s32 fd)
 }
 
 /* accept()/accept4() returned fd: resolve it, claim the socket, report the acceptor. */
-static __always_inline void on_accept_exit(long ret)
+static __always_inline void on_accept_exit(const bool btf, long ret)
 {
 	struct sock *sk;
 
 	if (ret < 0 || !is_target(bpf_get_current_pid_tgid() >> 32))
 		return;
-	sk = fd_to_tcp_sk((int)ret);
+	sk = fd_to_tcp_sk(btf, (int)ret);
 	if (!sk)
 		return;
-	claim_accepted(sk, (__s32)ret);
-	emit_sockcall(sk, TT_CALL_ACCEPT, (__s32)ret, 0, TT_VIA_SYSCALL);
-	capture_stack(RAW_PTR, sk, TT_SITE_ACQUIRE, TT_CALL_ACCEPT);
+	claim_accepted(btf, sk, (__s32)ret);
+	emit_sockcall(btf, sk, TT_CALL_ACCEPT, (__s32)ret, 0, TT_VIA_SYSCALL);
+	capture_stack(btf, sk, TT_SITE_ACQUIRE, TT_CALL_ACCEPT);
 }
 
 /* Return of inet_csk_accept (fexit / kretprobe): ownership without the fd, also for io_uring. */
@@ -717,7 +706,7 @@ static __always_inline void on_inet_csk_accept(struct sock *sk)
 {
 	if (!sk || !is_target(bpf_get_current_pid_tgid() >> 32) || !sk_is_tcp(RAW_PTR, sk))
 		return;
-	claim_accepted(sk, -1);
+	claim_accepted(RAW_PTR, sk, -1);
 }
 
 /* a read-family syscall on a target: remember the fd until it returns (0 is EOF, see on_read_exit) */
@@ -744,7 +733,7 @@ static __always_inline void on_acquire_enter(__u32 nr, long fd)
 
 	if (!targ_stacks || !is_target(bpf_get_current_pid_tgid() >> 32))
 		return;
-	sk = fd_to_tcp_sk((int)fd);
+	sk = fd_to_tcp_sk(RAW_PTR, (int)fd);
 	if (sk)
 		capture_stack(RAW_PTR, sk, TT_SITE_ACQUIRE, nr == NR_listen ? TT_CALL_LISTEN : TT_CALL_CONNECT);
 }
@@ -783,7 +772,7 @@ static __always_inline void on_io_enter(long fd)
 
 	if (!targ_stacks || !is_target(bpf_get_current_pid_tgid() >> 32))
 		return;
-	sk = fd_to_tcp_sk((int)fd);
+	sk = fd_to_tcp_sk(RAW_PTR, (int)fd);
 	if (sk)
 		io_site(RAW_PTR, sk, TT_OWNER_IO_SEEN, TT_SITE_IO);
 }
@@ -802,13 +791,13 @@ static __always_inline void on_read_exit(long ret)
 	bpf_map_delete_elem(&pending, &tid);
 	if (ret != 0)
 		return;
-	sk = fd_to_tcp_sk(fd);
+	sk = fd_to_tcp_sk(RAW_PTR, fd);
 	if (sk)
 		io_site(RAW_PTR, sk, TT_OWNER_EOF_SEEN, TT_SITE_EOF);
 }
 
 /* close()/shutdown() by the owner: report it (the socket may live on if the fd was shared). */
-static __always_inline void on_release_enter(__u8 call, long fd, long how)
+static __always_inline void on_release_enter(const bool btf, __u8 call, long fd, long how)
 {
 	struct sock *sk;
 	__u64 skey;
@@ -816,14 +805,14 @@ static __always_inline void on_release_enter(__u8 call, long fd, long how)
 
 	if (!is_target(bpf_get_current_pid_tgid() >> 32))
 		return;
-	sk = fd_to_tcp_sk((int)fd);
+	sk = fd_to_tcp_sk(btf, (int)fd);
 	if (!sk)
 		return;
 	skey = (__u64)sk;
 	o = bpf_map_lookup_elem(&owners, &skey);
 	if (!o && targ_filter)
 		return;
-	emit_sockcall(sk, call, (__s32)fd, (__s32)how, TT_VIA_SYSCALL);
+	emit_sockcall(btf, sk, call, (__s32)fd, (__s32)how, TT_VIA_SYSCALL);
 }
 
 /*
@@ -855,10 +844,10 @@ static __always_inline void on_sys_enter(const bool btf, struct pt_regs *regs, l
 			on_acquire_enter(nr, SYSCALL_ARG1(btf, regs));
 		break;
 	case NR_close:
-		on_release_enter(TT_CALL_CLOSE, SYSCALL_ARG1(btf, regs), 0);
+		on_release_enter(RAW_PTR, TT_CALL_CLOSE, SYSCALL_ARG1(btf, regs), 0);
 		break;
 	case NR_shutdown:
-		on_release_enter(TT_CALL_SHUTDOWN, SYSCALL_ARG1(btf, regs), SYSCALL_ARG2(btf, regs));
+		on_release_enter(RAW_PTR, TT_CALL_SHUTDOWN, SYSCALL_ARG1(btf, regs), SYSCALL_ARG2(btf, regs));
 		break;
 	}
 }
@@ -868,7 +857,7 @@ static __always_inline void on_sys_exit(long nr, long ret)
 	switch (nr) {
 	case NR_accept:
 	case NR_accept4:
-		on_accept_exit(ret);
+		on_accept_exit(RAW_PTR, ret);
 		break;
 	case NR_read:
 	case NR_readv:
@@ -900,7 +889,7 @@ static __always_inline void on_fork(__u32 parent_tgid, __u32 child_tgid)
 	fill_hdr(&e->hdr, TT_KIND_FORK, sizeof(*e), 0);
 	e->parent_tgid = parent_tgid;
 	e->child_tgid = child_tgid;
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	current_comm(e->comm);
 	submit(e);
 }
 
@@ -978,33 +967,39 @@ int tp_sys_enter_listen(struct trace_event_raw_sys_enter *ctx)
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_exit_accept4")
-int tp_sys_exit_accept4(struct trace_event_raw_sys_exit *ctx)
-{
-	on_accept_exit(ctx->ret);
-	return 0;
-}
+/*
+ * The per-syscall tracepoints the socket facts need, in two builds: the fd ->
+ * sock walk through typed pointers (_btf: 6.2+, when the feature probe loads
+ * it) or through probe reads.
+ */
+#define TP_SOCKET_SYSCALLS(suffix, btf)                                              \
+	SEC("tracepoint/syscalls/sys_exit_accept4")                                   \
+	int tp_sys_exit_accept4##suffix(struct trace_event_raw_sys_exit *ctx)         \
+	{                                                                             \
+		on_accept_exit(btf, ctx->ret);                                        \
+		return 0;                                                             \
+	}                                                                             \
+	SEC("tracepoint/syscalls/sys_exit_accept")                                    \
+	int tp_sys_exit_accept##suffix(struct trace_event_raw_sys_exit *ctx)          \
+	{                                                                             \
+		on_accept_exit(btf, ctx->ret);                                        \
+		return 0;                                                             \
+	}                                                                             \
+	SEC("tracepoint/syscalls/sys_enter_close")                                    \
+	int tp_sys_enter_close##suffix(struct trace_event_raw_sys_enter *ctx)         \
+	{                                                                             \
+		on_release_enter(btf, TT_CALL_CLOSE, ctx->args[0], 0);                \
+		return 0;                                                             \
+	}                                                                             \
+	SEC("tracepoint/syscalls/sys_enter_shutdown")                                 \
+	int tp_sys_enter_shutdown##suffix(struct trace_event_raw_sys_enter *ctx)      \
+	{                                                                             \
+		on_release_enter(btf, TT_CALL_SHUTDOWN, ctx->args[0], ctx->args[1]);  \
+		return 0;                                                             \
+	}
 
-SEC("tracepoint/syscalls/sys_exit_accept")
-int tp_sys_exit_accept(struct trace_event_raw_sys_exit *ctx)
-{
-	on_accept_exit(ctx->ret);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_close")
-int tp_sys_enter_close(struct trace_event_raw_sys_enter *ctx)
-{
-	on_release_enter(TT_CALL_CLOSE, ctx->args[0], 0);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_shutdown")
-int tp_sys_enter_shutdown(struct trace_event_raw_sys_enter *ctx)
-{
-	on_release_enter(TT_CALL_SHUTDOWN, ctx->args[0], ctx->args[1]);
-	return 0;
-}
+TP_SOCKET_SYSCALLS(, RAW_PTR)
+TP_SOCKET_SYSCALLS(_btf, BTF_PTR)
 
 /* stack sites in the plain-tracepoint flavour: first write/send, EOF reads */
 #define TP_IO_ENTER(name)                                                   \

@@ -91,7 +91,7 @@ Napi::Object ToJs(Napi::Env env, const Outcome& o) {
   return r;
 }
 
-// probeKernel(): { btf, bpf, ringbuf, tp_btf, raw_tp, fexit, kretprobe, tracepoint, syscallTracepoint, sockIo, tracefs }
+// probeKernel(): { btf, bpf, ringbuf, tp_btf, raw_tp, fexit, kretprobe, tracepoint, syscallTracepoint, sockIo, btfWalk, tracefs }
 Napi::Value ProbeKernel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object out = Napi::Object::New(env);
@@ -139,7 +139,8 @@ Napi::Value ProbeKernel(const Napi::CallbackInfo& info) {
                             {"kretprobe", "probe_kretprobe"},
                             {"tracepoint", "probe_tracepoint"},
                             {"syscallTracepoint", "probe_syscall_tracepoint"},
-                            {"sockIo", "probe_sock_io"}};
+                            {"sockIo", "probe_sock_io"},
+                            {"btfWalk", "probe_btf_walk"}};
   for (auto& p : progs) {
     Outcome o;
     if (!bpf.ok || !btf.ok) {

@@ -24,6 +24,8 @@ export interface KernelProbe {
   syscallTracepoint: ProbeOutcome;
   /** sock:sock_recv_length exists (6.3+): stack sites at socket I/O without syscall hooks */
   sockIo: ProbeOutcome;
+  /** the syscall hooks' fd -> sock walk through typed pointers (bpf_get_current_task_btf 5.11+, bpf_rdonly_cast 6.2+) */
+  btfWalk: ProbeOutcome;
   tracefs: { mounted: string | null };
 }
 

@@ -10,7 +10,7 @@ import { buildC, needRoot, runTcptrace, sleep, startServer, startTcptrace, WORK 
 
 const ok = { supported: true, reason: '' };
 const probe = (over: Partial<KernelProbe>): KernelProbe => ({
-  btf: ok, bpf: ok, ringbuf: ok, tp_btf: ok, raw_tp: ok, fexit: ok, kretprobe: ok, tracepoint: ok, syscallTracepoint: ok, sockIo: ok,
+  btf: ok, bpf: ok, ringbuf: ok, tp_btf: ok, raw_tp: ok, fexit: ok, kretprobe: ok, tracepoint: ok, syscallTracepoint: ok, sockIo: ok, btfWalk: ok,
   tracefs: { mounted: null }, ...over,
 });
 

@@ -25,7 +25,7 @@ export function featuresCommand(): Command {
         process.stdout.write(JSON.stringify(doc, null, 2) + '\n');
       } else {
         const out: string[] = [`kernel ${osRelease()}`, '', 'probes (each loads and attaches a trivial program):'];
-        for (const key of ['bpf', 'btf', 'ringbuf', 'tp_btf', 'raw_tp', 'fexit', 'kretprobe', 'tracepoint', 'syscallTracepoint', 'sockIo'] as const) {
+        for (const key of ['bpf', 'btf', 'ringbuf', 'tp_btf', 'raw_tp', 'fexit', 'kretprobe', 'tracepoint', 'syscallTracepoint', 'sockIo', 'btfWalk'] as const) {
           const p = probe[key];
           out.push(`  ${key.padEnd(18)} ${p.supported ? 'yes' : 'no '}  ${p.reason}`);
         }

@@ -142,6 +142,11 @@ function checkFeatures(doc: FeaturesDoc, seconds: number): Map<Mode, { usable: b
   const best = MODES.find((m) => usable.get(m)!.usable) ?? null;
   c.expect(doc.chosen === best, `chosen ${doc.chosen}, but the best usable mode is ${best}`);
   c.expect(doc.kernel === release(), `features reports kernel ${doc.kernel}, uname says ${release()}`);
+  // bpf_rdonly_cast() is in every 6.2+ kernel: there the syscall hooks' fd -> sock walk must load typed
+  const [maj, min] = release().split('.').map((x) => parseInt(x, 10));
+  if (basics && doc.probes.syscallTracepoint?.supported && (maj > 6 || (maj === 6 && min >= 2))) {
+    c.expect(doc.probes.btfWalk?.supported, `kernel ${release()} should load the typed fd -> sock walk: ${doc.probes.btfWalk?.reason}`);
+  }
   report({
     mode: 'features',
     status: c.failed.length ? 'fail' : 'pass',
