@@ -10,7 +10,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
-#include <bpf/bpf_core_read.h>
+#include "core_fixes.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -58,20 +58,15 @@ int probe_syscall_tracepoint(void *ctx)
 }
 
 /*
- * The file-table walk through typed pointers (syscall hooks: fd -> sock): the
- * current task as a BTF pointer (5.11+) and bpf_rdonly_cast() (6.2+) on a
- * syscall tracepoint. A weak extern: where the kfunc is missing this program
- * fails to load, and tcpstate's probe-read walk is used.
+ * The syscall hooks' fd -> file walk through typed pointers (current_file in
+ * core_fixes.bpf.h: bpf_get_current_task_btf 5.11+, bpf_rdonly_cast 6.2+), on
+ * a syscall tracepoint. Where the kfunc is missing this program fails to load,
+ * and tcpstate's probe-read build of the syscall programs is used.
  */
-extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
-
 SEC("tracepoint/syscalls/sys_exit_accept4")
 int probe_btf_walk(void *ctx)
 {
-	struct task_struct *t = bpf_get_current_task_btf();
-	struct files_struct *files = bpf_rdonly_cast(t->files, bpf_core_type_id_kernel(struct files_struct));
-
-	return files->fdt != 0;
+	return current_file(true, 0) != NULL;
 }
 
 struct {

@@ -727,15 +727,15 @@ static __always_inline void on_read_enter(long fd)
  * is learnt by the transition the call causes (acquiring_syscall_fd), so
  * without stacks these calls are not hooked at all.
  */
-static __always_inline void on_acquire_enter(__u32 nr, long fd)
+static __always_inline void on_acquire_enter(const bool btf, __u32 nr, long fd)
 {
 	struct sock *sk;
 
 	if (!targ_stacks || !is_target(bpf_get_current_pid_tgid() >> 32))
 		return;
-	sk = fd_to_tcp_sk(RAW_PTR, (int)fd);
+	sk = fd_to_tcp_sk(btf, (int)fd);
 	if (sk)
-		capture_stack(RAW_PTR, sk, TT_SITE_ACQUIRE, nr == NR_listen ? TT_CALL_LISTEN : TT_CALL_CONNECT);
+		capture_stack(btf, sk, TT_SITE_ACQUIRE, nr == NR_listen ? TT_CALL_LISTEN : TT_CALL_CONNECT);
 }
 
 /*
@@ -766,19 +766,19 @@ static __always_inline void on_sock_io(const bool btf, const struct sock *sk, bo
 }
 
 /* write/send syscall on a traced socket (kernels without the sock I/O tracepoints) */
-static __always_inline void on_io_enter(long fd)
+static __always_inline void on_io_enter(const bool btf, long fd)
 {
 	struct sock *sk;
 
 	if (!targ_stacks || !is_target(bpf_get_current_pid_tgid() >> 32))
 		return;
-	sk = fd_to_tcp_sk(RAW_PTR, (int)fd);
+	sk = fd_to_tcp_sk(btf, (int)fd);
 	if (sk)
-		io_site(RAW_PTR, sk, TT_OWNER_IO_SEEN, TT_SITE_IO);
+		io_site(btf, sk, TT_OWNER_IO_SEEN, TT_SITE_IO);
 }
 
 /* a read-family syscall returned: 0 on a traced socket is the program seeing the peer's FIN */
-static __always_inline void on_read_exit(long ret)
+static __always_inline void on_read_exit(const bool btf, long ret)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	__s32 *p = bpf_map_lookup_elem(&pending, &tid);
@@ -791,9 +791,9 @@ static __always_inline void on_read_exit(long ret)
 	bpf_map_delete_elem(&pending, &tid);
 	if (ret != 0)
 		return;
-	sk = fd_to_tcp_sk(RAW_PTR, fd);
+	sk = fd_to_tcp_sk(btf, fd);
 	if (sk)
-		io_site(RAW_PTR, sk, TT_OWNER_EOF_SEEN, TT_SITE_EOF);
+		io_site(btf, sk, TT_OWNER_EOF_SEEN, TT_SITE_EOF);
 }
 
 /* close()/shutdown() by the owner: report it (the socket may live on if the fd was shared). */
@@ -829,7 +829,7 @@ static __always_inline void on_sys_enter(const bool btf, struct pt_regs *regs, l
 	case NR_sendmsg:
 	case NR_sendmmsg:
 		if (targ_stacks && targ_io_syscalls)
-			on_io_enter(SYSCALL_ARG1(btf, regs));
+			on_io_enter(RAW_PTR, SYSCALL_ARG1(btf, regs));
 		break;
 	case NR_read:
 	case NR_readv:
@@ -841,7 +841,7 @@ static __always_inline void on_sys_enter(const bool btf, struct pt_regs *regs, l
 	case NR_connect:
 	case NR_listen:
 		if (targ_stacks)
-			on_acquire_enter(nr, SYSCALL_ARG1(btf, regs));
+			on_acquire_enter(RAW_PTR, nr, SYSCALL_ARG1(btf, regs));
 		break;
 	case NR_close:
 		on_release_enter(RAW_PTR, TT_CALL_CLOSE, SYSCALL_ARG1(btf, regs), 0);
@@ -864,7 +864,7 @@ static __always_inline void on_sys_exit(long nr, long ret)
 	case NR_recvfrom:
 	case NR_recvmsg:
 		if (targ_stacks && targ_io_syscalls)
-			on_read_exit(ret);
+			on_read_exit(RAW_PTR, ret);
 		break;
 	}
 }
@@ -953,83 +953,48 @@ int tp_inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_connect")
-int tp_sys_enter_connect(struct trace_event_raw_sys_enter *ctx)
-{
-	on_acquire_enter(NR_connect, ctx->args[0]);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_listen")
-int tp_sys_enter_listen(struct trace_event_raw_sys_enter *ctx)
-{
-	on_acquire_enter(NR_listen, ctx->args[0]);
-	return 0;
-}
-
 /*
- * The per-syscall tracepoints the socket facts need, in two builds: the fd ->
- * sock walk through typed pointers (_btf: 6.2+, when the feature probe loads
- * it) or through probe reads.
+ * The per-syscall tracepoints, in two builds of the same programs: the fd ->
+ * sock walk through typed pointers (suffix _btf: 6.2+, when the feature probe
+ * loads it) or through probe reads. User space loads one build whole.
  */
-#define TP_SOCKET_SYSCALLS(suffix, btf)                                              \
-	SEC("tracepoint/syscalls/sys_exit_accept4")                                   \
-	int tp_sys_exit_accept4##suffix(struct trace_event_raw_sys_exit *ctx)         \
-	{                                                                             \
-		on_accept_exit(btf, ctx->ret);                                        \
-		return 0;                                                             \
-	}                                                                             \
-	SEC("tracepoint/syscalls/sys_exit_accept")                                    \
-	int tp_sys_exit_accept##suffix(struct trace_event_raw_sys_exit *ctx)          \
-	{                                                                             \
-		on_accept_exit(btf, ctx->ret);                                        \
-		return 0;                                                             \
-	}                                                                             \
-	SEC("tracepoint/syscalls/sys_enter_close")                                    \
-	int tp_sys_enter_close##suffix(struct trace_event_raw_sys_enter *ctx)         \
-	{                                                                             \
-		on_release_enter(btf, TT_CALL_CLOSE, ctx->args[0], 0);                \
-		return 0;                                                             \
-	}                                                                             \
-	SEC("tracepoint/syscalls/sys_enter_shutdown")                                 \
-	int tp_sys_enter_shutdown##suffix(struct trace_event_raw_sys_enter *ctx)      \
-	{                                                                             \
-		on_release_enter(btf, TT_CALL_SHUTDOWN, ctx->args[0], ctx->args[1]);  \
-		return 0;                                                             \
+#define TP_SYS_ENTER(name, suffix, call)                                      \
+	SEC("tracepoint/syscalls/sys_enter_" #name)                           \
+	int tp_sys_enter_##name##suffix(struct trace_event_raw_sys_enter *ctx) \
+	{                                                                     \
+		call;                                                         \
+		return 0;                                                     \
 	}
+#define TP_SYS_EXIT(name, suffix, call)                                       \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                            \
+	int tp_sys_exit_##name##suffix(struct trace_event_raw_sys_exit *ctx)   \
+	{                                                                     \
+		call;                                                         \
+		return 0;                                                     \
+	}
+/* stack sites (when the sock I/O tracepoints are missing): first write/send, EOF reads */
+#define TP_SYS_WRITE(name, suffix, btf) TP_SYS_ENTER(name, suffix, on_io_enter(btf, ctx->args[0]))
+#define TP_SYS_READ(name, suffix, btf)                                      \
+	TP_SYS_ENTER(name, suffix, on_read_enter(ctx->args[0]))             \
+	TP_SYS_EXIT(name, suffix, on_read_exit(btf, ctx->ret))
+#define TP_SYSCALLS(suffix, btf)                                                                   \
+	TP_SYS_EXIT(accept4, suffix, on_accept_exit(btf, ctx->ret))                                 \
+	TP_SYS_EXIT(accept, suffix, on_accept_exit(btf, ctx->ret))                                  \
+	TP_SYS_ENTER(close, suffix, on_release_enter(btf, TT_CALL_CLOSE, ctx->args[0], 0))          \
+	TP_SYS_ENTER(shutdown, suffix, on_release_enter(btf, TT_CALL_SHUTDOWN, ctx->args[0], ctx->args[1])) \
+	TP_SYS_ENTER(connect, suffix, on_acquire_enter(btf, NR_connect, ctx->args[0]))              \
+	TP_SYS_ENTER(listen, suffix, on_acquire_enter(btf, NR_listen, ctx->args[0]))                \
+	TP_SYS_WRITE(write, suffix, btf)                                                            \
+	TP_SYS_WRITE(writev, suffix, btf)                                                           \
+	TP_SYS_WRITE(sendto, suffix, btf)                                                           \
+	TP_SYS_WRITE(sendmsg, suffix, btf)                                                          \
+	TP_SYS_READ(read, suffix, btf)                                                              \
+	TP_SYS_READ(readv, suffix, btf)                                                             \
+	TP_SYS_READ(recvfrom, suffix, btf)                                                          \
+	TP_SYS_READ(recvmsg, suffix, btf)
 
-TP_SOCKET_SYSCALLS(, RAW_PTR)
-TP_SOCKET_SYSCALLS(_btf, BTF_PTR)
-
-/* stack sites in the plain-tracepoint flavour: first write/send, EOF reads */
-#define TP_IO_ENTER(name)                                                   \
-	SEC("tracepoint/syscalls/sys_enter_" #name)                         \
-	int tp_sys_enter_##name(struct trace_event_raw_sys_enter *ctx)      \
-	{                                                                   \
-		on_io_enter(ctx->args[0]);                                  \
-		return 0;                                                   \
-	}
-#define TP_READ(name)                                                       \
-	SEC("tracepoint/syscalls/sys_enter_" #name)                         \
-	int tp_sys_enter_##name(struct trace_event_raw_sys_enter *ctx)      \
-	{                                                                   \
-		on_read_enter(ctx->args[0]);                                \
-		return 0;                                                   \
-	}                                                                   \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                          \
-	int tp_sys_exit_##name(struct trace_event_raw_sys_exit *ctx)        \
-	{                                                                   \
-		on_read_exit(ctx->ret);                                     \
-		return 0;                                                   \
-	}
-TP_IO_ENTER(write)
-TP_IO_ENTER(writev)
-TP_IO_ENTER(sendto)
-TP_IO_ENTER(sendmsg)
-TP_READ(read)
-TP_READ(readv)
-TP_READ(recvfrom)
-TP_READ(recvmsg)
+TP_SYSCALLS(, RAW_PTR)
+TP_SYSCALLS(_btf, BTF_PTR)
 
 SEC("tracepoint/sched/sched_process_fork")
 int tp_sched_process_fork(struct trace_event_raw_sched_process_fork *ctx)

@@ -9,8 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { release } from 'node:os';
-import { buildC, FIXTURES, needKernelBtf, needRoot, runClient, runTcptrace, sleep, ssCloseWait, startServer, startTcptrace, WORK, type Server } from './helpers/proc.js';
+import { buildC, FIXTURES, kernelAtLeast, needKernelBtf, needRoot, runClient, runTcptrace, sleep, ssCloseWait, startServer, startTcptrace, WORK, type Server } from './helpers/proc.js';
 import { lifetimes, readRecording } from './helpers/recording.js';
 import type { TransitionEvent, SockcallEvent } from '../src/model/events.js';
 import { TCP } from '../src/model/states.js';
@@ -154,8 +153,7 @@ describe('tcptrace --pid on a leaky server', { skip: skip ?? false }, () => {
         else {
           assert.match(hooks.syscalls, /tracepoint\/syscalls/);
           // 6.2+ kernels have bpf_rdonly_cast(): their fd -> sock walk must be the typed one
-          const [maj, min] = release().split('.').map((x) => parseInt(x, 10));
-          if (maj > 6 || (maj === 6 && min >= 2)) assert.match(hooks.syscalls, /through typed pointers/);
+          if (kernelAtLeast(6, 2)) assert.match(hooks.syscalls, /through typed pointers/);
         }
         const names = (site: string) => new Set(rec.stacks.filter((st) => st.pid === server.pid && st.site === site).flatMap((st) => st.frames.map((f) => f.symbol)));
         assert.ok(names('acquire').has('serve_clients'), `acquire stacks (${hooks.io}) name: ${[...names('acquire')].join(', ')}`);

@@ -11,21 +11,29 @@ import { buildC, FIXTURES, needKernelBtf, needRoot, runClient, sleep, ssCloseWai
 
 const skip = needRoot() ?? needKernelBtf();
 
+/**
+ * Traces with `args` while `leak` leaking and `good` well-behaved clients talk to
+ * port; `snapshot` (what ss says) runs once they settled, before the trace stops.
+ */
+async function traceClients<T>(args: string[], port: number, leak: number, good: number, settleMs: number, snapshot: () => T): Promise<{ report: any; seen: T }> {
+  const t = startTcptrace([...args, '--format', 'json']);
+  await t.ready;
+  runClient(port, 'leak', leak);
+  runClient(port, 'good', good, true);
+  await sleep(settleMs);
+  const seen = snapshot();
+  const r = await t.stop();
+  assert.equal(r.code, 0, r.stderr);
+  return { report: JSON.parse(r.stdout), seen };
+}
+
 describe('a Node server that never ends half-closed sockets', { skip: skip ?? false }, () => {
   let server: Server;
   let report: any;
   let ss: Set<string>;
   before(async () => {
     server = await startServer(process.execPath, [join(FIXTURES, 'node_server.mjs')]);
-    const t = startTcptrace(['--pid', String(server.pid), '--format', 'json']);
-    await t.ready;
-    runClient(server.port, 'leak', 4);
-    runClient(server.port, 'good', 3, true);
-    await sleep(400);
-    ss = ssCloseWait(server.pid);
-    const r = await t.stop();
-    assert.equal(r.code, 0, r.stderr);
-    report = JSON.parse(r.stdout);
+    ({ report, seen: ss } = await traceClients(['--pid', String(server.pid)], server.port, 4, 3, 400, () => ssCloseWait(server.pid)));
   });
   after(() => server?.stop());
 
@@ -46,16 +54,10 @@ describe('a forking server traced with --children', { skip: skip ?? false }, () 
   let holders: Map<string, number>;
   before(async () => {
     server = await startServer(buildC('leaky_server', ['-O2', '-g']), ['0', 'fork']);
-    const t = startTcptrace(['--pid', String(server.pid), '--children', '--format', 'json']);
-    await t.ready;
-    runClient(server.port, 'leak', 3);
-    runClient(server.port, 'good', 2, true);
-    await sleep(500);
     // ss names the child processes that hold the sockets
-    holders = new Map([...ssCloseWaitHolders()].filter(([k]) => k.startsWith(`127.0.0.1:${server.port} `)));
-    const r = await t.stop();
-    assert.equal(r.code, 0, r.stderr);
-    report = JSON.parse(r.stdout);
+    ({ report, seen: holders } = await traceClients(['--pid', String(server.pid), '--children'], server.port, 3, 2, 500, () =>
+      new Map([...ssCloseWaitHolders()].filter(([k]) => k.startsWith(`127.0.0.1:${server.port} `))),
+    ));
   });
   after(() => server?.stop()); // the whole process group: parent and forked children
 
@@ -79,15 +81,8 @@ describe('more --pid targets than the kernel checks without a map lookup', { ski
     // 8 idle targets fill the fast list (TT_FAST_TARGETS); the server is the 9th, found in the targets map
     for (let i = 0; i < 8; i++) idle.push(spawn('sleep', ['60'], { stdio: 'ignore' }));
     server = await startServer(process.execPath, [join(FIXTURES, 'node_server.mjs')]);
-    const t = startTcptrace([...idle.flatMap((p) => ['--pid', String(p.pid)]), '--pid', String(server.pid), '--format', 'json']);
-    await t.ready;
-    runClient(server.port, 'leak', 2);
-    runClient(server.port, 'good', 2, true);
-    await sleep(400);
-    ss = ssCloseWait(server.pid);
-    const r = await t.stop();
-    assert.equal(r.code, 0, r.stderr);
-    report = JSON.parse(r.stdout);
+    const pids = [...idle.map((p) => p.pid!), server.pid].flatMap((p) => ['--pid', String(p)]);
+    ({ report, seen: ss } = await traceClients(pids, server.port, 2, 2, 400, () => ssCloseWait(server.pid)));
   });
   after(() => {
     for (const p of idle) p.kill('SIGKILL');

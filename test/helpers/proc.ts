@@ -4,7 +4,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { release, tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -21,6 +21,12 @@ export function needRoot(): string | null {
 
 export function needKernelBtf(): string | null {
   return existsSync('/sys/kernel/btf/vmlinux') ? null : 'needs kernel BTF (/sys/kernel/btf/vmlinux)';
+}
+
+/** The running kernel is at least major.minor (uname -r) */
+export function kernelAtLeast(major: number, minor: number): boolean {
+  const [maj, min] = release().split('.').map((x) => parseInt(x, 10));
+  return maj > major || (maj === major && min >= minor);
 }
 
 /** Compiles a C fixture once per run (cached by source mtime). */

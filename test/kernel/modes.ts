@@ -41,7 +41,7 @@ import { connect } from 'node:net';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { bpfProgIdsOf, buildC, CLI, needKernelBtf, needRoot, ROOT, sleep, ssCloseWait, ssCloseWaitFds, startServer, startTcptrace, stillLoaded, WORK, type Server } from '../helpers/proc.js';
+import { bpfProgIdsOf, buildC, CLI, kernelAtLeast, needKernelBtf, needRoot, ROOT, sleep, ssCloseWait, ssCloseWaitFds, startServer, startTcptrace, stillLoaded, WORK, type Server } from '../helpers/proc.js';
 import { lifetimes, peerPort, readRecording } from '../helpers/recording.js';
 import type { SockcallEvent, TransitionEvent } from '../../src/model/events.js';
 import { TCP } from '../../src/model/states.js';
@@ -143,8 +143,7 @@ function checkFeatures(doc: FeaturesDoc, seconds: number): Map<Mode, { usable: b
   c.expect(doc.chosen === best, `chosen ${doc.chosen}, but the best usable mode is ${best}`);
   c.expect(doc.kernel === release(), `features reports kernel ${doc.kernel}, uname says ${release()}`);
   // bpf_rdonly_cast() is in every 6.2+ kernel: there the syscall hooks' fd -> sock walk must load typed
-  const [maj, min] = release().split('.').map((x) => parseInt(x, 10));
-  if (basics && doc.probes.syscallTracepoint?.supported && (maj > 6 || (maj === 6 && min >= 2))) {
+  if (basics && doc.probes.syscallTracepoint?.supported && kernelAtLeast(6, 2)) {
     c.expect(doc.probes.btfWalk?.supported, `kernel ${release()} should load the typed fd -> sock walk: ${doc.probes.btfWalk?.reason}`);
   }
   report({
