@@ -6,11 +6,14 @@
  *   baseline          no tracer
  *   tcptrace hooks    tcptrace --pid <an idle process> --quiet --no-stacks: every
  *                     hook attached, nothing traced (what the hooks cost alone)
- *   tcptrace --pid    tcptrace --pid <worker> --quiet
+ *   tcptrace --pid    tcptrace --pid <worker> --quiet (the kernel summarises: sockets
+ *                     that never enter CLOSE_WAIT stay in the kernel), with and
+ *                     without stacks, and with --no-kernel-summary (every event sent)
  *   tcptrace record   tcptrace record, whole system, to a file
  *   tcpstates         libbpf-tools tcpstates (the peer), output to a file
  * Prints each condition's req/s ratio to the baseline of the same round
- * (median [min-max]), lost events, and agent CPU seconds per million events.
+ * (median [min-max]), lost events, and agent CPU per connection served and per
+ * million records read.
  *
  * usage: node dist/bench/nginx.js [--rounds N] [--seconds S] [--conditions a,b,...]
  */
@@ -79,6 +82,7 @@ const conditions: Condition[] = [
   }),
   jsonTrace('tcptrace --pid --no-stacks', (worker) => worker, ['--no-stacks']),
   jsonTrace('tcptrace --pid (attribution)', (worker) => worker, [], (doc) => stackNotes.push(doc.stacks)),
+  jsonTrace('tcptrace --pid --no-kernel-summary (attribution)', (worker) => worker, ['--no-kernel-summary']),
   {
     name: 'tcptrace record (system)',
     start: (_w, dir) => spawnTracer(process.execPath, [CLI, 'record', '-o', join(dir, 'bench.tcptrace')], /tcptrace: recording/),
@@ -193,18 +197,20 @@ async function main(): Promise<void> {
     if (mountedTracefs) spawnSync('umount', ['/sys/kernel/tracing']);
   }
   const base = runs.get('baseline')!;
-  const rows = [['condition', 'req/s (median)', 'ratio to baseline, paired: median [min-max]', 'events/run', 'lost (total)', 'agent CPU s / 1M events']];
+  const rows = [['condition', 'req/s (median)', 'ratio to baseline, paired: median [min-max]', 'records/run', 'lost (total)', 'agent CPU us / connection', 'agent CPU s / 1M records']];
   for (const c of conds) {
     const rs = runs.get(c.name)!;
     const ratios = rs.map((x, i) => x.reqs / base[i].reqs);
     const ev = rs.filter((x) => x.events !== null);
     const cpu = rs.filter((x) => x.cpuS !== null && x.events);
+    const cpuConn = rs.filter((x) => x.cpuS !== null);
     rows.push([
       c.name,
       median(rs.map((x) => x.reqs)).toFixed(0),
       c.name === 'baseline' ? '1' : `${median(ratios).toFixed(3)} [${Math.min(...ratios).toFixed(3)}-${Math.max(...ratios).toFixed(3)}]`,
       ev.length ? median(ev.map((x) => x.events!)).toFixed(0) : '-',
       ev.length ? lossCell(ev) : '-',
+      cpuConn.length ? median(cpuConn.map((x) => (x.cpuS! / (x.reqs * SECONDS)) * 1e6)).toFixed(2) : '-',
       cpu.length ? median(cpu.map((x) => (x.cpuS! / x.events!) * 1e6)).toFixed(2) : '-',
     ]);
   }

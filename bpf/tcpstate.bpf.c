@@ -49,6 +49,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define TCP_SYN_SENT 2
 #define TCP_SYN_RECV 3
 #define TCP_CLOSE 7
+#define TCP_CLOSE_WAIT 8
 #define TCP_LISTEN 10
 
 /* how a helper may read the kernel pointer it is handed, a sock or pt_regs (KREAD in core_fixes.bpf.h) */
@@ -79,6 +80,8 @@ const volatile __u64 targ_wakeup_bytes = 0; /* force a wake-up past this much un
 const volatile __u64 targ_wakeup_gap_ns = 1000000;
 const volatile __s32 targ_self_tgid = 0;    /* never trace tcptrace itself */
 const volatile bool targ_stacks = false;     /* capture user stacks at acquire / first I/O / EOF */
+/* keep a target's sockets in the kernel until they matter (TT_OWNER_PUBLISHED); needs targ_filter */
+const volatile bool targ_summary = false;
 /* the I/O stack sites come from the read/write syscall hooks (no sock:sock_{send,recv}_length before 6.3) */
 const volatile bool targ_io_syscalls = true;
 const volatile __u32 targ_stack_bytes = 32768; /* user stack to copy, in whole pages from sp's page (<= TT_STACK_MAX) */
@@ -228,6 +231,16 @@ static __always_inline bool is_target(__u32 tgid)
 	return bpf_map_lookup_elem(&targets, &tgid) != NULL;
 }
 
+/*
+ * Summary mode: a held socket's transitions and calls are only counted until it
+ * is published (TT_OWNER_PUBLISHED in tcpstate.h). Only --pid sockets have an
+ * owners entry to hold them in.
+ */
+static __always_inline bool held(const struct tt_owner *o)
+{
+	return targ_summary && targ_filter && o && !(o->flags & TT_OWNER_PUBLISHED);
+}
+
 static __always_inline void *reserve(__u32 size)
 {
 	void *rec = bpf_ringbuf_reserve(&events, size, 0);
@@ -317,6 +330,7 @@ static __always_inline struct sock *fd_to_tcp_sk(const bool btf, int fd)
 static __always_inline void owner_here(struct tt_owner *o, __s32 fd, __u8 origin)
 {
 	o->first_ns = bpf_ktime_get_ns();
+	o->state = TCP_CLOSE; /* until a transition or the caller says otherwise */
 	o->tgid = bpf_get_current_pid_tgid() >> 32;
 	o->fd = fd;
 	o->origin = origin;
@@ -406,7 +420,18 @@ static __always_inline __u32 fingerprint(__u32 tgid, __u64 ip, __u64 sp, __u64 *
 	return depth;
 }
 
-static __always_inline bool emit_stack_ref(const bool btf, const struct sock *sk, __u8 site, __u32 tgid, __u32 tid, __u64 ip, __u64 sp)
+/* a held socket keeps the first stack id of each site, sent when it is published */
+static __always_inline void hold_stack_id(struct tt_owner *o, __u8 site, __u32 id)
+{
+	if (site == TT_SITE_ACQUIRE && !o->stack_ids[0])
+		o->stack_ids[0] = id;
+	else if (site == TT_SITE_IO && !o->stack_ids[1])
+		o->stack_ids[1] = id;
+	else if (site == TT_SITE_EOF && !o->stack_ids[2])
+		o->stack_ids[2] = id;
+}
+
+static __always_inline bool emit_stack_ref(const bool btf, const struct sock *sk, struct tt_owner *o, __u8 site, __u32 tgid, __u32 tid, __u64 ip, __u64 sp)
 {
 	struct tt_known_key kk = { .tgid = tgid, .site = site };
 	struct tt_stack_ref *e;
@@ -418,6 +443,10 @@ static __always_inline bool emit_stack_ref(const bool btf, const struct sock *sk
 	stack_id = bpf_map_lookup_elem(&known_stacks, &kk);
 	if (!stack_id)
 		return false;
+	if (held(o)) {
+		hold_stack_id(o, site, *stack_id); /* counted as deduped if it is ever sent */
+		return true;
+	}
 	e = reserve(sizeof(*e));
 	if (!e)
 		return true; /* counted as lost; a copy would not fit either */
@@ -435,7 +464,49 @@ static __always_inline bool emit_stack_ref(const bool btf, const struct sock *sk
 	return true;
 }
 
-static __always_inline void capture_stack(const bool btf, const struct sock *sk, __u8 site, __u8 call)
+/* A stack id held back for a socket, sent when it is published (no hash, depth or tid: not known any more). */
+static __always_inline void emit_held_ref(const bool btf, const struct sock *sk, const struct tt_owner *o, __u8 site, __u32 id)
+{
+	struct tt_stack_ref *e = reserve(sizeof(*e));
+
+	if (!e)
+		return;
+	fill_hdr(&e->hdr, TT_KIND_STACK_REF, sizeof(*e), 0);
+	e->sk = (__u64)sk;
+	e->cookie = sk_cookie_of(btf, sk);
+	e->hash = 0;
+	e->tgid = o->tgid;
+	e->tid = 0;
+	e->stack_id = id;
+	e->site = site;
+	e->depth = 0;
+	submit(e);
+	count(TT_CNT_STACKS_DEDUPED);
+}
+
+/*
+ * Publish a held socket: user space gets every event of it from now on,
+ * starting with the stack ids held back. (A close of its fd held back is sent
+ * by handle_transition, after the transition that gives user space the socket.)
+ */
+static __always_inline void publish(const bool btf, const struct sock *sk, struct tt_owner *o)
+{
+	o->flags |= TT_OWNER_PUBLISHED;
+	for (int i = 0; i < 3; i++) {
+		__u32 id = o->stack_ids[i];
+
+		if (!id)
+			continue;
+		o->stack_ids[i] = 0;
+		emit_held_ref(btf, sk, o, i + 1, id);
+	}
+}
+
+/*
+ * o: the socket's owners entry, if it has one. A full copy publishes a held
+ * socket: user space keeps a copy only for a socket whose life it then sees.
+ */
+static __always_inline void capture_stack(const bool btf, const struct sock *sk, struct tt_owner *o, __u8 site, __u8 call)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct pt_regs *regs;
@@ -448,12 +519,14 @@ static __always_inline void capture_stack(const bool btf, const struct sock *sk,
 		return;
 	regs = current_user_regs();
 	/* a stack seen before costs a few reads and a 56-byte record, not a copy */
-	if (emit_stack_ref(btf, sk, site, id >> 32, (__u32)id, BPF_CORE_READ(regs, ip), BPF_CORE_READ(regs, sp)))
+	if (emit_stack_ref(btf, sk, o, site, id >> 32, (__u32)id, BPF_CORE_READ(regs, ip), BPF_CORE_READ(regs, sp)))
 		return;
 	if (!stack_allowed(id >> 32)) {
 		count(TT_CNT_STACKS_LIMITED);
 		return;
 	}
+	if (held(o))
+		publish(btf, sk, o);
 	scratch = bpf_map_lookup_elem(&stack_scratch, &cpu);
 	if (!scratch)
 		return;
@@ -533,6 +606,8 @@ static __always_inline struct tt_owner *learn_owner(const bool btf, const struct
 		fresh.first_ns = bpf_ktime_get_ns();
 		fresh.fd = -1;
 		fresh.origin = TT_ORIGIN_ACCEPT_PENDING;
+		fresh.flags = 0; /* a new socket: not published, no stack taken (the listener's are its own) */
+		__builtin_memset(fresh.stack_ids, 0, sizeof(fresh.stack_ids));
 		return owner_put(skey, &fresh);
 	}
 
@@ -547,6 +622,49 @@ static __always_inline struct tt_owner *learn_owner(const bool btf, const struct
 		return owner_put(skey, &fresh);
 	}
 	return NULL;
+}
+
+/* as: sent on the owner's behalf (a call held back in summary mode), else by the caller */
+static __always_inline void emit_sockcall(const bool btf, const struct sock *sk, __u8 call, __s32 fd, __s32 arg, __u8 via,
+					  const struct tt_owner *as)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct tt_sockcall *e = reserve(sizeof(*e));
+
+	if (!e)
+		return;
+	fill_hdr(&e->hdr, TT_KIND_SOCKCALL, sizeof(*e), 0);
+	e->sk = (__u64)sk;
+	e->cookie = sk_cookie_of(btf, sk);
+	read_tuple(btf, sk, &e->tuple);
+	e->netns = sk_netns_of(btf, sk);
+	e->fd = fd;
+	e->arg = arg;
+	e->call = call;
+	e->state = KREAD(btf, sk, __sk_common.skc_state);
+	e->via = via;
+	if (as) {
+		e->tgid = as->tgid;
+		e->tid = 0;
+		__builtin_memcpy(e->comm, as->comm, sizeof(e->comm));
+	} else {
+		e->tgid = id >> 32;
+		e->tid = (__u32)id;
+		current_comm(e->comm);
+	}
+	submit(e);
+}
+
+/*
+ * Summary mode pre-creates the owners entry of a socket being connected or
+ * made a listener at syscall entry (on_acquire_enter), so that the stack taken
+ * there can be held: such an entry is this socket's, not a dead one's.
+ */
+static __always_inline bool entered_by_owner(const struct tt_owner *o, int newstate)
+{
+	if (!targ_summary || o->state != TCP_CLOSE || newstate == TCP_SYN_RECV)
+		return false;
+	return o->tgid == (__u32)(bpf_get_current_pid_tgid() >> 32) && o->fd == acquiring_syscall_fd(newstate == TCP_LISTEN);
 }
 
 static __always_inline void handle_transition(const bool btf, const struct sock *sk, int oldstate, int newstate)
@@ -565,7 +683,8 @@ static __always_inline void handle_transition(const bool btf, const struct sock 
 	/* in --pid mode the owners map only ever holds targets' sockets (every way in checks is_target) */
 	o = bpf_map_lookup_elem(&owners, &skey);
 	if (o && ((oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV) ||
-		  (oldstate == TCP_CLOSE && (newstate == TCP_SYN_SENT || newstate == TCP_LISTEN)))) {
+		  (oldstate == TCP_CLOSE && (newstate == TCP_SYN_SENT || newstate == TCP_LISTEN))) &&
+	    !entered_by_owner(o, newstate)) {
 		/*
 		 * A socket is born (a listener's new child, or connect/listen from CLOSE) at
 		 * an address the map still holds: the entry is a dead socket's, whose CLOSE
@@ -577,6 +696,20 @@ static __always_inline void handle_transition(const bool btf, const struct sock 
 	}
 	if (!o)
 		o = learn_owner(btf, sk, oldstate, newstate);
+	if (o) {
+		if (held(o)) {
+			/* summary mode: only CLOSE_WAIT (a leak in the making) and listeners are worth a record */
+			if (newstate != TCP_CLOSE_WAIT && newstate != TCP_LISTEN) {
+				o->state = newstate;
+				count(TT_CNT_SUMMARISED);
+				if (newstate == TCP_CLOSE)
+					bpf_map_delete_elem(&owners, &skey);
+				return;
+			}
+			publish(btf, sk, o);
+		}
+		o->state = newstate;
+	}
 	if (!o) {
 		/* --pid: not a target's socket. Whole system: any TCP socket but our own. */
 		if (targ_filter) {
@@ -633,45 +766,31 @@ static __always_inline void handle_transition(const bool btf, const struct sock 
 		e->owner_fd = -1;
 	}
 	submit(e);
+	/* a close of its fd held back: after the transition that gives user space the socket */
+	if (o && (o->flags & TT_OWNER_FD_CLOSED)) {
+		o->flags &= ~TT_OWNER_FD_CLOSED;
+		emit_sockcall(btf, sk, TT_CALL_CLOSE, o->fd, 0, TT_VIA_SYSCALL, o);
+	}
 out:
 	if (newstate == TCP_CLOSE && o)
 		bpf_map_delete_elem(&owners, &skey);
 }
 
-static __always_inline void emit_sockcall(const bool btf, const struct sock *sk, __u8 call, __s32 fd, __s32 arg, __u8 via)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	struct tt_sockcall *e = reserve(sizeof(*e));
-
-	if (!e)
-		return;
-	fill_hdr(&e->hdr, TT_KIND_SOCKCALL, sizeof(*e), 0);
-	e->sk = (__u64)sk;
-	e->cookie = sk_cookie_of(btf, sk);
-	read_tuple(btf, sk, &e->tuple);
-	e->netns = sk_netns_of(btf, sk);
-	e->tgid = id >> 32;
-	e->tid = (__u32)id;
-	e->fd = fd;
-	e->arg = arg;
-	e->call = call;
-	e->state = KREAD(btf, sk, __sk_common.skc_state);
-	e->via = via;
-	current_comm(e->comm);
-	submit(e);
-}
-
-/* The accepted socket now belongs to the caller. Sockets already reset (CLOSE) are not tracked. */
-static __always_inline void claim_accepted(const bool btf, struct sock *sk, __s32 fd)
+/*
+ * The accepted socket now belongs to the caller; returns its owners entry.
+ * Sockets already reset (CLOSE) are not tracked.
+ */
+static __always_inline struct tt_owner *claim_accepted(const bool btf, struct sock *sk, __s32 fd)
 {
 	__u64 skey = (__u64)sk;
 	struct tt_owner *o = bpf_map_lookup_elem(&owners, &skey);
 	struct tt_owner fresh = {};
+	__u8 state = KREAD(btf, sk, __sk_common.skc_state);
 
-	if (KREAD(btf, sk, __sk_common.skc_state) == TCP_CLOSE) {
+	if (state == TCP_CLOSE) {
 		if (o)
 			bpf_map_delete_elem(&owners, &skey);
-		return;
+		return NULL;
 	}
 	if (o) {
 		/* keep first_ns: the socket was ours (as a listener's child) since SYN_RECV */
@@ -680,10 +799,11 @@ static __always_inline void claim_accepted(const bool btf, struct sock *sk, __s3
 			o->fd = fd;
 		o->origin = TT_ORIGIN_ACCEPT;
 		current_comm(o->comm);
-		return;
+		return o;
 	}
 	owner_here(&fresh, fd, TT_ORIGIN_ACCEPT);
-	owner_put(skey, &fresh);
+	fresh.state = state;
+	return owner_put(skey, &fresh);
 }
 
 /* accept()/accept4() returned fd: resolve it, claim the socket, report the acceptor. */
@@ -696,9 +816,15 @@ static __always_inline void on_accept_exit(const bool btf, long ret)
 	sk = fd_to_tcp_sk(btf, (int)ret);
 	if (!sk)
 		return;
-	claim_accepted(btf, sk, (__s32)ret);
-	emit_sockcall(btf, sk, TT_CALL_ACCEPT, (__s32)ret, 0, TT_VIA_SYSCALL);
-	capture_stack(btf, sk, TT_SITE_ACQUIRE, TT_CALL_ACCEPT);
+	struct tt_owner *o = claim_accepted(btf, sk, (__s32)ret);
+	bool was_held = held(o);
+
+	/* held (summary mode): the fd is in the owners entry, sent if the socket is published */
+	if (!was_held)
+		emit_sockcall(btf, sk, TT_CALL_ACCEPT, (__s32)ret, 0, TT_VIA_SYSCALL, NULL);
+	capture_stack(btf, sk, o, TT_SITE_ACQUIRE, TT_CALL_ACCEPT);
+	if (was_held && !held(o)) /* published by a full stack copy */
+		emit_sockcall(btf, sk, TT_CALL_ACCEPT, (__s32)ret, 0, TT_VIA_SYSCALL, NULL);
 }
 
 /* Return of inet_csk_accept (fexit / kretprobe): ownership without the fd, also for io_uring. */
@@ -725,17 +851,27 @@ static __always_inline void on_read_enter(long fd)
 /*
  * connect()/listen() entry, only with stacks: the acquire stack. The fd itself
  * is learnt by the transition the call causes (acquiring_syscall_fd), so
- * without stacks these calls are not hooked at all.
+ * without stacks these calls are not hooked at all. In summary mode the owners
+ * entry is made here, to hold the stack in (entered_by_owner keeps it).
  */
 static __always_inline void on_acquire_enter(const bool btf, __u32 nr, long fd)
 {
 	struct sock *sk;
+	struct tt_owner *o, fresh = {};
+	__u64 skey;
 
 	if (!targ_stacks || !is_target(bpf_get_current_pid_tgid() >> 32))
 		return;
 	sk = fd_to_tcp_sk(btf, (int)fd);
-	if (sk)
-		capture_stack(btf, sk, TT_SITE_ACQUIRE, nr == NR_listen ? TT_CALL_LISTEN : TT_CALL_CONNECT);
+	if (!sk)
+		return;
+	skey = (__u64)sk;
+	o = bpf_map_lookup_elem(&owners, &skey);
+	if (targ_summary && targ_filter && (!o || o->state == TCP_CLOSE) && KREAD(btf, sk, __sk_common.skc_state) == TCP_CLOSE) {
+		owner_here(&fresh, (__s32)fd, nr == NR_listen ? TT_ORIGIN_LISTEN : TT_ORIGIN_CONNECT);
+		o = owner_put(skey, &fresh);
+	}
+	capture_stack(btf, sk, o, TT_SITE_ACQUIRE, nr == NR_listen ? TT_CALL_LISTEN : TT_CALL_CONNECT);
 }
 
 /*
@@ -751,7 +887,7 @@ static __always_inline void io_site(const bool btf, const struct sock *sk, __u32
 	if (!o || (o->flags & seen))
 		return;
 	o->flags |= seen;
-	capture_stack(btf, sk, site, 0);
+	capture_stack(btf, sk, o, site, 0);
 }
 
 /* sock:sock_{send,recv}_length (6.3+): the socket itself, in the caller's context, only for socket I/O */
@@ -812,7 +948,17 @@ static __always_inline void on_release_enter(const bool btf, __u8 call, long fd,
 	o = bpf_map_lookup_elem(&owners, &skey);
 	if (!o && targ_filter)
 		return;
-	emit_sockcall(btf, sk, call, (__s32)fd, (__s32)how, TT_VIA_SYSCALL);
+	if (held(o)) {
+		if (call != TT_CALL_CLOSE)
+			return;
+		/* never connected (a connect that failed at once): no transition will end this entry */
+		if (o->state == TCP_CLOSE)
+			bpf_map_delete_elem(&owners, &skey);
+		else /* sent if the socket is published (a shared fd: the socket lives on) */
+			o->flags |= TT_OWNER_FD_CLOSED;
+		return;
+	}
+	emit_sockcall(btf, sk, call, (__s32)fd, (__s32)how, TT_VIA_SYSCALL, NULL);
 }
 
 /*

@@ -86,6 +86,7 @@ enum tt_counter {
 	TT_CNT_STACKS_LIMITED = 10,   /* stacks not captured: per-process rate limit */
 	TT_CNT_STACK_SHORT = 11,      /* stack copies cut short by an unreadable page */
 	TT_CNT_STACKS_DEDUPED = 12,   /* stacks recognised in the kernel: a reference, no copy */
+	TT_CNT_SUMMARISED = 13,	      /* transitions kept in the kernel (summary mode: socket never published) */
 	TT_CNT__MAX = 16,
 };
 
@@ -237,18 +238,29 @@ _Static_assert(sizeof(struct tt_stack_ref) == 56, "tt_stack_ref layout");
 
 #define TT_OWNER_IO_SEEN (1u << 0)  /* the first write/send stack was taken */
 #define TT_OWNER_EOF_SEEN (1u << 1) /* the EOF read stack was taken */
+/*
+ * Summary mode (targ_summary: --pid with no live lines and no recording): a
+ * target's socket is kept in the kernel, its transitions only counted, until it
+ * is published: when it enters CLOSE_WAIT or LISTEN, or a full stack copy is
+ * sent for it. From then on every event of it is sent, as without summary.
+ */
+#define TT_OWNER_PUBLISHED (1u << 2) /* user space knows this socket: send all its events */
+#define TT_OWNER_FD_CLOSED (1u << 3) /* the owner closed an fd of it before it was published */
 
 /* Value of the owners map (sk -> owner) and of the seeds map (cookie -> owner). */
 struct tt_owner {
 	__u64 first_ns;
 	__u32 tgid;
 	__s32 fd;
+	/* summary mode: stack ids seen at its sites (index enum tt_site - 1; 0: none), sent when published */
+	__u32 stack_ids[3];
 	__u8 origin;
 	__u8 flags; /* TT_OWNER_* */
-	__u8 pad[6];
+	__u8 state; /* TCP state after the last transition seen (summary mode: the end-of-trace states) */
+	__u8 pad;
 	char comm[TT_COMM_LEN];
 };
-_Static_assert(sizeof(struct tt_owner) == 40, "tt_owner layout");
+_Static_assert(sizeof(struct tt_owner) == 48, "tt_owner layout");
 
 /* Key of the listeners map: a traced listener's port in its network namespace. */
 struct tt_listen_key {

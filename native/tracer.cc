@@ -57,6 +57,9 @@ tt_owner OwnerFrom(Napi::Object o) {
   Napi::Value fd = o.Get("fd");
   ow.fd = fd.IsNumber() ? fd.As<Napi::Number>().Int32Value() : -1;
   ow.origin = static_cast<uint8_t>(GetU32(o, "origin", TT_ORIGIN_PREEXISTING));
+  // a socket present at attach is in user space's table already: never summarised
+  // (a listener's children clear this flag: they are new)
+  ow.flags = TT_OWNER_PUBLISHED;
   CopyComm(o, ow.comm);
   return ow;
 }
@@ -101,6 +104,7 @@ void Tracer::Init(Napi::Env env, Napi::Object exports) {
                                         InstanceMethod("start", &Tracer::Start),
                                         InstanceMethod("stop", &Tracer::Stop),
                                         InstanceMethod("counters", &Tracer::Counters),
+                                        InstanceMethod("heldStates", &Tracer::HeldStates),
                                         InstanceMethod("close", &Tracer::Close),
                                     });
   exports.Set("Tracer", ctor);
@@ -145,6 +149,7 @@ Tracer::Tracer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tracer>(info) 
   skel_->rodata->targ_children = GetBool(o, "children", false);
   skel_->rodata->targ_self_tgid = static_cast<int32_t>(getpid());
   skel_->rodata->targ_stacks = GetBool(o, "stacks", false);
+  skel_->rodata->targ_summary = GetBool(o, "summary", false);
   skel_->rodata->targ_io_syscalls = GetBool(o, "ioViaSyscalls", true);
   skel_->rodata->targ_stack_bytes = std::min<uint32_t>(GetU32(o, "stackBytes", 16384), TT_STACK_MAX);
   skel_->rodata->targ_stack_rate = std::max<uint32_t>(GetU32(o, "stackRate", 2000), 1);
@@ -382,6 +387,28 @@ Napi::Value Tracer::Counters(const Napi::CallbackInfo& info) {
   out.Set("bytes", Napi::BigInt::New(env, s.bytes));
   out.Set("droppedBatches", Napi::BigInt::New(env, s.dropped_batches));
   out.Set("droppedBytes", Napi::BigInt::New(env, s.dropped_bytes));
+  return out;
+}
+
+// heldStates(): sockets the kernel holds in summary mode (never published), counted
+// by TCP state (index = state). One pass over the owners map: at the end of a
+// trace and for --interval reports, not per event.
+Napi::Value Tracer::HeldStates(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireState(env, kAttached, "heldStates");
+  uint32_t counts[16] = {};
+  int fd = bpf_map__fd(skel_->maps.owners);
+  uint64_t key = 0, next = 0;
+  uint64_t* prev = nullptr;
+  tt_owner ow;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    // an entry deleted between the two calls is skipped: the map is live
+    if (bpf_map_lookup_elem(fd, &next, &ow) == 0 && !(ow.flags & TT_OWNER_PUBLISHED)) counts[ow.state & 15]++;
+    key = next;
+    prev = &key;
+  }
+  Napi::Array out = Napi::Array::New(env, 16);
+  for (uint32_t i = 0; i < 16; i++) out.Set(i, counts[i]);
   return out;
 }
 

@@ -7,6 +7,7 @@
 //   addTargets/seed*()   map updates from user space               [JS thread]
 //   start(cb)            RingPoller thread delivers record batches [poll thread -> JS]
 //   stop()               last drain, resolves when all delivered   [JS thread]
+//   heldStates()         summary mode: held sockets by state       [JS thread]
 //   close()              detaches links and frees everything       [JS thread]
 //
 // C++ owns every handle (skeleton, links, poller) through RAII; close() is
@@ -44,6 +45,7 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
   Napi::Value Start(const Napi::CallbackInfo& info);
   Napi::Value Stop(const Napi::CallbackInfo& info);
   Napi::Value Counters(const Napi::CallbackInfo& info);
+  Napi::Value HeldStates(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
 
   void CloseAll();

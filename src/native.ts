@@ -92,6 +92,8 @@ export interface NativeTracerOptions {
   stackBytes?: number;
   /** stacks per second per process */
   stackRate?: number;
+  /** summary mode: keep the targets' sockets in the kernel until they enter CLOSE_WAIT (needs filter) */
+  summary?: boolean;
 }
 
 export interface NativeTracer {
@@ -105,6 +107,8 @@ export interface NativeTracer {
   start(onBatch: (batch: Buffer, stackOffsets?: Uint32Array) => void, opts?: { intervalMs?: number; maxInflightBytes?: number }): void;
   stop(): Promise<void>;
   counters(): NativeCounters;
+  /** summary mode: sockets the kernel holds (never sent to user space), counted by TCP state (index) */
+  heldStates(): number[];
   close(): void;
 }
 

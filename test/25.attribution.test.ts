@@ -105,8 +105,54 @@ describe('a fast-churn well-behaved server', { skip: skip ?? false }, () => {
     const { doc, ss } = await traceLeaks(server, () => requests(server.port, 'health', 300));
     assert.equal(ss.size, 0);
     assert.deepEqual(doc.leaks, []);
-    assert.ok(doc.counts.transitions >= 300 * 4, `saw ${doc.counts.transitions} transitions`);
+    // --pid -f json: the kernel summarises, and counts what it kept (SYN_RECV, ESTABLISHED of each socket)
+    const seen = doc.counts.transitions + doc.counts.summarisedInKernel;
+    assert.ok(seen >= 300 * 4, `saw ${seen} transitions`);
+    assert.ok(doc.counts.summarisedInKernel >= 300 * 2, `${doc.counts.summarisedInKernel} summarised in the kernel`);
     assert.equal(doc.counts.lost, 0);
+  });
+});
+
+describe('the kernel summary (--pid -f json) reports what the full event stream reports', { skip: skip ?? false }, () => {
+  let server: Server;
+  after(() => server?.stop());
+  test('same states, CLOSE_WAIT sockets, leak groups and stacks, side by side on the same traffic', async () => {
+    server = await startServer(buildC('attrib_server', ['-O2', '-g']));
+    requests(server.port, 'quote', 2); // leaks that predate attach
+    // both attached at once: one keeps held sockets in the kernel, one streams every event
+    const args = ['--pid', String(server.pid), '--format', 'json', '--leak-after', '1'];
+    const summary = startTcptrace(args);
+    const full = startTcptrace([...args, '--no-kernel-summary']);
+    await Promise.all([summary.ready, full.ready]);
+    // enough health requests that the kernel recognises the stacks: held stack ids are then sent on publish
+    requests(server.port, 'health', 60);
+    requests(server.port, 'quote', 5);
+    requests(server.port, 'health', 20);
+    await sleep(1300);
+    const [rs, rf] = await Promise.all([summary.stop(), full.stop()]);
+    assert.equal(rs.code, 0, rs.stderr);
+    assert.equal(rf.code, 0, rf.stderr);
+    const s = JSON.parse(rs.stdout);
+    const f = JSON.parse(rf.stdout);
+    assert.equal(s.summary, true);
+    assert.equal(f.summary, false);
+    assert.equal(f.counts.summarisedInKernel, 0);
+    assert.ok(s.counts.summarisedInKernel >= 85 * 2, `${s.counts.summarisedInKernel} transitions summarised`);
+    assert.equal(s.counts.transitions + s.counts.summarisedInKernel, f.counts.transitions, 'every transition seen, sent or counted');
+    assert.ok(s.counts.events < f.counts.events, `${s.counts.events} records sent against ${f.counts.events}`);
+    assert.ok(s.stacks.deduped > 0, 'some stacks recognised in the kernel (held, then sent on publish)');
+    assert.equal(s.counts.lost + f.counts.lost, 0);
+
+    assert.deepEqual(s.states, f.states);
+    const cw = (r: any) => r.closeWait.map((e: any) => `${e.pid} ${e.fd} ${e.local} ${e.remote} ${e.origin} ${e.since}`).sort();
+    assert.deepEqual(cw(s), cw(f));
+    assert.equal(s.closeWait.length, 7);
+    const groups = (r: any) =>
+      r.leaks.map((g: any) => ({ pid: g.pid, origin: g.origin, count: g.count, acquire: names(g.stacks.acquire), io: names(g.stacks.io), eof: names(g.stacks.eof) }));
+    assert.deepEqual(groups(s), groups(f));
+    assert.ok(groups(s).some((g: any) => g.origin === 'accept' && g.count === 5 && g.io.includes('handle_quote')), JSON.stringify(groups(s)));
+    const closed = (r: any) => r.closedCloseWait.map((c: any) => `${c.pid} ${c.origin} ${c.closed} ${names(c.acquire).join('<')}`).sort();
+    assert.deepEqual(closed(s), closed(f));
   });
 });
 

@@ -7,7 +7,7 @@ import type { SessionEnd, TraceSink } from '../trace/types.js';
 import type { AnalysisOpts, SelectorOpts } from './options.js';
 
 export async function runSession(
-  opts: SelectorOpts & Partial<AnalysisOpts>,
+  opts: SelectorOpts & Partial<AnalysisOpts> & { summary?: boolean },
   sinks: TraceSink[],
   onStart?: (s: TraceSession) => void,
 ): Promise<SessionEnd> {
@@ -25,6 +25,7 @@ export async function runSession(
       stacks: opts.stacks ?? opts.pid !== undefined,
       stackBytes: opts.stackBytes,
       stackRate: opts.stackRate,
+      summary: opts.summary,
       analysis: opts.leakAfter !== undefined ? { leakAfterMs: opts.leakAfter * 1000, top: opts.top ?? 10, intervalS: opts.interval } : undefined,
     },
     sinks,

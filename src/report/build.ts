@@ -47,12 +47,18 @@ export interface ReportDoc {
     missedInKernel: number;
     droppedInAgent: number;
     filteredInKernel: number;
+    /** summary mode: transitions of sockets not yet in CLOSE_WAIT or LISTEN, counted in the kernel and not sent */
+    summarisedInKernel: number;
+    /** summary mode: target sockets open at the end that the kernel held (never sent); included in states */
+    heldInKernel: number;
     ownersMapFull: number;
     listenersMapFull: number;
     targetsMapFull: number;
   };
-  /** target sockets per TCP state at the end */
+  /** target sockets per TCP state at the end (with those a summarising kernel held) */
   states: Record<string, number>;
+  /** the kernel sent only sockets that entered CLOSE_WAIT or LISTEN (live --pid without live lines or recording) */
+  summary: boolean;
   closeWait: CloseWaitEntry[];
   /** CLOSE_WAIT for at least leakAfterMs and not closed, grouped by code path (docs/report-json.md) */
   leakAfterMs: number;
@@ -90,6 +96,13 @@ export function buildReport(a: Analyzer, end: SessionEnd): ReportDoc {
     if (rec.state === TCP.CLOSE_WAIT) closeWait.push(closeWaitEntry(rec, table.holder(rec), endNs, startedNs));
   }
   closeWait.sort((x, y) => y.closeWaitMs - x.closeWaitMs || x.pid - y.pid || (x.fd ?? -1) - (y.fd ?? -1));
+  // sockets a summarising kernel held: never in CLOSE_WAIT (that publishes them), so only counted
+  let held = 0;
+  for (const [name, n] of Object.entries(end.heldStates ?? {})) {
+    if (name === 'CLOSE') continue;
+    states[name] = (states[name] ?? 0) + n;
+    held += n;
+  }
 
   const warnings: string[] = [];
   if (counters.lost) warnings.push(`${counters.lost} events lost: the ring buffer was full (raise --ring-size)`);
@@ -125,11 +138,14 @@ export function buildReport(a: Analyzer, end: SessionEnd): ReportDoc {
       missedInKernel: counters.missed,
       droppedInAgent: counters.droppedBatches,
       filteredInKernel: counters.filtered,
+      summarisedInKernel: counters.summarised,
+      heldInKernel: held,
       ownersMapFull: counters.ownersFull,
       listenersMapFull: counters.listenersFull,
       targetsMapFull: counters.targetsFull,
     },
     states,
+    summary: !!info.summary,
     closeWait,
     leakAfterMs: a.options.leakAfterMs,
     leaks: buildLeaks(a, endNs, startedNs),

@@ -155,6 +155,9 @@ export function renderReport(r: ReportDoc): string {
   out.push(`tcptrace: traced ${who} for ${formatDuration(r.durationMs)} (attach mode ${r.attach.mode}, ${r.attach.chosenBy === 'probe' ? 'chosen by probe' : 'forced'}; ended: ${r.endReason})`);
   const c = r.counts;
   out.push(`events ${c.events} (transitions ${c.transitions}, calls ${c.calls}), present at attach ${c.presentAtAttach}, lost ${c.lost}, missed in kernel ${c.missedInKernel}, dropped in agent ${c.droppedInAgent}`);
+  if (r.summary) {
+    out.push(`summarised in the kernel: ${n(c.summarisedInKernel)} transitions counted, not sent (sockets not yet in CLOSE_WAIT or LISTEN); ${n(c.heldInKernel)} sockets still held at the end, in the states below (--no-kernel-summary sends every event)`);
+  }
   const states = Object.entries(r.states).sort((a, b) => b[1] - a[1]);
   out.push(`sockets at end: ${states.length ? states.map(([s, n]) => `${s} ${n}`).join(', ') : 'none'}`);
   if (r.closeWait.length) {

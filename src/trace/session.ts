@@ -11,7 +11,7 @@ import { TT_COUNTER, TT_ORIGIN } from '../generated/events.js';
 import { native, type NativeCounters, type NativeTracer } from '../native.js';
 import { bootId, hostName, monotonicNs, osRelease, clockMapping } from '../sys/host.js';
 import { VERSION } from '../version.js';
-import { TCP } from '../model/states.js';
+import { stateName, TCP } from '../model/states.js';
 import { alive, descendants, snapshotSockets, toPresentEvent, type OwnedSocket } from './snapshot.js';
 import { StackResolver, splitStacks } from '../stacks/resolver.js';
 import { zeroCounters, type Counters, type EndReason, type SessionEnd, type SessionInfo, type TraceSink } from './types.js';
@@ -34,6 +34,13 @@ export interface TraceOptions {
   stackBytes: number;
   /** stacks per second per process */
   stackRate: number;
+  /**
+   * Summary mode (with pids, without children): the kernel keeps each target
+   * socket to itself until it enters CLOSE_WAIT or LISTEN (or a full stack copy
+   * is sent for it), and only counts its transitions. For consumers that want
+   * the report, not every event: off whenever a recording is written.
+   */
+  summary?: boolean;
   /** analysis settings to keep in recordings */
   analysis?: { leakAfterMs: number; top: number; intervalS?: number };
 }
@@ -86,8 +93,17 @@ export class TraceSession {
       selectors: { pids: opts.pids, children: opts.children },
       stacks: opts.stacks ? { bytes: opts.stackBytes, rate: opts.stackRate } : null,
       ...(opts.analysis ? { analysis: opts.analysis } : {}),
+      summary: TraceSession.summarises(opts),
       startedNs: monotonicNs(),
     };
+  }
+
+  /**
+   * Whether the kernel summarises: only --pid sockets have an owners entry to be
+   * held in, and a fork (--children) shares sockets user space must then know.
+   */
+  static summarises(opts: TraceOptions): boolean {
+    return !!opts.summary && opts.pids !== null && !opts.children;
   }
 
   /** Validates the targets, loads and attaches, seeds pre-existing sockets and starts delivering. */
@@ -113,6 +129,7 @@ export class TraceSession {
       stacks: opts.stacks,
       stackBytes: opts.stackBytes,
       stackRate: opts.stackRate,
+      summary: TraceSession.summarises(opts),
     });
     try {
       tracer.load();
@@ -226,6 +243,7 @@ export class TraceSession {
     for (const t of this.timers) clearInterval(t);
     await this.tracer.stop(); // last drain; every batch delivered
     const end: SessionEnd = { endedNs: monotonicNs(), reason, exitedPids: [...this.exited], counters: this.counters() };
+    if (this.info.summary) end.heldStates = namedStates(this.tracer.heldStates());
     const cost = this.resolver?.stats();
     if (cost) end.stackCost = cost;
     this.tracer.close();
@@ -234,6 +252,14 @@ export class TraceSession {
     this.resolveDone(end);
     return end;
   }
+}
+
+function namedStates(counts: number[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  counts.forEach((n, state) => {
+    if (n) out[stateName(state)] = n;
+  });
+  return out;
 }
 
 function drainLibbpf(): void {
@@ -258,6 +284,7 @@ export function toCounters(n: NativeCounters): Counters {
   c.stacksLimited = k(TT_COUNTER.STACKS_LIMITED);
   c.stacksShort = k(TT_COUNTER.STACK_SHORT);
   c.stacksDeduped = k(TT_COUNTER.STACKS_DEDUPED);
+  c.summarised = k(TT_COUNTER.SUMMARISED);
   c.records = Number(n.records);
   c.batches = Number(n.batches);
   c.droppedBatches = Number(n.droppedBatches);

@@ -26,6 +26,8 @@ export interface Counters {
   stacksShort: number;
   /** stacks the kernel recognised and sent as a reference instead of a copy */
   stacksDeduped: number;
+  /** transitions of held sockets the kernel only counted (summary mode) */
+  summarised: number;
   /** records the agent read from the ring */
   records: number;
   batches: number;
@@ -37,7 +39,7 @@ export interface Counters {
 export function zeroCounters(): Counters {
   return {
     events: 0, lost: 0, missed: 0, filtered: 0, ownersFull: 0, listenersFull: 0, targetsFull: 0, pendingFull: 0,
-    wakeups: 0, seededHits: 0, stacks: 0, stacksLimited: 0, stacksShort: 0, stacksDeduped: 0, records: 0, batches: 0, droppedBatches: 0, droppedBytes: 0,
+    wakeups: 0, seededHits: 0, stacks: 0, stacksLimited: 0, stacksShort: 0, stacksDeduped: 0, summarised: 0, records: 0, batches: 0, droppedBatches: 0, droppedBytes: 0,
   };
 }
 
@@ -52,6 +54,8 @@ export interface SessionInfo {
   selectors: { pids: number[] | null; children: boolean };
   /** stack capture settings (null: off) */
   stacks: { bytes: number; rate: number } | null;
+  /** summary mode: the kernel sent only the sockets that entered CLOSE_WAIT or LISTEN (TraceOptions.summary) */
+  summary?: boolean;
   /** --leak-after/--top/--interval given to `tcptrace record`: `tcptrace report` defaults to them */
   analysis?: { leakAfterMs: number; top: number; intervalS?: number };
   startedNs: bigint;
@@ -65,6 +69,8 @@ export interface SessionEnd {
   /** traced pids that exited during the trace */
   exitedPids: number[];
   counters: Counters;
+  /** summary mode: target sockets the kernel still held at the end (never sent), by state name */
+  heldStates?: Record<string, number>;
   /** what unwinding and symbolizing the captured stacks cost the agent */
   stackCost?: { stacks: number; distinct: number; unwindMs: number; symbolizeMs: number; unresolvedFrames: number };
 }
