@@ -80,7 +80,7 @@ const volatile __u64 targ_wakeup_bytes = 0; /* force a wake-up past this much un
 const volatile __u64 targ_wakeup_gap_ns = 1000000;
 const volatile __s32 targ_self_tgid = 0;    /* never trace tcptrace itself */
 const volatile bool targ_stacks = false;     /* capture user stacks at acquire / first I/O / EOF */
-/* keep a target's sockets in the kernel until they matter (TT_OWNER_PUBLISHED); needs targ_filter */
+/* keep a target's sockets in the kernel until they matter (TT_OWNER_PUBLISHED); only with targ_filter */
 const volatile bool targ_summary = false;
 /* the I/O stack sites come from the read/write syscall hooks (no sock:sock_{send,recv}_length before 6.3) */
 const volatile bool targ_io_syscalls = true;
@@ -238,7 +238,7 @@ static __always_inline bool is_target(__u32 tgid)
  */
 static __always_inline bool held(const struct tt_owner *o)
 {
-	return targ_summary && targ_filter && o && !(o->flags & TT_OWNER_PUBLISHED);
+	return targ_summary && o && !(o->flags & TT_OWNER_PUBLISHED);
 }
 
 static __always_inline void *reserve(__u32 size)
@@ -420,21 +420,34 @@ static __always_inline __u32 fingerprint(__u32 tgid, __u64 ip, __u64 sp, __u64 *
 	return depth;
 }
 
-/* a held socket keeps the first stack id of each site, sent when it is published */
-static __always_inline void hold_stack_id(struct tt_owner *o, __u8 site, __u32 id)
+/*
+ * A 56-byte reference to a stack user space has the frames of. hash and depth
+ * are the fingerprint's (0 for a stack id held in the owners entry: sent later,
+ * with the owner's tgid and no tid).
+ */
+static __always_inline void send_stack_ref(const bool btf, const struct sock *sk, __u8 site, __u32 stack_id, __u32 tgid, __u32 tid,
+					   __u64 hash, __u32 depth)
 {
-	if (site == TT_SITE_ACQUIRE && !o->stack_ids[0])
-		o->stack_ids[0] = id;
-	else if (site == TT_SITE_IO && !o->stack_ids[1])
-		o->stack_ids[1] = id;
-	else if (site == TT_SITE_EOF && !o->stack_ids[2])
-		o->stack_ids[2] = id;
+	struct tt_stack_ref *e = reserve(sizeof(*e));
+
+	if (!e)
+		return; /* counted as lost */
+	fill_hdr(&e->hdr, TT_KIND_STACK_REF, sizeof(*e), 0);
+	e->sk = (__u64)sk;
+	e->cookie = sk_cookie_of(btf, sk);
+	e->hash = hash;
+	e->tgid = tgid;
+	e->tid = tid;
+	e->stack_id = stack_id;
+	e->site = site;
+	e->depth = depth;
+	submit(e);
+	count(TT_CNT_STACKS_DEDUPED);
 }
 
 static __always_inline bool emit_stack_ref(const bool btf, const struct sock *sk, struct tt_owner *o, __u8 site, __u32 tgid, __u32 tid, __u64 ip, __u64 sp)
 {
 	struct tt_known_key kk = { .tgid = tgid, .site = site };
-	struct tt_stack_ref *e;
 	__u32 depth, *stack_id;
 
 	depth = fingerprint(tgid, ip, sp, &kk.hash);
@@ -444,44 +457,14 @@ static __always_inline bool emit_stack_ref(const bool btf, const struct sock *sk
 	if (!stack_id)
 		return false;
 	if (held(o)) {
-		hold_stack_id(o, site, *stack_id); /* counted as deduped if it is ever sent */
+		/* the first id of each site, sent (and counted as deduped) if the socket is published */
+		if (site >= TT_SITE_ACQUIRE && site <= TT_SITE_EOF && !o->stack_ids[site - 1])
+			o->stack_ids[site - 1] = *stack_id;
 		return true;
 	}
-	e = reserve(sizeof(*e));
-	if (!e)
-		return true; /* counted as lost; a copy would not fit either */
-	fill_hdr(&e->hdr, TT_KIND_STACK_REF, sizeof(*e), 0);
-	e->sk = (__u64)sk;
-	e->cookie = sk_cookie_of(btf, sk);
-	e->hash = kk.hash;
-	e->tgid = tgid;
-	e->tid = tid;
-	e->stack_id = *stack_id;
-	e->site = site;
-	e->depth = depth;
-	submit(e);
-	count(TT_CNT_STACKS_DEDUPED);
+	/* a lost reference is counted; a copy would not fit either */
+	send_stack_ref(btf, sk, site, *stack_id, tgid, tid, kk.hash, depth);
 	return true;
-}
-
-/* A stack id held back for a socket, sent when it is published (no hash, depth or tid: not known any more). */
-static __always_inline void emit_held_ref(const bool btf, const struct sock *sk, const struct tt_owner *o, __u8 site, __u32 id)
-{
-	struct tt_stack_ref *e = reserve(sizeof(*e));
-
-	if (!e)
-		return;
-	fill_hdr(&e->hdr, TT_KIND_STACK_REF, sizeof(*e), 0);
-	e->sk = (__u64)sk;
-	e->cookie = sk_cookie_of(btf, sk);
-	e->hash = 0;
-	e->tgid = o->tgid;
-	e->tid = 0;
-	e->stack_id = id;
-	e->site = site;
-	e->depth = 0;
-	submit(e);
-	count(TT_CNT_STACKS_DEDUPED);
 }
 
 /*
@@ -498,7 +481,7 @@ static __always_inline void publish(const bool btf, const struct sock *sk, struc
 		if (!id)
 			continue;
 		o->stack_ids[i] = 0;
-		emit_held_ref(btf, sk, o, i + 1, id);
+		send_stack_ref(btf, sk, i + 1, id, o->tgid, 0, 0, 0);
 	}
 }
 
@@ -817,13 +800,11 @@ static __always_inline void on_accept_exit(const bool btf, long ret)
 	if (!sk)
 		return;
 	struct tt_owner *o = claim_accepted(btf, sk, (__s32)ret);
-	bool was_held = held(o);
 
-	/* held (summary mode): the fd is in the owners entry, sent if the socket is published */
-	if (!was_held)
-		emit_sockcall(btf, sk, TT_CALL_ACCEPT, (__s32)ret, 0, TT_VIA_SYSCALL, NULL);
+	/* the stack first: a full copy publishes a held socket, and then its accept is sent too */
 	capture_stack(btf, sk, o, TT_SITE_ACQUIRE, TT_CALL_ACCEPT);
-	if (was_held && !held(o)) /* published by a full stack copy */
+	/* held (summary mode): the fd is in the owners entry, sent with the socket when published */
+	if (!held(o))
 		emit_sockcall(btf, sk, TT_CALL_ACCEPT, (__s32)ret, 0, TT_VIA_SYSCALL, NULL);
 }
 
@@ -867,7 +848,7 @@ static __always_inline void on_acquire_enter(const bool btf, __u32 nr, long fd)
 		return;
 	skey = (__u64)sk;
 	o = bpf_map_lookup_elem(&owners, &skey);
-	if (targ_summary && targ_filter && (!o || o->state == TCP_CLOSE) && KREAD(btf, sk, __sk_common.skc_state) == TCP_CLOSE) {
+	if (targ_summary && (!o || o->state == TCP_CLOSE) && KREAD(btf, sk, __sk_common.skc_state) == TCP_CLOSE) {
 		owner_here(&fresh, (__s32)fd, nr == NR_listen ? TT_ORIGIN_LISTEN : TT_ORIGIN_CONNECT);
 		o = owner_put(skey, &fresh);
 	}
@@ -974,20 +955,19 @@ static __always_inline void on_sys_enter(const bool btf, struct pt_regs *regs, l
 	case NR_sendto:
 	case NR_sendmsg:
 	case NR_sendmmsg:
-		if (targ_stacks && targ_io_syscalls)
+		if (targ_io_syscalls)
 			on_io_enter(RAW_PTR, SYSCALL_ARG1(btf, regs));
 		break;
 	case NR_read:
 	case NR_readv:
 	case NR_recvfrom:
 	case NR_recvmsg:
-		if (targ_stacks && targ_io_syscalls)
+		if (targ_io_syscalls)
 			on_read_enter(SYSCALL_ARG1(btf, regs));
 		break;
 	case NR_connect:
 	case NR_listen:
-		if (targ_stacks)
-			on_acquire_enter(RAW_PTR, nr, SYSCALL_ARG1(btf, regs));
+		on_acquire_enter(RAW_PTR, nr, SYSCALL_ARG1(btf, regs));
 		break;
 	case NR_close:
 		on_release_enter(RAW_PTR, TT_CALL_CLOSE, SYSCALL_ARG1(btf, regs), 0);

@@ -86,7 +86,7 @@ enum tt_counter {
 	TT_CNT_STACKS_LIMITED = 10,   /* stacks not captured: per-process rate limit */
 	TT_CNT_STACK_SHORT = 11,      /* stack copies cut short by an unreadable page */
 	TT_CNT_STACKS_DEDUPED = 12,   /* stacks recognised in the kernel: a reference, no copy */
-	TT_CNT_SUMMARISED = 13,	      /* transitions kept in the kernel (summary mode: socket never published) */
+	TT_CNT_SUMMARISED = 13,	      /* transitions kept in the kernel (summary mode: socket not published yet) */
 	TT_CNT__MAX = 16,
 };
 

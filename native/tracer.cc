@@ -149,7 +149,8 @@ Tracer::Tracer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tracer>(info) 
   skel_->rodata->targ_children = GetBool(o, "children", false);
   skel_->rodata->targ_self_tgid = static_cast<int32_t>(getpid());
   skel_->rodata->targ_stacks = GetBool(o, "stacks", false);
-  skel_->rodata->targ_summary = GetBool(o, "summary", false);
+  // only --pid sockets have an owners entry to be held in
+  skel_->rodata->targ_summary = GetBool(o, "summary", false) && skel_->rodata->targ_filter;
   skel_->rodata->targ_io_syscalls = GetBool(o, "ioViaSyscalls", true);
   skel_->rodata->targ_stack_bytes = std::min<uint32_t>(GetU32(o, "stackBytes", 16384), TT_STACK_MAX);
   skel_->rodata->targ_stack_rate = std::max<uint32_t>(GetU32(o, "stackRate", 2000), 1);
@@ -391,8 +392,7 @@ Napi::Value Tracer::Counters(const Napi::CallbackInfo& info) {
 }
 
 // heldStates(): sockets the kernel holds in summary mode (never published), counted
-// by TCP state (index = state). One pass over the owners map: at the end of a
-// trace and for --interval reports, not per event.
+// by TCP state (index = state). One pass over the owners map, at the end of a trace.
 Napi::Value Tracer::HeldStates(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   RequireState(env, kAttached, "heldStates");

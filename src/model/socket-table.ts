@@ -167,7 +167,10 @@ export class SocketTable {
   readonly targets: Set<number> | null;
   /** CLOSE_WAIT durations of sockets that were closed, by (pid, origin, acquire stack) */
   readonly closedCloseWait = new Map<string, CloseWaitHistory>();
-  /** stacks that arrived before their socket's first transition (connect/listen), by sk */
+  /**
+   * stacks that arrived before their socket's first event, by sk: connect/listen
+   * stacks, and in summary mode the stacks of a socket the kernel publishes
+   */
   private pendingStacks = new Map<number, StackSighting[]>();
   private serial = 0;
   /** the history noteClosedCloseWait() used last (a server closes through the same few paths) */
@@ -237,7 +240,8 @@ export class SocketTable {
       if (rec.stacks[st.site] === undefined) rec.setStack(st.site, st.stackId);
       return;
     }
-    // connect()/listen() stacks come before the transition that creates the record
+    // connect()/listen() stacks come before the transition that creates the record, and so
+    // do a summarised socket's held stacks and full copies (the kernel publishes it with them)
     let list = this.pendingStacks.get(st.sk);
     if (!list) this.pendingStacks.set(st.sk, (list = []));
     list.push({ ts: st.ts, sk: st.sk, cookie: st.cookie, site: st.site, stackId: st.stackId });

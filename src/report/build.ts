@@ -99,7 +99,6 @@ export function buildReport(a: Analyzer, end: SessionEnd): ReportDoc {
   // sockets a summarising kernel held: never in CLOSE_WAIT (that publishes them), so only counted
   let held = 0;
   for (const [name, n] of Object.entries(end.heldStates ?? {})) {
-    if (name === 'CLOSE') continue;
     states[name] = (states[name] ?? 0) + n;
     held += n;
   }

@@ -93,17 +93,9 @@ export class TraceSession {
       selectors: { pids: opts.pids, children: opts.children },
       stacks: opts.stacks ? { bytes: opts.stackBytes, rate: opts.stackRate } : null,
       ...(opts.analysis ? { analysis: opts.analysis } : {}),
-      summary: TraceSession.summarises(opts),
+      summary: !!opts.summary,
       startedNs: monotonicNs(),
     };
-  }
-
-  /**
-   * Whether the kernel summarises: only --pid sockets have an owners entry to be
-   * held in, and a fork (--children) shares sockets user space must then know.
-   */
-  static summarises(opts: TraceOptions): boolean {
-    return !!opts.summary && opts.pids !== null && !opts.children;
   }
 
   /** Validates the targets, loads and attaches, seeds pre-existing sockets and starts delivering. */
@@ -116,6 +108,9 @@ export class TraceSession {
       targets = new Set(opts.pids);
       if (opts.children) for (const p of descendants(opts.pids)) targets.add(p);
     }
+    // only --pid sockets have an owners entry to be held in, and a fork (--children)
+    // shares sockets user space must then know: summary is asked for, and possible
+    opts = { ...opts, summary: !!opts.summary && targets !== null && !opts.children };
     const plan = planAttach(opts.attachMode);
     const hooks = hookPlan(plan.mode, plan.probe, opts.stacks, opts.syscallHooks);
     log.info({ mode: plan.mode.name, chosenBy: plan.chosenBy, hooks: hooks.hooks }, 'attach mode');
@@ -129,7 +124,7 @@ export class TraceSession {
       stacks: opts.stacks,
       stackBytes: opts.stackBytes,
       stackRate: opts.stackRate,
-      summary: TraceSession.summarises(opts),
+      summary: opts.summary,
     });
     try {
       tracer.load();
@@ -254,10 +249,11 @@ export class TraceSession {
   }
 }
 
+/** held sockets by state name; CLOSE entries are sockets never connected (a connect() that failed at once), not open ones */
 function namedStates(counts: number[]): Record<string, number> {
   const out: Record<string, number> = {};
   counts.forEach((n, state) => {
-    if (n) out[stateName(state)] = n;
+    if (n && state !== TCP.CLOSE) out[stateName(state)] = n;
   });
   return out;
 }
