@@ -18,6 +18,35 @@ export const median = (xs: number[]): number => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
+/**
+ * A 95 % interval for the median of xs: the 2.5th and 97.5th percentiles of the
+ * medians of `n` resamples drawn with replacement (percentile bootstrap). On
+ * this kind of machine a single run moves by ±10 %; the interval says whether
+ * a median's distance to a target is more than that noise. Seeded, so that
+ * the same runs always print the same interval.
+ */
+export function medianInterval(xs: number[], n = 2000): [number, number] {
+  if (xs.length < 2) return [xs[0] ?? NaN, xs[0] ?? NaN];
+  let seed = 0x9e3779b9;
+  const rand = () => {
+    // xorshift32: deterministic and good enough to pick indices
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return (seed >>> 0) / 0x100000000;
+  };
+  const meds: number[] = [];
+  for (let i = 0; i < n; i++) meds.push(median(xs.map(() => xs[Math.floor(rand() * xs.length)])));
+  meds.sort((a, b) => a - b);
+  return [meds[Math.floor(0.025 * (n - 1))], meds[Math.ceil(0.975 * (n - 1))]];
+}
+
+/** Round r's order of the conditions: rotated by r, reversed on odd rounds, so no condition always follows the same one. */
+export function roundOrder<T>(items: T[], r: number): T[] {
+  const order = items.map((_, i) => items[(i + r) % items.length]);
+  return r % 2 ? order.reverse() : order;
+}
+
 export interface Tracer {
   proc: ChildProcess;
   stdout: string[];

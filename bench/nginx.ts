@@ -12,20 +12,20 @@
  *   tcptrace record   tcptrace record, whole system, to a file
  *   tcpstates         libbpf-tools tcpstates (the peer), output to a file
  * Prints each condition's req/s ratio to the baseline of the same round
- * (median [min-max]), lost events, and agent CPU per connection served and per
- * million records read.
+ * (median [min-max], and a bootstrap 95 % interval for that median), lost
+ * events, and agent CPU per connection served and per million records read.
  *
  * usage: node dist/bench/nginx.js [--rounds N] [--seconds S] [--conditions a,b,...]
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CLI, median, option, run, spawnTracer, stopTracer, table, type Tracer } from './common.js';
+import { CLI, median, medianInterval, option, roundOrder, run, spawnTracer, stopTracer, table, type Tracer } from './common.js';
+import { startNginx, stopNginx, wrk } from './nginx-server.js';
 
 const ROUNDS = Number(option('rounds', '5'));
 const SECONDS = Number(option('seconds', '10'));
-const PORT = 18080;
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -122,61 +122,26 @@ function lossCell(rs: Run[]): string {
   return why.length ? `${total} (${why.join(', ')})` : String(total);
 }
 
-async function wrk(): Promise<number> {
-  const r = spawnSync('timeout', ['-s', 'INT', String(SECONDS + 20), 'wrk', '-t1', '-c32', `-d${SECONDS}s`, '-H', 'Connection: close', `http://127.0.0.1:${PORT}/`], { encoding: 'utf8' });
-  const m = /Requests\/sec:\s+([\d.]+)/.exec(r.stdout);
-  if (!m) throw new Error(`wrk failed: ${r.stdout}${r.stderr}`);
-  return Number(m[1]);
-}
-
-function startNginx(dir: string): { master: number; worker: number } {
-  for (const d of ['logs', 'tmp']) mkdirSync(join(dir, d), { recursive: true });
-  const conf = join(dir, 'nginx.conf');
-  writeFileSync(
-    conf,
-    `worker_processes 1; daemon on; pid ${dir}/nginx.pid; error_log ${dir}/logs/error.log warn;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  client_body_temp_path ${dir}/tmp/body; proxy_temp_path ${dir}/tmp/proxy; fastcgi_temp_path ${dir}/tmp/fcgi;
-  uwsgi_temp_path ${dir}/tmp/uwsgi; scgi_temp_path ${dir}/tmp/scgi;
-  server { listen 127.0.0.1:${PORT} backlog=4096; location / { return 200 "ok\\n"; } } }
-`,
-  );
-  const r = spawnSync('nginx', ['-c', conf, '-p', dir], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`nginx failed to start: ${r.stderr}`);
-  const master = Number(readFileSync(join(dir, 'nginx.pid'), 'utf8').trim());
-  let worker = 0;
-  for (let i = 0; i < 50 && !worker; i++) {
-    const kids = readFileSync(`/proc/${master}/task/${master}/children`, 'utf8').trim();
-    worker = Number(kids.split(' ')[0] || 0);
-    if (!worker) spawnSync('sleep', ['0.1']);
-  }
-  return { master, worker };
-}
-
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the benchmark needs root (BPF)');
-  for (const tool of ['nginx', 'wrk']) if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) throw new Error(`${tool} missing: run scripts/setup.sh`);
   const only = option('conditions', '');
   const conds = only ? conditions.filter((c) => c.name === 'baseline' || only.split(',').some((o) => c.name.includes(o))) : conditions;
   const dir = mkdtempSync(join(tmpdir(), 'tcptrace-bench-'));
   // the peer (libbpf-tools tcpstates) reads tracepoint ids from tracefs: mount it for the run if needed
   const mountedTracefs =
     conds.some((c) => c.name.startsWith('tcpstates')) && spawnSync('mountpoint', ['-q', '/sys/kernel/tracing']).status !== 0 && spawnSync('mount', ['-t', 'tracefs', 'nodev', '/sys/kernel/tracing']).status === 0;
-  const { master, worker } = startNginx(dir);
+  const nginx = startNginx(dir);
+  const { master, worker } = nginx;
   const runs = new Map<string, Run[]>(conds.map((c) => [c.name, []]));
   process.stderr.write(`bench: nginx master ${master}, worker ${worker}; ${ROUNDS} rounds x ${conds.length} conditions x ${SECONDS} s\n`);
   try {
-    await wrk(); // warm-up, discarded
+    await wrk(SECONDS); // warm-up, discarded
     for (let r = 0; r < ROUNDS; r++) {
-      // rotate, and reverse on odd rounds, so no condition always follows the same one
-      let order = conds.map((_, i) => conds[(i + r) % conds.length]);
-      if (r % 2) order = order.reverse();
-      for (const c of order) {
+      for (const c of roundOrder(conds, r)) {
         const t = await c.start(worker, dir);
         await sleep(500);
         const before = t ? cpuTicks(t.proc.pid!) : null;
-        const reqs = await wrk();
+        const reqs = await wrk(SECONDS);
         await sleep(1000); // let the tracer drain
         const after = t ? cpuTicks(t.proc.pid!) : null;
         let extra: Omit<Run, 'reqs' | 'cpuS'> = { events: null, lost: null };
@@ -193,11 +158,11 @@ async function main(): Promise<void> {
     }
   } finally {
     idle?.kill('SIGKILL');
-    spawnSync('kill', ['-QUIT', String(master)]);
+    stopNginx(nginx);
     if (mountedTracefs) spawnSync('umount', ['/sys/kernel/tracing']);
   }
   const base = runs.get('baseline')!;
-  const rows = [['condition', 'req/s (median)', 'ratio to baseline, paired: median [min-max]', 'records/run', 'lost (total)', 'agent CPU us / connection', 'agent CPU s / 1M records']];
+  const rows = [['condition', 'req/s (median)', 'ratio to baseline, paired: median [min-max]', 'median\'s 95 % interval (bootstrap)', 'records/run', 'lost (total)', 'agent CPU us / connection', 'agent CPU s / 1M records']];
   for (const c of conds) {
     const rs = runs.get(c.name)!;
     const ratios = rs.map((x, i) => x.reqs / base[i].reqs);
@@ -208,6 +173,7 @@ async function main(): Promise<void> {
       c.name,
       median(rs.map((x) => x.reqs)).toFixed(0),
       c.name === 'baseline' ? '1' : `${median(ratios).toFixed(3)} [${Math.min(...ratios).toFixed(3)}-${Math.max(...ratios).toFixed(3)}]`,
+      c.name === 'baseline' ? '-' : medianInterval(ratios).map((v) => v.toFixed(3)).join('-'),
       ev.length ? median(ev.map((x) => x.events!)).toFixed(0) : '-',
       ev.length ? lossCell(ev) : '-',
       cpuConn.length ? median(cpuConn.map((x) => (x.cpuS! / (x.reqs * SECONDS)) * 1e6)).toFixed(2) : '-',

@@ -1,0 +1,105 @@
+/**
+ * What merely attaching tcptrace's hooks costs nginx under wrk (`Connection:
+ * close`), with nothing traced: the native tracer targets an idle process of our
+ * own, so every program runs and returns early, nothing reaches the ring, and
+ * no agent work is done (batches are discarded). Interleaved rounds of:
+ *   baseline     no program attached
+ *   transitions  the state-change tracepoint only
+ *   syscalls     the per-syscall tracepoints only (accept exit, close, shutdown
+ *                entry): on kernels without fexit or kprobes, the only way to
+ *                see accept() and close() in the caller's context
+ *   all          every hook `tcptrace --pid P --no-stacks` attaches
+ * Programs come from the attach plan tcptrace itself chooses on this kernel.
+ * Prints each condition's req/s ratio to the baseline of the same round, with
+ * a bootstrap 95 % interval for its median, and busy CPU per connection. This
+ * is the floor under every `tcptrace --pid` row of bench/nginx.ts.
+ *
+ * usage: node dist/bench/hooks.js [--rounds N] [--seconds S]
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { hookPlan } from '../src/attach/modes.js';
+import { planAttach } from '../src/attach/probe.js';
+import { native, type NativeTracer } from '../src/native.js';
+import { median, medianInterval, option, roundOrder, run, table } from './common.js';
+import { startNginx, stopNginx, wrk } from './nginx-server.js';
+
+const ROUNDS = Number(option('rounds', '12'));
+const SECONDS = Number(option('seconds', '4'));
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** user+nice+system+irq+softirq ticks of the whole box */
+function busyTicks(): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].split(/\s+/).slice(1).map(Number);
+  return f[0] + f[1] + f[2] + f[5] + f[6];
+}
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('the benchmark needs root (BPF)');
+  const plan = planAttach();
+  const all = hookPlan(plan.mode, plan.probe, false).programs;
+  const sets: Record<string, string[] | null> = {
+    baseline: null,
+    transitions: all.filter((p) => p.includes('inet_sock_set_state')),
+    syscalls: all.filter((p) => p.startsWith('tp_sys_') || p.includes('_sys_enter') || p.includes('_sys_exit')),
+    all,
+  };
+  for (const [k, v] of Object.entries(sets)) if (v && !v.length) throw new Error(`attach mode ${plan.mode.name} has no ${k} programs`);
+  const idle = spawn('sleep', ['3600'], { stdio: 'ignore' });
+  const dir = mkdtempSync(join(tmpdir(), 'tcptrace-bench-hooks-'));
+  const nginx = startNginx(dir);
+  const names = Object.keys(sets);
+  const res = new Map(names.map((k) => [k, [] as { rps: number; usPerConn: number }[]]));
+  process.stderr.write(`bench: attach mode ${plan.mode.name}; nginx worker ${nginx.worker}; ${ROUNDS} rounds x ${names.length} conditions x ${SECONDS} s\n`);
+  try {
+    await wrk(SECONDS); // warm-up, discarded
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const k of roundOrder(names, r)) {
+        let t: NativeTracer | null = null;
+        if (sets[k]) {
+          t = new (native().Tracer)({ programs: sets[k]!, filter: true, children: false, ringBytes: 16 << 20, maxSockets: 131072 });
+          t.load();
+          t.addTargets([idle.pid!]);
+          t.attach();
+          t.start(() => {}, { intervalMs: 100 });
+        }
+        await sleep(500);
+        const b0 = busyTicks();
+        const rps = await wrk(SECONDS);
+        const b1 = busyTicks();
+        if (t) {
+          await t.stop();
+          t.close();
+        }
+        res.get(k)!.push({ rps, usPerConn: ((b1 - b0) * (1e6 / CLK_TCK)) / (rps * SECONDS) });
+        process.stderr.write(`bench: round ${r + 1} ${k.padEnd(12)} ${rps.toFixed(0).padStart(7)} req/s\n`);
+        await sleep(800);
+      }
+    }
+  } finally {
+    idle.kill('SIGKILL');
+    stopNginx(nginx);
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const base = res.get('baseline')!;
+  const rows = [['hooks attached (nothing traced)', 'programs', 'req/s (median)', 'ratio to baseline, paired: median [min-max]', "median's 95 % interval (bootstrap)", 'busy CPU us / connection (median)']];
+  for (const k of names) {
+    const rs = res.get(k)!;
+    const ratios = rs.map((x, i) => x.rps / base[i].rps);
+    rows.push([
+      k,
+      sets[k] ? String(sets[k]!.length) : '-',
+      median(rs.map((x) => x.rps)).toFixed(0),
+      k === 'baseline' ? '1' : `${median(ratios).toFixed(3)} [${Math.min(...ratios).toFixed(3)}-${Math.max(...ratios).toFixed(3)}]`,
+      k === 'baseline' ? '-' : medianInterval(ratios).map((v) => v.toFixed(3)).join('-'),
+      median(rs.map((x) => x.usPerConn)).toFixed(1),
+    ]);
+  }
+  process.stdout.write(table(rows));
+  for (const k of names) if (sets[k]) process.stdout.write(`${k}: ${sets[k]!.join(' ')}\n`);
+}
+
+run(main);
