@@ -1,5 +1,5 @@
 /** What every benchmark under bench/ shares: paths, options, the tracer child, medians, the table. */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -40,6 +40,18 @@ export function medianInterval(xs: number[], n = 2000): [number, number] {
   meds.sort((a, b) => a - b);
   return [meds[Math.floor(0.025 * (n - 1))], meds[Math.ceil(0.975 * (n - 1))]];
 }
+
+/** Paired ratios' cells: median [min-max], and the median's 95 % interval; the baseline's own row gets '1' and '-'. */
+export function ratioCells(ratios: number[], isBaseline: boolean): [string, string] {
+  if (isBaseline) return ['1', '-'];
+  const f = (v: number) => v.toFixed(3);
+  return [`${f(median(ratios))} [${f(Math.min(...ratios))}-${f(Math.max(...ratios))}]`, medianInterval(ratios).map(f).join('-')];
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Clock ticks per second, the unit of /proc/stat and /proc/PID/stat CPU times. */
+export const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
 
 /** Round r's order of the conditions: rotated by r, reversed on odd rounds, so no condition always follows the same one. */
 export function roundOrder<T>(items: T[], r: number): T[] {

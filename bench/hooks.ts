@@ -16,20 +16,18 @@
  *
  * usage: node dist/bench/hooks.js [--rounds N] [--seconds S]
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hookPlan } from '../src/attach/modes.js';
 import { planAttach } from '../src/attach/probe.js';
 import { native, type NativeTracer } from '../src/native.js';
-import { median, medianInterval, option, roundOrder, run, table } from './common.js';
+import { CLK_TCK, median, option, ratioCells, roundOrder, run, sleep, table } from './common.js';
 import { startNginx, stopNginx, wrk } from './nginx-server.js';
 
 const ROUNDS = Number(option('rounds', '12'));
 const SECONDS = Number(option('seconds', '4'));
-const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** user+nice+system+irq+softirq ticks of the whole box */
 function busyTicks(): number {
@@ -44,7 +42,7 @@ async function main(): Promise<void> {
   const sets: Record<string, string[] | null> = {
     baseline: null,
     transitions: all.filter((p) => p.includes('inet_sock_set_state')),
-    syscalls: all.filter((p) => p.startsWith('tp_sys_') || p.includes('_sys_enter') || p.includes('_sys_exit')),
+    syscalls: all.filter((p) => /_sys_(enter|exit)/.test(p)),
     all,
   };
   for (const [k, v] of Object.entries(sets)) if (v && !v.length) throw new Error(`attach mode ${plan.mode.name} has no ${k} programs`);
@@ -93,8 +91,7 @@ async function main(): Promise<void> {
       k,
       sets[k] ? String(sets[k]!.length) : '-',
       median(rs.map((x) => x.rps)).toFixed(0),
-      k === 'baseline' ? '1' : `${median(ratios).toFixed(3)} [${Math.min(...ratios).toFixed(3)}-${Math.max(...ratios).toFixed(3)}]`,
-      k === 'baseline' ? '-' : medianInterval(ratios).map((v) => v.toFixed(3)).join('-'),
+      ...ratioCells(ratios, k === 'baseline'),
       median(rs.map((x) => x.usPerConn)).toFixed(1),
     ]);
   }

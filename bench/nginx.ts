@@ -21,13 +21,11 @@ import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CLI, median, medianInterval, option, roundOrder, run, spawnTracer, stopTracer, table, type Tracer } from './common.js';
+import { CLI, CLK_TCK, median, option, ratioCells, roundOrder, run, sleep, spawnTracer, stopTracer, table, type Tracer } from './common.js';
 import { startNginx, stopNginx, wrk } from './nginx-server.js';
 
 const ROUNDS = Number(option('rounds', '5'));
 const SECONDS = Number(option('seconds', '10'));
-const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Run {
   reqs: number;
@@ -131,14 +129,13 @@ async function main(): Promise<void> {
   const mountedTracefs =
     conds.some((c) => c.name.startsWith('tcpstates')) && spawnSync('mountpoint', ['-q', '/sys/kernel/tracing']).status !== 0 && spawnSync('mount', ['-t', 'tracefs', 'nodev', '/sys/kernel/tracing']).status === 0;
   const nginx = startNginx(dir);
-  const { master, worker } = nginx;
   const runs = new Map<string, Run[]>(conds.map((c) => [c.name, []]));
-  process.stderr.write(`bench: nginx master ${master}, worker ${worker}; ${ROUNDS} rounds x ${conds.length} conditions x ${SECONDS} s\n`);
+  process.stderr.write(`bench: nginx master ${nginx.master}, worker ${nginx.worker}; ${ROUNDS} rounds x ${conds.length} conditions x ${SECONDS} s\n`);
   try {
     await wrk(SECONDS); // warm-up, discarded
     for (let r = 0; r < ROUNDS; r++) {
       for (const c of roundOrder(conds, r)) {
-        const t = await c.start(worker, dir);
+        const t = await c.start(nginx.worker, dir);
         await sleep(500);
         const before = t ? cpuTicks(t.proc.pid!) : null;
         const reqs = await wrk(SECONDS);
@@ -172,8 +169,7 @@ async function main(): Promise<void> {
     rows.push([
       c.name,
       median(rs.map((x) => x.reqs)).toFixed(0),
-      c.name === 'baseline' ? '1' : `${median(ratios).toFixed(3)} [${Math.min(...ratios).toFixed(3)}-${Math.max(...ratios).toFixed(3)}]`,
-      c.name === 'baseline' ? '-' : medianInterval(ratios).map((v) => v.toFixed(3)).join('-'),
+      ...ratioCells(ratios, c.name === 'baseline'),
       ev.length ? median(ev.map((x) => x.events!)).toFixed(0) : '-',
       ev.length ? lossCell(ev) : '-',
       cpuConn.length ? median(cpuConn.map((x) => (x.cpuS! / (x.reqs * SECONDS)) * 1e6)).toFixed(2) : '-',

@@ -679,20 +679,6 @@ static __always_inline void handle_transition(const bool btf, const struct sock 
 	}
 	if (!o)
 		o = learn_owner(btf, sk, oldstate, newstate);
-	if (o) {
-		if (held(o)) {
-			/* summary mode: only CLOSE_WAIT (a leak in the making) and listeners are worth a record */
-			if (newstate != TCP_CLOSE_WAIT && newstate != TCP_LISTEN) {
-				o->state = newstate;
-				count(TT_CNT_SUMMARISED);
-				if (newstate == TCP_CLOSE)
-					bpf_map_delete_elem(&owners, &skey);
-				return;
-			}
-			publish(btf, sk, o);
-		}
-		o->state = newstate;
-	}
 	if (!o) {
 		/* --pid: not a target's socket. Whole system: any TCP socket but our own. */
 		if (targ_filter) {
@@ -702,6 +688,17 @@ static __always_inline void handle_transition(const bool btf, const struct sock 
 		if ((__u32)(id >> 32) == (__u32)targ_self_tgid || !sk_is_tcp(btf, sk))
 			return;
 	} else {
+		o->state = newstate;
+		if (held(o)) {
+			/* summary mode: only CLOSE_WAIT (a leak in the making) and listeners are worth a record */
+			if (newstate != TCP_CLOSE_WAIT && newstate != TCP_LISTEN) {
+				count(TT_CNT_SUMMARISED);
+				if (newstate == TCP_CLOSE)
+					bpf_map_delete_elem(&owners, &skey);
+				return;
+			}
+			publish(btf, sk, o);
+		}
 		flags |= TT_F_OWNER_KNOWN;
 		if (o->tgid == (__u32)(id >> 32))
 			flags |= TT_F_OWNER_ON_CPU;
@@ -1084,20 +1081,15 @@ int tp_inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
  * sock walk through typed pointers (suffix _btf: 6.2+, when the feature probe
  * loads it) or through probe reads. User space loads one build whole.
  */
-#define TP_SYS_ENTER(name, suffix, call)                                      \
-	SEC("tracepoint/syscalls/sys_enter_" #name)                           \
-	int tp_sys_enter_##name##suffix(struct trace_event_raw_sys_enter *ctx) \
-	{                                                                     \
-		call;                                                         \
-		return 0;                                                     \
+#define TP_SYSCALL(dir, name, suffix, call)                                         \
+	SEC("tracepoint/syscalls/sys_" #dir "_" #name)                              \
+	int tp_sys_##dir##_##name##suffix(struct trace_event_raw_sys_##dir *ctx)    \
+	{                                                                           \
+		call;                                                               \
+		return 0;                                                           \
 	}
-#define TP_SYS_EXIT(name, suffix, call)                                       \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                            \
-	int tp_sys_exit_##name##suffix(struct trace_event_raw_sys_exit *ctx)   \
-	{                                                                     \
-		call;                                                         \
-		return 0;                                                     \
-	}
+#define TP_SYS_ENTER(name, suffix, call) TP_SYSCALL(enter, name, suffix, call)
+#define TP_SYS_EXIT(name, suffix, call) TP_SYSCALL(exit, name, suffix, call)
 /* stack sites (when the sock I/O tracepoints are missing): first write/send, EOF reads */
 #define TP_SYS_WRITE(name, suffix, btf) TP_SYS_ENTER(name, suffix, on_io_enter(btf, ctx->args[0]))
 #define TP_SYS_READ(name, suffix, btf)                                      \
