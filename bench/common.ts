@@ -1,5 +1,6 @@
 /** What every benchmark under bench/ shares: paths, options, the tracer child, medians, the table. */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -58,6 +59,30 @@ export function roundOrder<T>(items: T[], r: number): T[] {
   const order = items.map((_, i) => items[(i + r) % items.length]);
   return r % 2 ? order.reverse() : order;
 }
+
+/**
+ * The whole box's CPU time in ticks, from the first line of /proc/stat: busy
+ * (user, nice, system, irq, softirq), idle (idle, iowait) and steal (time the
+ * hypervisor gave the vCPUs to someone else).
+ */
+export interface BoxCpu {
+  busy: number;
+  idle: number;
+  steal: number;
+}
+
+export function boxCpu(): BoxCpu {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].split(/\s+/).slice(1).map(Number);
+  return { busy: f[0] + f[1] + f[2] + f[5] + f[6], idle: f[3] + f[4], steal: f[7] ?? 0 };
+}
+
+export const cpuDelta = (a: BoxCpu, b: BoxCpu): BoxCpu => ({ busy: b.busy - a.busy, idle: b.idle - a.idle, steal: b.steal - a.steal });
+
+/** Busy CPU of the whole box per connection served, in us (every process, the kernel and tcptrace's agent). */
+export const busyUsPerConn = (d: BoxCpu, conns: number): number => (d.busy * (1e6 / CLK_TCK)) / conns;
+
+/** The share of the vCPUs' time the hypervisor took. */
+export const stealShare = (d: BoxCpu): number => d.steal / (d.busy + d.idle + d.steal || 1);
 
 export interface Tracer {
   proc: ChildProcess;

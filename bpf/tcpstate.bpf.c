@@ -86,6 +86,7 @@ const volatile bool targ_summary = false;
 const volatile bool targ_io_syscalls = true;
 const volatile __u32 targ_stack_bytes = 32768; /* user stack to copy, in whole pages from sp's page (<= TT_STACK_MAX) */
 const volatile __u32 targ_stack_rate = 1000;  /* stacks per second per process, burst the same */
+const volatile __u64 targ_stack_wakeup_gap_ns = 2000000; /* at most one wake-up per CPU per 2 ms for stack copies */
 
 /* ---- state (bss) ---- */
 bool seeded = false; /* the seeds map has entries: look up unknown sockets by cookie */
@@ -196,10 +197,15 @@ struct {
 	__type(value, __u32); /* stack id */
 } known_stacks SEC(".maps");
 
-/* per-CPU time of the last forced wake-up, to bound wake-ups while the ring is above the watermark */
+/*
+ * Per-CPU time of the last forced wake-up, to bound them: slot WAKE_WATERMARK
+ * while the ring is above the watermark, slot WAKE_STACK for full stack copies.
+ */
+#define WAKE_WATERMARK 0
+#define WAKE_STACK 1
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, __u64);
 } last_wakeup SEC(".maps");
@@ -260,22 +266,26 @@ static __always_inline void fill_hdr(struct tt_hdr *h, __u16 kind, __u16 size, _
 	h->ts_ns = bpf_ktime_get_ns();
 }
 
+/* BPF_RB_FORCE_WAKEUP at most once per gap on this CPU (slot: WAKE_*), else BPF_RB_NO_WAKEUP */
+static __always_inline __u64 wakeup_flags(__u32 slot, __u64 gap_ns)
+{
+	__u64 *last = bpf_map_lookup_elem(&last_wakeup, &slot);
+	__u64 now = bpf_ktime_get_ns();
+
+	if (!last || now - *last < gap_ns)
+		return BPF_RB_NO_WAKEUP;
+	*last = now;
+	count(TT_CNT_WAKEUPS);
+	return BPF_RB_FORCE_WAKEUP;
+}
+
 /* Submit without a wake-up unless the ring is past the watermark (then at most one per CPU per gap). */
 static __always_inline void submit(void *rec)
 {
 	__u64 flags = BPF_RB_NO_WAKEUP;
 
-	if (targ_wakeup_bytes && bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= targ_wakeup_bytes) {
-		__u32 zero = 0;
-		__u64 *last = bpf_map_lookup_elem(&last_wakeup, &zero);
-		__u64 now = bpf_ktime_get_ns();
-
-		if (last && now - *last >= targ_wakeup_gap_ns) {
-			*last = now;
-			flags = BPF_RB_FORCE_WAKEUP;
-			count(TT_CNT_WAKEUPS);
-		}
-	}
+	if (targ_wakeup_bytes && bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= targ_wakeup_bytes)
+		flags = wakeup_flags(WAKE_WATERMARK, targ_wakeup_gap_ns);
 	bpf_ringbuf_submit(rec, flags);
 	count(TT_CNT_EVENTS);
 }
@@ -542,7 +552,14 @@ static __always_inline void capture_stack(const bool btf, const struct sock *sk,
 	s->tid = (__u32)id;
 	s->site = site;
 	s->call = call;
-	if (bpf_ringbuf_output(&events, s, size, BPF_RB_NO_WAKEUP)) {
+	/*
+	 * Wake the agent now, not at its next poll (up to 100 ms away): until it has
+	 * unwound this copy and taught the kernel the stack's fingerprint, every
+	 * socket taking the same path costs another full copy (a burst of up to
+	 * targ_stack_rate of them at attach). Copies are rare once stacks are
+	 * known, and the gap bounds the wake-ups when they are not.
+	 */
+	if (bpf_ringbuf_output(&events, s, size, wakeup_flags(WAKE_STACK, targ_stack_wakeup_gap_ns))) {
 		count(TT_CNT_RB_FULL);
 		return;
 	}

@@ -80,7 +80,7 @@ enum tt_counter {
 	TT_CNT_TARGETS_FULL = 4,      /* targets map full: a forked child is not followed */
 	TT_CNT_PENDING_FULL = 5,      /* pending (tid -> fd) map full */
 	TT_CNT_FILTERED = 6,	      /* transitions dropped in the kernel by the pid filter */
-	TT_CNT_WAKEUPS = 7,	      /* forced ring buffer wake-ups (watermark crossed) */
+	TT_CNT_WAKEUPS = 7,	      /* forced ring buffer wake-ups (watermark crossed, or a full stack copy) */
 	TT_CNT_SEEDED_HITS = 8,	      /* sockets claimed from the pre-attach seed map */
 	TT_CNT_STACKS = 9,	      /* stacks captured */
 	TT_CNT_STACKS_LIMITED = 10,   /* stacks not captured: per-process rate limit */

@@ -25,6 +25,7 @@ void StackResolver::Init(Napi::Env env, Napi::Object exports) {
   exports.Set("StackResolver", DefineClass(env, "StackResolver",
                                            {
                                                InstanceMethod("resolve", &StackResolver::Resolve),
+                                               InstanceMethod("symbolize", &StackResolver::Symbolize),
                                                InstanceMethod("prepare", &StackResolver::Prepare),
                                                InstanceMethod("forget", &StackResolver::Forget),
                                                InstanceMethod("stats", &StackResolver::Stats),
@@ -69,7 +70,8 @@ Napi::Value StackResolver::Prepare(const Napi::CallbackInfo& info) {
 }
 
 // resolve(buf, off) for a TT_KIND_STACK record at buf[off]:
-// {pid, tid, site, call, sk, cookie, frames: [{addr, symbol, offset, module, file?, line?, inlined?, reason?}], stop, complete}
+// {pid, tid, site, call, sk, cookie, ts, stop, complete, stackBytes, pcs, sps}. No
+// symbols: symbolize(pid, pcs) names a pc list the caller has not seen before.
 Napi::Value StackResolver::Resolve(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsBuffer() || !info[1].IsNumber()) {
@@ -109,22 +111,10 @@ Napi::Value StackResolver::Resolve(const Napi::CallbackInfo& info) {
     pcs = u->unwind(regs, stack, len, rec.regs.sp & ~4095ULL, max_frames_);
     remapped = true;
   }
-  uint64_t t1 = NowNs();
-  std::vector<uint64_t> key(pcs);
-  key.push_back(static_cast<uint64_t>(pid));
-  bool known = seen_.count(key) > 0;
-  std::vector<stacks::Frame> frames;
   // Whenever the unwinder saw the maps change, the symbolizer's copy (and perf
   // map) is as old as the unwinder's was: drop it so both name the same memory.
   if (remapped) symbolizer_.forget(pid);
-  if (!known) {
-    frames = symbolizer_.symbolize(pid, pcs);
-    if (seen_.size() < 100000) seen_.insert(std::move(key));
-  }
-  uint64_t t2 = NowNs();
-  unwind_ns_ += t1 - t0;
-  symbolize_ns_ += t2 - t1;
-  frames_ += frames.size();
+  unwind_ns_ += NowNs() - t0;
   if (pcs.empty()) failed_++; else resolved_++;
 
   Napi::Object out = Napi::Object::New(env);
@@ -138,6 +128,34 @@ Napi::Value StackResolver::Resolve(const Napi::CallbackInfo& info) {
   out.Set("stop", u->last().stop.empty() ? u->error() : u->last().stop);
   out.Set("complete", u->last().complete);
   out.Set("stackBytes", static_cast<double>(len));
+  // pcs and the stack pointer at each frame, for in-kernel dedup (numbers: user addresses < 2^53)
+  const std::vector<uint64_t>& sps = u->last().sps;
+  Napi::Array pa = Napi::Array::New(env, pcs.size());
+  Napi::Array sa = Napi::Array::New(env, pcs.size());
+  for (size_t i = 0; i < pcs.size(); i++) {
+    pa.Set(static_cast<uint32_t>(i), static_cast<double>(pcs[i]));
+    sa.Set(static_cast<uint32_t>(i), static_cast<double>(i < sps.size() ? sps[i] : 0));
+  }
+  out.Set("pcs", pa);
+  out.Set("sps", sa);
+  return out;
+}
+
+// symbolize(pid, pcs): [{addr, symbol, offset, module, moduleOffset, buildId?, file?, line?, jit?, reason?, inlined?}]
+Napi::Value StackResolver::Symbolize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsArray()) {
+    throw Napi::TypeError::New(env, "symbolize(pid, pcs): expected a pid and an array of addresses");
+  }
+  int pid = info[0].As<Napi::Number>().Int32Value();
+  Napi::Array in = info[1].As<Napi::Array>();
+  std::vector<uint64_t> pcs(in.Length());
+  for (uint32_t i = 0; i < in.Length(); i++) pcs[i] = static_cast<uint64_t>(in.Get(i).As<Napi::Number>().DoubleValue());
+  uint64_t t0 = NowNs();
+  std::vector<stacks::Frame> frames = symbolizer_.symbolize(pid, pcs);
+  symbolize_ns_ += NowNs() - t0;
+  frames_ += frames.size();
+
   Napi::Array arr = Napi::Array::New(env, frames.size());
   for (size_t i = 0; i < frames.size(); i++) {
     const stacks::Frame& f = frames[i];
@@ -165,19 +183,7 @@ Napi::Value StackResolver::Resolve(const Napi::CallbackInfo& info) {
     }
     arr.Set(static_cast<uint32_t>(i), fo);
   }
-  // null: this pc list was symbolized before, and the caller has its frames
-  if (known) out.Set("frames", env.Null()); else out.Set("frames", arr);
-  // pcs and the stack pointer at each frame, for in-kernel dedup (numbers: user addresses < 2^53)
-  const std::vector<uint64_t>& sps = u->last().sps;
-  Napi::Array pa = Napi::Array::New(env, pcs.size());
-  Napi::Array sa = Napi::Array::New(env, pcs.size());
-  for (size_t i = 0; i < pcs.size(); i++) {
-    pa.Set(static_cast<uint32_t>(i), static_cast<double>(pcs[i]));
-    sa.Set(static_cast<uint32_t>(i), static_cast<double>(i < sps.size() ? sps[i] : 0));
-  }
-  out.Set("pcs", pa);
-  out.Set("sps", sa);
-  return out;
+  return arr;
 }
 
 Napi::Value StackResolver::Forget(const Napi::CallbackInfo& info) {
@@ -188,7 +194,6 @@ Napi::Value StackResolver::Forget(const Napi::CallbackInfo& info) {
     unwinders_.erase(it);
   }
   symbolizer_.forget(pid);
-  for (auto s = seen_.begin(); s != seen_.end();) s = s->back() == static_cast<uint64_t>(pid) ? seen_.erase(s) : std::next(s);
   return info.Env().Undefined();
 }
 

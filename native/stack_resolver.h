@@ -1,5 +1,9 @@
 // StackResolver: turns a TT_KIND_STACK ring record (user registers + a copy of
-// the user stack) into symbolized frames, while the process is alive.
+// the user stack) into pcs (resolve), and pcs into symbolized frames
+// (symbolize), while the process is alive. Two calls, so that the caller can
+// teach the kernel a new stack's fingerprint from its pcs before paying for the
+// first symbolization (debug info loads lazily: tens of ms), during which every
+// socket on the same path would cost another full copy.
 //
 // Threading model: JS thread only. The libdwfl-based Unwinder/Symbolizer
 // (native/stacks) are not thread-safe and are only ever used from here. Stack
@@ -11,7 +15,6 @@
 
 #include <list>
 #include <memory>
-#include <set>
 #include <unordered_map>
 #include <vector>
 
@@ -27,6 +30,7 @@ class StackResolver : public Napi::ObjectWrap<StackResolver> {
 
  private:
   Napi::Value Resolve(const Napi::CallbackInfo& info);
+  Napi::Value Symbolize(const Napi::CallbackInfo& info);
   Napi::Value Prepare(const Napi::CallbackInfo& info);
   Napi::Value Forget(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);
@@ -39,8 +43,6 @@ class StackResolver : public Napi::ObjectWrap<StackResolver> {
   std::list<int> lru_;
   std::unordered_map<int, std::pair<std::unique_ptr<stacks::Unwinder>, std::list<int>::iterator>> unwinders_;
   stacks::Symbolizer symbolizer_;
-  // pc lists already symbolized (per pid in the key): JS has their frames, skip the work
-  std::set<std::vector<uint64_t>> seen_;
   uint64_t resolved_ = 0, failed_ = 0, unwind_ns_ = 0, symbolize_ns_ = 0, frames_ = 0;
 };
 

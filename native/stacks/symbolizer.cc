@@ -490,8 +490,17 @@ bool Symbolizer::attach(int pid, std::string* err) {
     std::string e;
     if (auto fe = s.file_for(ps, i, &e)) {
       // Resolving the symbol table now finds separate debug files through
-      // /proc/PID/root while that path still exists.
-      if (s.load(*fe) && fe->mod) dwfl_module_getsymtab(fe->mod);
+      // /proc/PID/root while that path still exists. Building the symbol index
+      // and opening the DWARF now also takes the first symbolization's cost
+      // (~50 ms for nginx + libc here) off the first stack: until that stack's
+      // fingerprint is taught to the kernel, every socket taking the same path
+      // costs a full copy, and the agent teaches after symbolizing a batch.
+      if (s.load(*fe) && fe->mod) {
+        dwfl_module_getsymtab(fe->mod);
+        if (!fe->syms.built()) fe->syms.build(fe->mod);
+        Dwarf_Addr bias = 0;
+        dwfl_module_getdwarf(fe->mod, &bias);
+      }
     }
   }
   return true;

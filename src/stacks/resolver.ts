@@ -24,14 +24,14 @@ interface NativeResolved {
   ts: number;
   stop: string;
   complete: boolean;
-  /** null when this pc list was symbolized before (its frames are cached here) */
-  frames: Frame[] | null;
   pcs: number[];
   sps: number[];
 }
 
 interface NativeStackResolver {
+  /** unwinds a full record: pcs, no symbols */
   resolve(buf: Buffer, off: number): NativeResolved;
+  symbolize(pid: number, pcs: number[]): Frame[];
   prepare(pid: number): void;
   forget(pid: number): void;
   stats(): Record<string, number>;
@@ -73,19 +73,23 @@ export class StackResolver {
     this.nat.prepare(pid);
   }
 
-  /** A full record (registers + stack copy). */
+  /**
+   * A full record (registers + stack copy). A new stack is taught to the kernel
+   * before it is symbolized: the first symbolization of a process loads debug
+   * info (tens of ms), and until the kernel knows the fingerprint every socket
+   * on the same path costs another full copy.
+   */
   resolve(buf: Buffer, off: number): ResolvedStack {
     const r = this.nat.resolve(buf, off);
     this.stacks++;
     const key = `${r.pid}:${r.pcs.join(',')}`;
     let id = this.ids.get(key);
-    if (id === undefined) {
-      this.ids.set(key, (id = this.ids.size + 1));
-      this.byId.set(id, { frames: r.frames ?? [], stop: r.stop, complete: r.complete });
-    }
-    if (this.teach) this.learn(r, id);
-    const frames = this.byId.get(id)!.frames;
-    return { ts: r.ts, sk: sk48(r.sk), cookie: r.cookie, pid: r.pid, tid: r.tid, site: SITE_NAMES[r.site] ?? 'acquire', stackId: id, frames, stop: r.stop, complete: r.complete };
+    const fresh = id === undefined;
+    if (fresh) this.ids.set(key, (id = this.ids.size + 1));
+    if (this.teach) this.learn(r, id!);
+    if (fresh) this.byId.set(id!, { frames: this.nat.symbolize(r.pid, r.pcs), stop: r.stop, complete: r.complete });
+    const frames = this.byId.get(id!)!.frames;
+    return { ts: r.ts, sk: sk48(r.sk), cookie: r.cookie, pid: r.pid, tid: r.tid, site: SITE_NAMES[r.site] ?? 'acquire', stackId: id!, frames, stop: r.stop, complete: r.complete };
   }
 
   /** Derive CFA rules and the fingerprint the kernel will compute, and register them. */
