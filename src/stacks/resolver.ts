@@ -74,22 +74,27 @@ export class StackResolver {
   }
 
   /**
-   * A full record (registers + stack copy). A new stack is taught to the kernel
-   * before it is symbolized: the first symbolization of a process loads debug
-   * info (tens of ms), and until the kernel knows the fingerprint every socket
-   * on the same path costs another full copy.
+   * The full records (registers + stack copy) of one batch, in order. Every new stack of the batch is
+   * taught to the kernel before any is symbolized: a process's first
+   * symbolization still loads line tables (ms), and until the kernel knows a
+   * fingerprint every socket on that path costs another full copy.
    */
-  resolve(buf: Buffer, off: number): ResolvedStack {
-    const r = this.nat.resolve(buf, off);
-    this.stacks++;
-    const key = `${r.pid}:${r.pcs.join(',')}`;
-    let id = this.ids.get(key);
-    const fresh = id === undefined;
-    if (fresh) this.ids.set(key, (id = this.ids.size + 1));
-    if (this.teach) this.learn(r, id!);
-    if (fresh) this.byId.set(id!, { frames: this.nat.symbolize(r.pid, r.pcs), stop: r.stop, complete: r.complete });
-    const frames = this.byId.get(id!)!.frames;
-    return { ts: r.ts, sk: sk48(r.sk), cookie: r.cookie, pid: r.pid, tid: r.tid, site: SITE_NAMES[r.site] ?? 'acquire', stackId: id!, frames, stop: r.stop, complete: r.complete };
+  resolveAll(buf: Buffer, offsets: ArrayLike<number>): ResolvedStack[] {
+    const unwound: { r: NativeResolved; id: number }[] = [];
+    for (let i = 0; i < offsets.length; i++) {
+      const r = this.nat.resolve(buf, offsets[i]);
+      this.stacks++;
+      const key = `${r.pid}:${r.pcs.join(',')}`;
+      let id = this.ids.get(key);
+      if (id === undefined) this.ids.set(key, (id = this.ids.size + 1));
+      if (this.teach) this.learn(r, id);
+      unwound.push({ r, id });
+    }
+    return unwound.map(({ r, id }) => {
+      let known = this.byId.get(id);
+      if (!known) this.byId.set(id, (known = { frames: this.nat.symbolize(r.pid, r.pcs), stop: r.stop, complete: r.complete }));
+      return { ts: r.ts, sk: sk48(r.sk), cookie: r.cookie, pid: r.pid, tid: r.tid, site: SITE_NAMES[r.site] ?? 'acquire', stackId: id, frames: known.frames, stop: r.stop, complete: r.complete };
+    });
   }
 
   /** Derive CFA rules and the fingerprint the kernel will compute, and register them. */

@@ -168,12 +168,15 @@ export class TraceSession {
     };
     this.tracer.start(
       resolver
-        ? (buf, stackOffsets) =>
-            splitStacks(buf, stackOffsets, toSinks, (b, off) => {
-              // raw stack bytes stop here: sinks (and recordings) only ever see frames
-              const st = resolver.resolve(b, off);
+        ? (buf, stackOffsets) => {
+            // raw stack bytes stop here: sinks (and recordings) only ever see frames
+            const resolved = stackOffsets ? resolver.resolveAll(buf, stackOffsets) : [];
+            let next = 0;
+            splitStacks(buf, stackOffsets, toSinks, () => {
+              const st = resolved[next++];
               for (const s of sinks) s.stacks([st]);
-            })
+            });
+          }
         : toSinks,
       { intervalMs: this.opts.drainIntervalMs },
     );
