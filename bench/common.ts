@@ -78,11 +78,53 @@ export function boxCpu(): BoxCpu {
 
 export const cpuDelta = (a: BoxCpu, b: BoxCpu): BoxCpu => ({ busy: b.busy - a.busy, idle: b.idle - a.idle, steal: b.steal - a.steal });
 
-/** Busy CPU of the whole box per connection served, in us (every process, the kernel and tcptrace's agent). */
-export const busyUsPerConn = (d: BoxCpu, conns: number): number => (d.busy * (1e6 / CLK_TCK)) / conns;
+/** One measured load run: its throughput, and what it cost the whole box. */
+export interface Sample {
+  rps: number;
+  /** busy CPU of the whole box per connection served, in us (every process, the kernel and tcptrace's agent) */
+  usPerConn: number;
+  /** the share of the vCPUs' time the hypervisor took */
+  steal: number;
+}
 
-/** The share of the vCPUs' time the hypervisor took. */
-export const stealShare = (d: BoxCpu): number => d.steal / (d.busy + d.idle + d.steal || 1);
+export function sampleOf(rps: number, seconds: number, d: BoxCpu): Sample {
+  return { rps, usPerConn: (d.busy * (1e6 / CLK_TCK)) / (rps * seconds), steal: d.steal / (d.busy + d.idle + d.steal || 1) };
+}
+
+/** a sample on a progress line: "  10342 req/s  140.1 us/conn  steal 3 %" */
+export const sampleNote = (x: Sample): string => `${x.rps.toFixed(0).padStart(7)} req/s  ${x.usPerConn.toFixed(1)} us/conn  steal ${(x.steal * 100).toFixed(0)} %`;
+
+/**
+ * The columns pairedCells() fills: each condition against the baseline of the
+ * same round, as a req/s ratio (what the targets are stated in) and as a CPU
+ * cost ratio (the baseline's busy CPU per connection over the condition's: the
+ * throughput ratio of a CPU-bound server, which does not follow the steal).
+ */
+export const PAIRED_HEADER = [
+  'req/s (median)',
+  'req/s ratio, paired: median [min-max]',
+  '95 % interval',
+  'CPU cost ratio, paired: median [min-max]',
+  '95 % interval',
+  'busy CPU us / conn (median)',
+  'steal (median)',
+];
+
+export function pairedCells(rs: Sample[], base: Sample[], isBaseline: boolean): string[] {
+  return [
+    median(rs.map((x) => x.rps)).toFixed(0),
+    ...ratioCells(
+      rs.map((x, i) => x.rps / base[i].rps),
+      isBaseline,
+    ),
+    ...ratioCells(
+      rs.map((x, i) => base[i].usPerConn / x.usPerConn),
+      isBaseline,
+    ),
+    median(rs.map((x) => x.usPerConn)).toFixed(1),
+    `${(median(rs.map((x) => x.steal)) * 100).toFixed(0)} %`,
+  ];
+}
 
 export interface Tracer {
   proc: ChildProcess;

@@ -26,8 +26,8 @@ import { join } from 'node:path';
 import { hookPlan } from '../src/attach/modes.js';
 import { planAttach } from '../src/attach/probe.js';
 import { native, type NativeTracer } from '../src/native.js';
-import { boxCpu, busyUsPerConn, cpuDelta, median, option, ratioCells, roundOrder, run, sleep, stealShare, table } from './common.js';
-import { startNginx, stopNginx, wrk } from './nginx-server.js';
+import { option, PAIRED_HEADER, pairedCells, roundOrder, run, sampleNote, sleep, table, type Sample } from './common.js';
+import { measureWrk, startNginx, stopNginx, wrk } from './nginx-server.js';
 
 const ROUNDS = Number(option('rounds', '12'));
 const SECONDS = Number(option('seconds', '4'));
@@ -47,7 +47,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'tcptrace-bench-hooks-'));
   const nginx = startNginx(dir);
   const names = Object.keys(sets);
-  const res = new Map(names.map((k) => [k, [] as { rps: number; usPerConn: number; steal: number }[]]));
+  const res = new Map(names.map((k) => [k, [] as Sample[]]));
   process.stderr.write(`bench: attach mode ${plan.mode.name}; nginx worker ${nginx.worker}; ${ROUNDS} rounds x ${names.length} conditions x ${SECONDS} s\n`);
   try {
     await wrk(SECONDS); // warm-up, discarded
@@ -62,16 +62,13 @@ async function main(): Promise<void> {
           t.start(() => {}, { intervalMs: 100 });
         }
         await sleep(500);
-        const b0 = boxCpu();
-        const rps = await wrk(SECONDS);
-        const d = cpuDelta(b0, boxCpu());
+        const x = await measureWrk(SECONDS);
         if (t) {
           await t.stop();
           t.close();
         }
-        const usPerConn = busyUsPerConn(d, rps * SECONDS);
-        res.get(k)!.push({ rps, usPerConn, steal: stealShare(d) });
-        process.stderr.write(`bench: round ${r + 1} ${k.padEnd(12)} ${rps.toFixed(0).padStart(7)} req/s  ${usPerConn.toFixed(1)} us/conn  steal ${(stealShare(d) * 100).toFixed(0)} %\n`);
+        res.get(k)!.push(x);
+        process.stderr.write(`bench: round ${r + 1} ${k.padEnd(12)} ${sampleNote(x)}\n`);
         await sleep(800);
       }
     }
@@ -81,37 +78,8 @@ async function main(): Promise<void> {
     rmSync(dir, { recursive: true, force: true });
   }
   const base = res.get('baseline')!;
-  const rows = [
-    [
-      'hooks attached (nothing traced)',
-      'programs',
-      'req/s (median)',
-      'req/s ratio, paired: median [min-max]',
-      '95 % interval',
-      'busy CPU us / conn (median)',
-      'CPU cost ratio, paired: median [min-max]',
-      '95 % interval',
-      'steal (median)',
-    ],
-  ];
-  for (const k of names) {
-    const rs = res.get(k)!;
-    rows.push([
-      k,
-      sets[k] ? String(sets[k]!.length) : '-',
-      median(rs.map((x) => x.rps)).toFixed(0),
-      ...ratioCells(
-        rs.map((x, i) => x.rps / base[i].rps),
-        k === 'baseline',
-      ),
-      median(rs.map((x) => x.usPerConn)).toFixed(1),
-      ...ratioCells(
-        rs.map((x, i) => base[i].usPerConn / x.usPerConn),
-        k === 'baseline',
-      ),
-      `${(median(rs.map((x) => x.steal)) * 100).toFixed(0)} %`,
-    ]);
-  }
+  const rows = [['hooks attached (nothing traced)', 'programs', ...PAIRED_HEADER]];
+  for (const k of names) rows.push([k, sets[k] ? String(sets[k]!.length) : '-', ...pairedCells(res.get(k)!, base, k === 'baseline')]);
   process.stdout.write(table(rows));
   for (const k of names) if (sets[k]) process.stdout.write(`${k}: ${sets[k]!.join(' ')}\n`);
 }

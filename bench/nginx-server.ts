@@ -7,6 +7,7 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { boxCpu, cpuDelta, sampleOf, sleep, type Sample } from './common.js';
 
 export const PORT = 18080;
 
@@ -54,4 +55,12 @@ export async function wrk(seconds: number): Promise<number> {
   const m = /Requests\/sec:\s+([\d.]+)/.exec(r.stdout);
   if (!m) throw new Error(`wrk failed: ${r.stdout}${r.stderr}`);
   return Number(m[1]);
+}
+
+/** One wrk run, and the whole box's CPU over it and the tailMs after it (a tracer's drain; the baseline's idle time too). */
+export async function measureWrk(seconds: number, tailMs = 0): Promise<Sample> {
+  const b0 = boxCpu();
+  const rps = await wrk(seconds);
+  if (tailMs) await sleep(tailMs);
+  return sampleOf(rps, seconds, cpuDelta(b0, boxCpu()));
 }

@@ -28,17 +28,14 @@ import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CLI, CLK_TCK, boxCpu, busyUsPerConn, cpuDelta, median, option, ratioCells, roundOrder, run, sleep, spawnTracer, stealShare, stopTracer, table, type Tracer } from './common.js';
-import { startNginx, stopNginx, wrk } from './nginx-server.js';
+import { CLI, CLK_TCK, median, option, PAIRED_HEADER, pairedCells, roundOrder, run, sampleNote, sleep, spawnTracer, stopTracer, table, type Sample, type Tracer } from './common.js';
+import { measureWrk, startNginx, stopNginx, wrk } from './nginx-server.js';
 
 const ROUNDS = Number(option('rounds', '5'));
 const SECONDS = Number(option('seconds', '10'));
 
-interface Run {
-  reqs: number;
-  /** the whole box's busy CPU per connection (us), over the wrk run and the tracer's drain */
-  usPerConn: number;
-  steal: number;
+/** a Sample's box CPU covers the wrk run and the tracer's drain */
+interface Run extends Sample {
   events: number | null;
   lost: number | null;
   /** where the lost events went: ring (full ring buffer), missed (hook runs the kernel skipped), agent (batches dropped) */
@@ -51,7 +48,7 @@ function withLoss(lostParts: Record<string, number>): Pick<Run, 'lost' | 'lostPa
   return { lost: Object.values(lostParts).reduce((a, v) => a + v, 0), lostParts };
 }
 
-type Condition = { name: string; start: (worker: number, dir: string) => Promise<Tracer | null>; finish: (t: Tracer, dir: string) => Promise<Omit<Run, 'reqs' | 'cpuS' | 'usPerConn' | 'steal'>> };
+type Condition = { name: string; start: (worker: number, dir: string) => Promise<Tracer | null>; finish: (t: Tracer, dir: string) => Promise<Omit<Run, keyof Sample | 'cpuS'>> };
 
 /** `tcptrace --pid P --quiet ... --format json`: events and losses from its report */
 function jsonTrace(name: string, pid: (worker: number) => number, args: string[], onReport?: (doc: any) => void): Condition {
@@ -148,20 +145,16 @@ async function main(): Promise<void> {
         const t = await c.start(nginx.worker, dir);
         await sleep(500);
         const before = t ? cpuTicks(t.proc.pid!) : null;
-        const box0 = boxCpu();
-        const reqs = await wrk(SECONDS);
-        await sleep(1000); // let the tracer drain (its work counts in the box's CPU; the baseline's idle second too)
+        const x = await measureWrk(SECONDS, 1000); // and a second for the tracer to drain
         const after = t ? cpuTicks(t.proc.pid!) : null;
-        const box = cpuDelta(box0, boxCpu());
-        let extra: Omit<Run, 'reqs' | 'cpuS' | 'usPerConn' | 'steal'> = { events: null, lost: null };
+        let extra: Omit<Run, keyof Sample | 'cpuS'> = { events: null, lost: null };
         if (t) {
           await stopTracer(t);
           extra = await c.finish(t, dir);
         }
         const cpuS = before !== null && after !== null ? (after - before) / CLK_TCK : null;
-        const usPerConn = busyUsPerConn(box, reqs * SECONDS);
-        runs.get(c.name)!.push({ reqs, cpuS, usPerConn, steal: stealShare(box), ...extra });
-        process.stderr.write(`bench: round ${r + 1} ${c.name.padEnd(26)} ${reqs.toFixed(0).padStart(7)} req/s  ${usPerConn.toFixed(1)} us/conn  steal ${(stealShare(box) * 100).toFixed(0)} %${extra.events !== null ? `  events ${extra.events} lost ${lossCell([extra as Run])}` : ''}${cpuS !== null ? `  cpu ${cpuS.toFixed(2)} s` : ''}\n`);
+        runs.get(c.name)!.push({ ...x, cpuS, ...extra });
+        process.stderr.write(`bench: round ${r + 1} ${c.name.padEnd(26)} ${sampleNote(x)}${extra.events !== null ? `  events ${extra.events} lost ${lossCell([extra as Run])}` : ''}${cpuS !== null ? `  cpu ${cpuS.toFixed(2)} s` : ''}\n`);
         rmSync(join(dir, 'bench.tcptrace'), { force: true });
         await sleep(1000);
       }
@@ -172,22 +165,7 @@ async function main(): Promise<void> {
     if (mountedTracefs) spawnSync('umount', ['/sys/kernel/tracing']);
   }
   const base = runs.get('baseline')!;
-  const rows = [
-    [
-      'condition',
-      'req/s (median)',
-      'req/s ratio, paired: median [min-max]',
-      '95 % interval',
-      'CPU cost ratio, paired: median [min-max]',
-      '95 % interval',
-      'busy CPU us / conn',
-      'steal',
-      'records/run',
-      'lost (total)',
-      'agent CPU us / conn',
-      'agent CPU s / 1M records',
-    ],
-  ];
+  const rows = [['condition', ...PAIRED_HEADER, 'records/run', 'lost (total)', 'agent CPU us / conn', 'agent CPU s / 1M records']];
   for (const c of conds) {
     const rs = runs.get(c.name)!;
     const ev = rs.filter((x) => x.events !== null);
@@ -195,20 +173,10 @@ async function main(): Promise<void> {
     const cpuConn = rs.filter((x) => x.cpuS !== null);
     rows.push([
       c.name,
-      median(rs.map((x) => x.reqs)).toFixed(0),
-      ...ratioCells(
-        rs.map((x, i) => x.reqs / base[i].reqs),
-        c.name === 'baseline',
-      ),
-      ...ratioCells(
-        rs.map((x, i) => base[i].usPerConn / x.usPerConn),
-        c.name === 'baseline',
-      ),
-      median(rs.map((x) => x.usPerConn)).toFixed(1),
-      `${(median(rs.map((x) => x.steal)) * 100).toFixed(0)} %`,
+      ...pairedCells(rs, base, c.name === 'baseline'),
       ev.length ? median(ev.map((x) => x.events!)).toFixed(0) : '-',
       ev.length ? lossCell(ev) : '-',
-      cpuConn.length ? median(cpuConn.map((x) => (x.cpuS! / (x.reqs * SECONDS)) * 1e6)).toFixed(2) : '-',
+      cpuConn.length ? median(cpuConn.map((x) => (x.cpuS! / (x.rps * SECONDS)) * 1e6)).toFixed(2) : '-',
       cpu.length ? median(cpu.map((x) => (x.cpuS! / x.events!) * 1e6)).toFixed(2) : '-',
     ]);
   }

@@ -494,7 +494,8 @@ bool Symbolizer::attach(int pid, std::string* err) {
       // and opening the DWARF now also takes the first symbolization's cost
       // (~50 ms for nginx + libc here) off the first stack: until that stack's
       // fingerprint is taught to the kernel, every socket taking the same path
-      // costs a full copy, and the agent teaches after symbolizing a batch.
+      // costs a full copy, and the next batch's stacks are taught only after
+      // this one's are symbolized.
       if (s.load(*fe) && fe->mod) {
         dwfl_module_getsymtab(fe->mod);
         if (!fe->syms.built()) fe->syms.build(fe->mod);

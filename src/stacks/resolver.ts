@@ -74,10 +74,10 @@ export class StackResolver {
   }
 
   /**
-   * The full records (registers + stack copy) of one batch, in order. Every new stack of the batch is
-   * taught to the kernel before any is symbolized: a process's first
-   * symbolization still loads line tables (ms), and until the kernel knows a
-   * fingerprint every socket on that path costs another full copy.
+   * The full records (registers + stack copy) of one batch, in order. Every
+   * new stack of the batch is taught to the kernel before any is symbolized: a
+   * process's first symbolization still loads line tables (ms), and until the
+   * kernel knows a fingerprint every socket on that path costs another full copy.
    */
   resolveAll(buf: Buffer, offsets: ArrayLike<number>): ResolvedStack[] {
     const unwound: { r: NativeResolved; id: number }[] = [];
@@ -137,22 +137,19 @@ export class StackResolver {
 /**
  * Splits a ring batch around its full stack records, preserving order: calls
  * onRecords for each run of other records (a subarray, no copy; stack
- * references are among them) and onStack for each full stack. The poll thread
+ * references are among them) and onStack(i) for the full stack at
+ * stackOffsets[i] (resolveAll's result i). The poll thread
  * found their offsets while copying the batch out of the ring; a batch without
  * any (most of them, once the kernel recognises a process's stacks) is passed
  * through whole.
  */
-export function splitStacks(
-  buf: Buffer,
-  stackOffsets: Uint32Array | undefined,
-  onRecords: (b: Buffer) => void,
-  onStack: (b: Buffer, off: number) => void,
-): void {
+export function splitStacks(buf: Buffer, stackOffsets: Uint32Array | undefined, onRecords: (b: Buffer) => void, onStack: (i: number) => void): void {
   if (!stackOffsets) return onRecords(buf);
   let runStart = 0;
-  for (const off of stackOffsets) {
+  for (let i = 0; i < stackOffsets.length; i++) {
+    const off = stackOffsets[i];
     if (off > runStart) onRecords(buf.subarray(runStart, off));
-    onStack(buf, off);
+    onStack(i);
     runStart = off + ((buf.readUInt16LE(off + G.O_HDR_SIZE) + 7) & ~7);
   }
   if (runStart < buf.length) onRecords(buf.subarray(runStart));

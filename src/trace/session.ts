@@ -169,12 +169,11 @@ export class TraceSession {
     this.tracer.start(
       resolver
         ? (buf, stackOffsets) => {
+            if (!stackOffsets) return toSinks(buf);
             // raw stack bytes stop here: sinks (and recordings) only ever see frames
-            const resolved = stackOffsets ? resolver.resolveAll(buf, stackOffsets) : [];
-            let next = 0;
-            splitStacks(buf, stackOffsets, toSinks, () => {
-              const st = resolved[next++];
-              for (const s of sinks) s.stacks([st]);
+            const resolved = resolver.resolveAll(buf, stackOffsets);
+            splitStacks(buf, stackOffsets, toSinks, (i) => {
+              for (const s of sinks) s.stacks([resolved[i]]);
             });
           }
         : toSinks,
