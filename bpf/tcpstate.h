@@ -87,6 +87,7 @@ enum tt_counter {
 	TT_CNT_STACK_SHORT = 11,      /* stack copies cut short by an unreadable page */
 	TT_CNT_STACKS_DEDUPED = 12,   /* stacks recognised in the kernel: a reference, no copy */
 	TT_CNT_SUMMARISED = 13,	      /* transitions kept in the kernel (summary mode: socket not published yet) */
+	TT_CNT_STACKS_RECALLED = 14,  /* stacks recognised from the walk memo: no rule walk (see "Stack dedup") */
 	TT_CNT__MAX = 16,
 };
 
@@ -202,7 +203,10 @@ _Static_assert(sizeof(struct tt_stack) == 112 + TT_STACK_MAX, "tt_stack layout")
  * (CFA = sp + cfa_off) of the innermost frames' pcs and registers a
  * fingerprint of the return addresses they lead to. The kernel walks those
  * rules over the live user stack (a few 8-byte reads, no copy) and, when the
- * fingerprint is known, emits a tt_stack_ref instead of a copy.
+ * fingerprint is known, emits a tt_stack_ref instead of a copy. A walk that
+ * ended on a known stack is memoised per (process, site, pc, sp) in the kernel
+ * alone (walk_memos in tcpstate.bpf.c): the next call from the same place reads
+ * the return addresses back in one copy and compares them, without the walk.
  */
 #define TT_DEDUP_DEPTH 6
 #define TT_FP_SEED 0xcbf29ce484222325ULL /* FNV-1a 64 over return addresses */

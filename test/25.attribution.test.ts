@@ -141,6 +141,8 @@ describe('the kernel summary (--pid -f json) reports what the full event stream 
     assert.equal(s.counts.transitions + s.counts.summarisedInKernel, f.counts.transitions, 'every transition seen, sent or counted');
     assert.ok(s.counts.events < f.counts.events, `${s.counts.events} records sent against ${f.counts.events}`);
     assert.ok(s.stacks.deduped > 0, 'some stacks recognised in the kernel (held, then sent on publish)');
+    // the server accepts and writes from the same depth each time: later walks are recalled from the memo
+    assert.ok(s.stacks.recalled > 0 && f.stacks.recalled > 0, `recalled ${s.stacks.recalled} / ${f.stacks.recalled}`);
     assert.equal(s.counts.lost + f.counts.lost, 0);
 
     assert.deepEqual(s.states, f.states);

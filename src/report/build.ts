@@ -69,6 +69,8 @@ export interface ReportDoc {
     captured: number;
     /** of those, recognised in the kernel (a reference, no copy and no unwind) */
     deduped: number;
+    /** recognised from the kernel's walk memo, without walking the CFA rules (counts held sockets' stacks too) */
+    recalled: number;
     rateLimited: number;
     cutShort: number;
     distinct: number;
@@ -153,6 +155,7 @@ export function buildReport(a: Analyzer, end: SessionEnd): ReportDoc {
       ? {
           captured: a.stacksSeen,
           deduped: counters.stacksDeduped,
+          recalled: counters.stacksRecalled ?? 0,
           rateLimited: counters.stacksLimited,
           cutShort: counters.stacksShort,
           distinct: a.stacksById.size,

@@ -282,6 +282,7 @@ export function toCounters(n: NativeCounters): Counters {
   c.stacksLimited = k(TT_COUNTER.STACKS_LIMITED);
   c.stacksShort = k(TT_COUNTER.STACK_SHORT);
   c.stacksDeduped = k(TT_COUNTER.STACKS_DEDUPED);
+  c.stacksRecalled = k(TT_COUNTER.STACKS_RECALLED);
   c.summarised = k(TT_COUNTER.SUMMARISED);
   c.records = Number(n.records);
   c.batches = Number(n.batches);

@@ -26,6 +26,8 @@ export interface Counters {
   stacksShort: number;
   /** stacks the kernel recognised and sent as a reference instead of a copy */
   stacksDeduped: number;
+  /** stacks recognised from the kernel's walk memo, without walking the CFA rules (held sockets' too) */
+  stacksRecalled: number;
   /** transitions of held sockets the kernel only counted (summary mode) */
   summarised: number;
   /** records the agent read from the ring */
@@ -39,7 +41,7 @@ export interface Counters {
 export function zeroCounters(): Counters {
   return {
     events: 0, lost: 0, missed: 0, filtered: 0, ownersFull: 0, listenersFull: 0, targetsFull: 0, pendingFull: 0,
-    wakeups: 0, seededHits: 0, stacks: 0, stacksLimited: 0, stacksShort: 0, stacksDeduped: 0, summarised: 0, records: 0, batches: 0, droppedBatches: 0, droppedBytes: 0,
+    wakeups: 0, seededHits: 0, stacks: 0, stacksLimited: 0, stacksShort: 0, stacksDeduped: 0, stacksRecalled: 0, summarised: 0, records: 0, batches: 0, droppedBatches: 0, droppedBytes: 0,
   };
 }
 
