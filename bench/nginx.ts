@@ -21,8 +21,11 @@
  *                   column; 20-60 % here) req/s follows the steal, by ±30 %
  *                   run to run, while CPU per connection moves by a few %.
  * and lost events, and agent CPU per connection served and per million records read.
+ * Then one unpaired run per tracer with the kernel's BPF stats on (bpf-profile.ts):
+ * each program's runs per connection and time per run, and the direct cost
+ * ratio they and the agent's CPU make against the baseline's busy CPU.
  *
- * usage: node dist/bench/nginx.js [--rounds N] [--seconds S] [--conditions a,b,...]
+ * usage: node dist/bench/nginx.js [--rounds N] [--seconds S] [--conditions a,b,...] [--profile 0]
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
@@ -30,9 +33,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLI, CLK_TCK, median, option, PAIRED_HEADER, pairedCells, roundOrder, run, sampleNote, sleep, spawnTracer, stopTracer, table, type Sample, type Tracer } from './common.js';
 import { measureWrk, startNginx, stopNginx, wrk } from './nginx-server.js';
+import { bpfUsPerConn, costNote, programCosts, progCounts, withBpfStats, type ProgCost } from './bpf-profile.js';
 
 const ROUNDS = Number(option('rounds', '5'));
 const SECONDS = Number(option('seconds', '10'));
+/** --profile 0 skips the per-program pass after the rounds */
+const PROFILE = option('profile', '1') !== '0';
 
 /** a Sample's box CPU covers the wrk run and the tracer's drain */
 interface Run extends Sample {
@@ -73,7 +79,7 @@ function cpuTicks(pid: number): number | null {
   }
 }
 
-const stackNotes: { captured: number; rateLimited: number; distinct: number; unwindMs?: number; symbolizeMs?: number }[] = [];
+const stackNotes: { captured: number; rateLimited: number; distinct: number; deduped?: number; recalled?: number; unwindMs?: number; symbolizeMs?: number }[] = [];
 
 /** the idle process the hooks-only condition traces (nothing of the workload is its) */
 let idle: ReturnType<typeof spawn> | null = null;
@@ -127,6 +133,35 @@ function lossCell(rs: Run[]): string {
   return why.length ? `${total} (${why.join(', ')})` : String(total);
 }
 
+interface Profile {
+  costs: ProgCost[];
+  agentUs: number | null;
+}
+const profiles = new Map<string, Profile>();
+
+/** one unpaired run of c with BPF stats on: what each of its programs ran, per connection */
+async function profile(c: Condition, worker: number, dir: string): Promise<Profile> {
+  const loaded = progCounts();
+  const t = (await c.start(worker, dir))!;
+  try {
+    await sleep(500);
+    return await withBpfStats(async () => {
+      const before = progCounts();
+      const t0 = cpuTicks(t.proc.pid!);
+      const x = await measureWrk(SECONDS, 1000);
+      const after = progCounts();
+      const t1 = cpuTicks(t.proc.pid!);
+      const conns = x.rps * SECONDS;
+      process.stderr.write(`bench: profile ${c.name.padEnd(26)} ${sampleNote(x)}\n`);
+      return { costs: programCosts(loaded, before, after, conns), agentUs: t0 !== null && t1 !== null ? ((t1 - t0) / CLK_TCK / conns) * 1e6 : null };
+    });
+  } finally {
+    await stopTracer(t);
+    await c.finish(t, dir);
+    rmSync(join(dir, 'bench.tcptrace'), { force: true });
+  }
+}
+
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the benchmark needs root (BPF)');
   const only = option('conditions', '');
@@ -159,6 +194,11 @@ async function main(): Promise<void> {
         await sleep(1000);
       }
     }
+    if (PROFILE) {
+      const notes = stackNotes.length; // the profiled runs stay out of the attribution line
+      for (const c of conds) if (c.name !== 'baseline') profiles.set(c.name, await profile(c, nginx.worker, dir));
+      stackNotes.length = notes;
+    }
   } finally {
     idle?.kill('SIGKILL');
     stopNginx(nginx);
@@ -181,13 +221,30 @@ async function main(): Promise<void> {
     ]);
   }
   process.stdout.write(table(rows));
+  if (profiles.size) {
+    const baseUs = median(base.map((x) => x.usPerConn));
+    const prows = [['condition', 'BPF programs us / conn', 'agent CPU us / conn', `direct cost ratio (${baseUs.toFixed(1)} us baseline)`, 'costliest programs: runs / conn x us / run']];
+    for (const [name, p] of profiles) {
+      const bpf = bpfUsPerConn(p.costs);
+      prows.push([name, bpf.toFixed(2), p.agentUs === null ? '-' : p.agentUs.toFixed(2), (baseUs / (baseUs + bpf + (p.agentUs ?? 0))).toFixed(3), costNote(p.costs)]);
+    }
+    process.stdout.write(
+      `\nOne more run per condition with the kernel's BPF run-time stats on (not paired; stats add ~0.08 us a run): ` +
+        `the cost of the tracer's own programs and agent against the baseline's busy CPU per connection. ` +
+        `It leaves out what the paired ratios include: tracepoint dispatch outside the programs, caches.\n`,
+    );
+    process.stdout.write(table(prows));
+  }
   if (stackNotes.length) {
     const cap = stackNotes.reduce((a, s) => a + s.captured, 0);
     const lim = stackNotes.reduce((a, s) => a + s.rateLimited, 0);
+    const dd = stackNotes.reduce((a, s) => a + (s.deduped ?? 0), 0);
+    const rc = stackNotes.reduce((a, s) => a + (s.recalled ?? 0), 0);
     const uw = stackNotes.reduce((a, s) => a + (s.unwindMs ?? 0), 0);
     const sy = stackNotes.reduce((a, s) => a + (s.symbolizeMs ?? 0), 0);
     process.stdout.write(
-      `\nattribution: ${cap} stacks captured, ${lim} rate-limited (not captured), distinct per run ${stackNotes.map((s) => s.distinct).join('/')}; ` +
+      `\nattribution: ${cap} stacks captured, ${lim} rate-limited (not captured), ${dd} sent as references, ${rc} recognised from the walk memo; ` +
+        `distinct per run ${stackNotes.map((s) => s.distinct).join('/')}; ` +
         `unwind ${cap ? ((uw * 1000) / cap).toFixed(1) : '-'} us/stack, symbolize ${cap ? ((sy * 1000) / cap).toFixed(1) : '-'} us/stack\n`,
     );
   }
