@@ -133,33 +133,47 @@ function lossCell(rs: Run[]): string {
   return why.length ? `${total} (${why.join(', ')})` : String(total);
 }
 
+/** the tracer's CPU per connection served, in us */
+const agentUsPerConn = (x: Run): number | null => (x.cpuS === null ? null : (x.cpuS / (x.rps * SECONDS)) * 1e6);
+
+/** a profiled run: what the tracer's programs ran, per connection; its agent CPU is the Run's cpuS */
 interface Profile {
+  run: Run;
   costs: ProgCost[];
-  agentUs: number | null;
 }
 const profiles = new Map<string, Profile>();
 
-/** one unpaired run of c with BPF stats on: what each of its programs ran, per connection */
-async function profile(c: Condition, worker: number, dir: string): Promise<Profile> {
-  const loaded = progCounts();
-  const t = (await c.start(worker, dir))!;
+/**
+ * One run of c: start it, let it settle, one wrk run and a second for the
+ * tracer to drain, stop it. With `profiled`, the run has BPF stats on and
+ * returns what the tracer's programs (those loaded after it started) ran.
+ */
+async function runCondition(c: Condition, worker: number, dir: string, profiled: boolean): Promise<Profile> {
+  const loaded = profiled ? progCounts() : null;
+  const t = await c.start(worker, dir);
+  const measure = async () => {
+    const before = loaded && progCounts();
+    const t0 = t ? cpuTicks(t.proc.pid!) : null;
+    const x = await measureWrk(SECONDS, 1000);
+    const t1 = t ? cpuTicks(t.proc.pid!) : null;
+    const costs = loaded ? programCosts(loaded, before!, progCounts(), x.rps * SECONDS) : [];
+    return { x, costs, cpuS: t0 !== null && t1 !== null ? (t1 - t0) / CLK_TCK : null };
+  };
+  let m: Awaited<ReturnType<typeof measure>>;
   try {
     await sleep(500);
-    return await withBpfStats(async () => {
-      const before = progCounts();
-      const t0 = cpuTicks(t.proc.pid!);
-      const x = await measureWrk(SECONDS, 1000);
-      const after = progCounts();
-      const t1 = cpuTicks(t.proc.pid!);
-      const conns = x.rps * SECONDS;
-      process.stderr.write(`bench: profile ${c.name.padEnd(26)} ${sampleNote(x)}\n`);
-      return { costs: programCosts(loaded, before, after, conns), agentUs: t0 !== null && t1 !== null ? ((t1 - t0) / CLK_TCK / conns) * 1e6 : null };
-    });
-  } finally {
-    await stopTracer(t);
-    await c.finish(t, dir);
-    rmSync(join(dir, 'bench.tcptrace'), { force: true });
+    m = loaded ? await withBpfStats(measure) : await measure();
+  } catch (e) {
+    if (t) await stopTracer(t);
+    throw e;
   }
+  let extra: Omit<Run, keyof Sample | 'cpuS'> = { events: null, lost: null };
+  if (t) {
+    await stopTracer(t);
+    extra = await c.finish(t, dir);
+  }
+  rmSync(join(dir, 'bench.tcptrace'), { force: true });
+  return { run: { ...m.x, cpuS: m.cpuS, ...extra }, costs: m.costs };
 }
 
 async function main(): Promise<void> {
@@ -177,26 +191,20 @@ async function main(): Promise<void> {
     await wrk(SECONDS); // warm-up, discarded
     for (let r = 0; r < ROUNDS; r++) {
       for (const c of roundOrder(conds, r)) {
-        const t = await c.start(nginx.worker, dir);
-        await sleep(500);
-        const before = t ? cpuTicks(t.proc.pid!) : null;
-        const x = await measureWrk(SECONDS, 1000); // and a second for the tracer to drain
-        const after = t ? cpuTicks(t.proc.pid!) : null;
-        let extra: Omit<Run, keyof Sample | 'cpuS'> = { events: null, lost: null };
-        if (t) {
-          await stopTracer(t);
-          extra = await c.finish(t, dir);
-        }
-        const cpuS = before !== null && after !== null ? (after - before) / CLK_TCK : null;
-        runs.get(c.name)!.push({ ...x, cpuS, ...extra });
-        process.stderr.write(`bench: round ${r + 1} ${c.name.padEnd(26)} ${sampleNote(x)}${extra.events !== null ? `  events ${extra.events} lost ${lossCell([extra as Run])}` : ''}${cpuS !== null ? `  cpu ${cpuS.toFixed(2)} s` : ''}\n`);
-        rmSync(join(dir, 'bench.tcptrace'), { force: true });
+        const { run: x } = await runCondition(c, nginx.worker, dir, false);
+        runs.get(c.name)!.push(x);
+        process.stderr.write(`bench: round ${r + 1} ${c.name.padEnd(26)} ${sampleNote(x)}${x.events !== null ? `  events ${x.events} lost ${lossCell([x])}` : ''}${x.cpuS !== null ? `  cpu ${x.cpuS.toFixed(2)} s` : ''}\n`);
         await sleep(1000);
       }
     }
     if (PROFILE) {
       const notes = stackNotes.length; // the profiled runs stay out of the attribution line
-      for (const c of conds) if (c.name !== 'baseline') profiles.set(c.name, await profile(c, nginx.worker, dir));
+      for (const c of conds) {
+        if (c.name === 'baseline') continue;
+        const p = await runCondition(c, nginx.worker, dir, true);
+        process.stderr.write(`bench: profile ${c.name.padEnd(26)} ${sampleNote(p.run)}\n`);
+        profiles.set(c.name, p);
+      }
       stackNotes.length = notes;
     }
   } finally {
@@ -216,7 +224,7 @@ async function main(): Promise<void> {
       ...pairedCells(rs, base, c.name === 'baseline'),
       ev.length ? median(ev.map((x) => x.events!)).toFixed(0) : '-',
       ev.length ? lossCell(ev) : '-',
-      cpuConn.length ? median(cpuConn.map((x) => (x.cpuS! / (x.rps * SECONDS)) * 1e6)).toFixed(2) : '-',
+      cpuConn.length ? median(cpuConn.map((x) => agentUsPerConn(x)!)).toFixed(2) : '-',
       cpu.length ? median(cpu.map((x) => (x.cpuS! / x.events!) * 1e6)).toFixed(2) : '-',
     ]);
   }
@@ -225,8 +233,14 @@ async function main(): Promise<void> {
     const baseUs = median(base.map((x) => x.usPerConn));
     const prows = [['condition', 'BPF programs us / conn', 'agent CPU us / conn', `direct cost ratio (${baseUs.toFixed(1)} us baseline)`, 'costliest programs: runs / conn x us / run']];
     for (const [name, p] of profiles) {
+      // no run counts: this kernel keeps no BPF stats (before 5.1), so there is no direct cost to give
+      if (!p.costs.length) {
+        prows.push([name, '-', '-', '-', 'no BPF run counts']);
+        continue;
+      }
       const bpf = bpfUsPerConn(p.costs);
-      prows.push([name, bpf.toFixed(2), p.agentUs === null ? '-' : p.agentUs.toFixed(2), (baseUs / (baseUs + bpf + (p.agentUs ?? 0))).toFixed(3), costNote(p.costs)]);
+      const agentUs = agentUsPerConn(p.run);
+      prows.push([name, bpf.toFixed(2), agentUs === null ? '-' : agentUs.toFixed(2), (baseUs / (baseUs + bpf + (agentUs ?? 0))).toFixed(3), costNote(p.costs)]);
     }
     process.stdout.write(
       `\nOne more run per condition with the kernel's BPF run-time stats on (not paired; stats add ~0.08 us a run): ` +

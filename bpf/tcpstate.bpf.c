@@ -207,9 +207,10 @@ struct {
  * one copy of the span, where the walk costs a rule lookup and an 8-byte read
  * per frame (bpf_stats here: ~80 ns for each of the 12; a 512-byte copy ~100 ns).
  * Only the kernel uses these maps; a different stack at the same place fails
- * the comparison and is walked (and memoised) as before.
+ * the comparison and is walked (and memoised) as before. A walk whose return
+ * addresses reach past TT_WALK_SPAN is not memoised: it is walked each time.
  */
-#define TT_WALK_SPAN 4096 /* return addresses within this many bytes of sp: one copy; else one read each */
+#define TT_WALK_SPAN 4096 /* memoised walks: return addresses within this many bytes of sp, read in one copy */
 
 struct walk_key {
 	__u64 ip;
@@ -481,30 +482,21 @@ static __always_inline struct walk_memo *recall_walk(const struct walk_key *wk, 
 {
 	struct walk_memo *m = bpf_map_lookup_elem(&walk_memos, wk);
 	__u32 span, depth, slot;
-	__u64 ret;
 
 	if (!m)
 		return NULL;
 	span = m->span;
 	depth = m->depth;
-	if (!depth || depth > TT_DEDUP_DEPTH)
+	/* memos are made only within these bounds; the checks are for the verifier */
+	if (!depth || depth > TT_DEDUP_DEPTH || span > TT_WALK_SPAN)
 		return NULL;
-	if (span <= TT_WALK_SPAN) {
-		if (bpf_probe_read_user(buf, span, (void *)wk->sp))
-			return NULL;
-		for (int i = 0; i < TT_DEDUP_DEPTH; i++) {
-			if (i >= depth)
-				break;
-			slot = m->slot[i];
-			if (slot > TT_WALK_SPAN - 8 || *(__u64 *)(buf + slot) != m->ret[i])
-				return NULL;
-		}
-		return m;
-	}
+	if (bpf_probe_read_user(buf, span, (void *)wk->sp))
+		return NULL;
 	for (int i = 0; i < TT_DEDUP_DEPTH; i++) {
 		if (i >= depth)
 			break;
-		if (bpf_probe_read_user(&ret, sizeof(ret), (void *)(wk->sp + m->slot[i])) || ret != m->ret[i])
+		slot = m->slot[i];
+		if (slot > TT_WALK_SPAN - 8 || *(__u64 *)(buf + slot) != m->ret[i])
 			return NULL;
 	}
 	return m;
@@ -558,7 +550,9 @@ static __always_inline bool emit_stack_ref(const bool btf, const struct sock *sk
 		if (!stack_id)
 			return false;
 		id = fresh.stack_id = *stack_id;
-		bpf_map_update_elem(&walk_memos, &wk, &fresh, BPF_ANY);
+		/* a deeper span (a big frame on the way) is walked each time: one copy would not hold it */
+		if (fresh.span <= TT_WALK_SPAN)
+			bpf_map_update_elem(&walk_memos, &wk, &fresh, BPF_ANY);
 	}
 	if (held(o)) {
 		/* the first id of each site, sent (and counted as deduped) if the socket is published */
@@ -600,7 +594,7 @@ static __always_inline void capture_stack(const bool btf, const struct sock *sk,
 	struct stack_scratch_value *scratch;
 	struct tt_stack *s;
 	__u32 cpu = bpf_get_smp_processor_id(), off = 0, size;
-	__u64 sp;
+	__u64 ip, sp;
 
 	if (!targ_stacks)
 		return;
@@ -609,8 +603,10 @@ static __always_inline void capture_stack(const bool btf, const struct sock *sk,
 		return;
 	s = &scratch->rec;
 	regs = current_user_regs();
+	ip = USER_REG(regs, ip);
+	sp = USER_REG(regs, sp);
 	/* a stack seen before costs a few reads and a 56-byte record, not a copy (the scratch is free until then) */
-	if (emit_stack_ref(btf, sk, o, site, id >> 32, (__u32)id, USER_REG(regs, ip), USER_REG(regs, sp), s->stack))
+	if (emit_stack_ref(btf, sk, o, site, id >> 32, (__u32)id, ip, sp, s->stack))
 		return;
 	if (!stack_allowed(id >> 32)) {
 		count(TT_CNT_STACKS_LIMITED);
@@ -618,14 +614,14 @@ static __always_inline void capture_stack(const bool btf, const struct sock *sk,
 	}
 	if (held(o))
 		publish(btf, sk, o);
-	s->regs.ip = BPF_CORE_READ(regs, ip);
-	s->regs.sp = sp = BPF_CORE_READ(regs, sp);
-	s->regs.bp = BPF_CORE_READ(regs, bp);
-	s->regs.bx = BPF_CORE_READ(regs, bx);
-	s->regs.r12 = BPF_CORE_READ(regs, r12);
-	s->regs.r13 = BPF_CORE_READ(regs, r13);
-	s->regs.r14 = BPF_CORE_READ(regs, r14);
-	s->regs.r15 = BPF_CORE_READ(regs, r15);
+	s->regs.ip = ip;
+	s->regs.sp = sp;
+	s->regs.bp = USER_REG(regs, bp);
+	s->regs.bx = USER_REG(regs, bx);
+	s->regs.r12 = USER_REG(regs, r12);
+	s->regs.r13 = USER_REG(regs, r13);
+	s->regs.r14 = USER_REG(regs, r14);
+	s->regs.r15 = USER_REG(regs, r15);
 
 	/* whole pages, from the page that holds sp: constant-size reads the verifier can bound */
 	for (int i = 0; i < TT_STACK_MAX / 4096; i++) {

@@ -155,7 +155,7 @@ export function buildReport(a: Analyzer, end: SessionEnd): ReportDoc {
       ? {
           captured: a.stacksSeen,
           deduped: counters.stacksDeduped,
-          recalled: counters.stacksRecalled ?? 0,
+          recalled: counters.stacksRecalled,
           rateLimited: counters.stacksLimited,
           cutShort: counters.stacksShort,
           distinct: a.stacksById.size,
