@@ -151,20 +151,21 @@ struct {
 } counters SEC(".maps");
 
 /*
- * Scratch for one stack record per CPU (too big for the 512-byte BPF stack).
- * A plain array indexed by CPU, sized to the possible CPUs by user space: per-CPU
- * maps cap values at 32 KiB, less than a record. Only syscall-context programs
- * use it, and they do not nest on a CPU. The slack keeps the verifier's bound on
- * the rounded-up record size inside the value.
+ * Scratch for stack records (too big for the 512-byte BPF stack), TT_SCRATCH_PER_CPU
+ * per CPU: a plain array indexed by CPU * TT_SCRATCH_PER_CPU + slot, sized by user
+ * space (per-CPU maps cap values at 32 KiB, less than a record). The slack keeps
+ * the verifier's bound on the rounded-up record size inside the value. users:
+ * see scratch_take.
  */
 struct stack_scratch_value {
 	struct tt_stack rec;
 	__u8 slack[8];
+	__u64 users;
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1); /* resized to the number of possible CPUs */
+	__uint(max_entries, TT_SCRATCH_PER_CPU); /* resized to TT_SCRATCH_PER_CPU x the possible CPUs */
 	__type(key, __u32);
 	__type(value, struct stack_scratch_value);
 } stack_scratch SEC(".maps");
@@ -251,12 +252,17 @@ struct {
 
 /* ---- helpers ---- */
 
+/*
+ * Atomic although the value is this CPU's: a preempted program (7.0+, see
+ * scratch_take) must not lose another task's increment on the same CPU.
+ * BPF_XADD without fetch: every kernel.
+ */
 static __always_inline void count(__u32 which)
 {
 	__u64 *v = bpf_map_lookup_elem(&counters, &which);
 
 	if (v)
-		*v += 1;
+		__sync_fetch_and_add(v, 1);
 }
 
 static __always_inline bool is_target(__u32 tgid)
@@ -584,24 +590,41 @@ static __always_inline void publish(const bool btf, const struct sock *sk, struc
 }
 
 /*
- * o: the socket's owners entry, if it has one. A full copy publishes a held
- * socket: user space keeps a copy only for a socket whose life it then sees.
+ * A CPU's scratch records are taken by whoever captures. Programs meet on a CPU only
+ * by preemption: fentry/fexit programs run preemptible (migrate_disable) on
+ * every kernel, and since 7.0 so do raw_tp and tp_btf ones (tracepoints run
+ * under SRCU-fast, commit a46023d5616e; Debian's 7.x kernels are PREEMPT_LAZY),
+ * so a capture can be preempted by another task's capture on the same CPU.
+ * A try-lock from an atomic add and a reread (BPF_XADD works on every kernel;
+ * the fetching atomics need 5.12): of any takers, only one can reread 1, as
+ * every taker's add is in the count until it gives way.
  */
-static __always_inline void capture_stack(const bool btf, const struct sock *sk, struct tt_owner *o, __u8 site, __u8 call)
+static __always_inline bool scratch_take(struct stack_scratch_value *v)
+{
+	__sync_fetch_and_add(&v->users, 1);
+	if (*(volatile __u64 *)&v->users == 1)
+		return true;
+	__sync_fetch_and_add(&v->users, -1);
+	return false;
+}
+
+static __always_inline void scratch_give(struct stack_scratch_value *v)
+{
+	__sync_fetch_and_add(&v->users, -1);
+}
+
+/*
+ * The capture proper, into this CPU's scratch record s (taken). o: the socket's
+ * owners entry, if it has one. A full copy publishes a held socket: user space
+ * keeps a copy only for a socket whose life it then sees.
+ */
+static __always_inline void copy_stack(const bool btf, const struct sock *sk, struct tt_owner *o, __u8 site, __u8 call, struct tt_stack *s)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct pt_regs *regs;
-	struct stack_scratch_value *scratch;
-	struct tt_stack *s;
-	__u32 cpu = bpf_get_smp_processor_id(), off = 0, size;
+	__u32 off = 0, size;
 	__u64 ip, sp;
 
-	if (!targ_stacks)
-		return;
-	scratch = bpf_map_lookup_elem(&stack_scratch, &cpu);
-	if (!scratch)
-		return;
-	s = &scratch->rec;
 	regs = current_user_regs();
 	ip = USER_REG(regs, ip);
 	sp = USER_REG(regs, sp);
@@ -655,6 +678,31 @@ static __always_inline void capture_stack(const bool btf, const struct sock *sk,
 	}
 	count(TT_CNT_STACKS);
 	count(TT_CNT_EVENTS);
+}
+
+static __always_inline void capture_stack(const bool btf, const struct sock *sk, struct tt_owner *o, __u8 site, __u8 call)
+{
+	__u32 first = bpf_get_smp_processor_id() * TT_SCRATCH_PER_CPU;
+	struct stack_scratch_value *scratch = NULL, *v;
+
+	if (!targ_stacks)
+		return;
+	/* the first free record of this CPU's: a second one serves a capture that preempted one */
+	for (__u32 k = 0; k < TT_SCRATCH_PER_CPU; k++) {
+		__u32 key = first + k;
+
+		v = bpf_map_lookup_elem(&stack_scratch, &key);
+		if (v && scratch_take(v)) {
+			scratch = v;
+			break;
+		}
+	}
+	if (!scratch) {
+		count(TT_CNT_STACKS_BUSY);
+		return;
+	}
+	copy_stack(btf, sk, o, site, call, &scratch->rec);
+	scratch_give(scratch);
 }
 
 /*

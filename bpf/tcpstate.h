@@ -88,6 +88,7 @@ enum tt_counter {
 	TT_CNT_STACKS_DEDUPED = 12,   /* stacks recognised in the kernel: a reference, no copy */
 	TT_CNT_SUMMARISED = 13,	      /* transitions kept in the kernel (summary mode: socket not published yet) */
 	TT_CNT_STACKS_RECALLED = 14,  /* stacks recognised from the walk memo: no rule walk (see "Stack dedup") */
+	TT_CNT_STACKS_BUSY = 15,      /* stacks not captured: preempted captures held every scratch of that CPU (7.0+) */
 	TT_CNT__MAX = 16,
 };
 
@@ -176,6 +177,7 @@ struct tt_user_regs {
 _Static_assert(sizeof(struct tt_user_regs) == 64, "tt_user_regs layout");
 
 #define TT_STACK_MAX 32768 /* most user stack bytes one record carries */
+#define TT_SCRATCH_PER_CPU 2 /* stack scratch records per CPU: one capture may be preempted by another (7.0+) */
 
 /*
  * A user stack at one of a socket's sites. Variable size: hdr.size covers the

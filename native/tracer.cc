@@ -163,7 +163,7 @@ Tracer::Tracer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tracer>(info) 
   if (!err) err = bpf_map__set_max_entries(skel_->maps.owners, max_sockets);
   if (!err) err = bpf_map__set_max_entries(skel_->maps.seeds, max_sockets);
   if (!err) err = bpf_map__set_max_entries(skel_->maps.targets, max_targets);
-  if (!err) err = bpf_map__set_max_entries(skel_->maps.stack_scratch, static_cast<uint32_t>(std::max(libbpf_num_possible_cpus(), 1)));
+  if (!err) err = bpf_map__set_max_entries(skel_->maps.stack_scratch, static_cast<uint32_t>(std::max(libbpf_num_possible_cpus(), 1) * TT_SCRATCH_PER_CPU));
   if (err) {
     CloseAll();
     throw ToJsError(env, MakeError("size BPF maps", -err, "ring size must be a power of 2 multiple of the page size"));
@@ -369,19 +369,27 @@ Napi::Value Tracer::Counters(const Napi::CallbackInfo& info) {
   }
   out.Set("kernel", kernel);
   // Runs the kernel skipped because a BPF program was already running on that CPU
-  // (5.12+: bpf_prog_info.recursion_misses). Plain tracepoint programs share one
-  // per-CPU guard: a transition in a softirq that interrupts a syscall hook is not
-  // seen at all, so it is counted here rather than lost silently.
+  // (bpf_prog_info.recursion_misses: counted for fentry/fexit since 5.12, raw_tp /
+  // tp_btf since 6.2, kprobes and plain tracepoints since 6.7; older kernels skip
+  // without counting). Plain tracepoint programs share one per-CPU guard: a
+  // transition in a softirq that interrupts a syscall hook is not seen at all.
+  // Since 7.0 raw_tp / tp_btf programs are preemptible, so a hook also misses
+  // when it preempted another task's run of the same program. missedBy names
+  // the programs, so a report can say which events can be missing.
   uint64_t missed = 0;
+  Napi::Object missed_by = Napi::Object::New(env);
   bpf_program* prog;
   bpf_object__for_each_program(prog, skel_->obj) {
     int fd = bpf_program__fd(prog);
     if (fd < 0) continue;
     bpf_prog_info pi = {};
     uint32_t len = sizeof(pi);
-    if (bpf_obj_get_info_by_fd(fd, &pi, &len) == 0) missed += pi.recursion_misses;
+    if (bpf_obj_get_info_by_fd(fd, &pi, &len) != 0 || !pi.recursion_misses) continue;
+    missed += pi.recursion_misses;
+    missed_by.Set(bpf_program__name(prog), Napi::Number::New(env, static_cast<double>(pi.recursion_misses)));
   }
   out.Set("missed", Napi::BigInt::New(env, missed));
+  out.Set("missedBy", missed_by);
   PollerStats s = poller_ ? poller_->Stats() : PollerStats();
   out.Set("batches", Napi::BigInt::New(env, s.batches));
   out.Set("records", Napi::BigInt::New(env, s.records));

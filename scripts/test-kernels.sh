@@ -202,7 +202,7 @@ test/kernel/modes.ts in every attach mode, on stock Debian kernels under QEMU
 
 Run started ${r.started}; ${ran} of ${r.kernels.length} kernels ran; ${(Number(totalMs) / 1000).toFixed(1)} s in all
 (VMs ${r.seconds.toFixed(1)} s). Each mode: a leaky C server with 2 CLOSE_WAIT sockets from before
-attach, 2 leaks and 1 good request during the trace, 1 request to an io_uring server; see the
+attach, 2 leaks and 3 good requests during the trace, 1 request to an io_uring server; see the
 header of test/kernel/modes.ts for what is asserted.
 
 ${table}

@@ -82,6 +82,9 @@ describe('tcptrace --pid on a leaky server', { skip: skip ?? false }, () => {
         assert.deepEqual(live.target.pids, [server.pid]);
         for (const k of ['events', 'transitions', 'calls', 'lost', 'missedInKernel', 'presentAtAttach']) assert.equal(typeof live.counts[k], 'number', k);
         assert.equal(live.counts.lost, 0);
+        // the per-program breakdown of runs the kernel skipped adds up to the total
+        const by = Object.values(live.counts.missedInKernelBy) as number[];
+        assert.equal(by.reduce((x, y) => x + y, 0), live.counts.missedInKernel);
         assert.equal(live.states.CLOSE_WAIT, 5);
         assert.equal(live.states.LISTEN, 1);
         for (const e of live.closeWait) {

@@ -45,6 +45,8 @@ export interface ReportDoc {
     presentAtAttach: number;
     lost: number;
     missedInKernel: number;
+    /** missedInKernel by BPF program name (only programs that missed) */
+    missedInKernelBy: Record<string, number>;
     droppedInAgent: number;
     filteredInKernel: number;
     /** summary mode: transitions of sockets not yet in CLOSE_WAIT or LISTEN, counted in the kernel and not sent */
@@ -72,6 +74,8 @@ export interface ReportDoc {
     /** recognised from the kernel's walk memo, without walking the CFA rules (counts held sockets' stacks too) */
     recalled: number;
     rateLimited: number;
+    /** not captured: preempted captures held that CPU's scratch records (7.0+) */
+    busy: number;
     cutShort: number;
     distinct: number;
     stoppedEarly: Record<string, number>;
@@ -109,13 +113,15 @@ export function buildReport(a: Analyzer, end: SessionEnd): ReportDoc {
   if (counters.lost) warnings.push(`${counters.lost} events lost: the ring buffer was full (raise --ring-size)`);
   if (counters.missed) {
     const unseen = table.counts.unseenCloses;
-    warnings.push(`${counters.missed} events missed: the kernel skipped a hook that interrupted another BPF program on the same CPU${unseen ? ` (${unseen} sockets' CLOSE among them, found when their address was reused)` : ''}`);
+    const by = Object.entries(counters.missedBy ?? {}).map(([prog, n]) => `${prog} ${n}`).join(', ');
+    warnings.push(`${counters.missed} events missed: the kernel skipped a hook that interrupted another BPF program on the same CPU${by ? ` (${by})` : ''}${unseen ? `; ${unseen} sockets' CLOSE among them, found when their address was reused` : ''}`);
   }
   if (counters.droppedBatches) warnings.push(`${counters.droppedBatches} batches (${counters.droppedBytes} bytes) dropped in the agent: it fell behind`);
   if (counters.ownersFull) warnings.push(`${counters.ownersFull} sockets not tracked: owners map full (raise --max-sockets)`);
   if (counters.listenersFull) warnings.push(`${counters.listenersFull} listeners not tracked: listeners map full`);
   if (counters.targetsFull) warnings.push(`${counters.targetsFull} forked children not followed: targets map full`);
   if (end.reason === 'target-exited') warnings.push(`the traced process${end.exitedPids.length > 1 ? 'es' : ''} exited during the trace (${end.exitedPids.join(', ')}): the report covers what was seen until then`);
+  if (counters.stacksBusy) warnings.push(`${counters.stacksBusy} stacks not captured: preempted captures held that CPU's scratch records`);
   if (counters.stacksLimited) warnings.push(`${counters.stacksLimited} stacks not captured: per-process rate limit (--stack-rate)`);
   if (a.decodeStats.unknown) warnings.push(`${a.decodeStats.unknown} records of an unknown kind were skipped (newer BPF object?)`);
 
@@ -137,6 +143,7 @@ export function buildReport(a: Analyzer, end: SessionEnd): ReportDoc {
       presentAtAttach: table.counts.present,
       lost: counters.lost,
       missedInKernel: counters.missed,
+      missedInKernelBy: counters.missedBy ?? {},
       droppedInAgent: counters.droppedBatches,
       filteredInKernel: counters.filtered,
       summarisedInKernel: counters.summarised,
@@ -157,6 +164,7 @@ export function buildReport(a: Analyzer, end: SessionEnd): ReportDoc {
           deduped: counters.stacksDeduped,
           recalled: counters.stacksRecalled,
           rateLimited: counters.stacksLimited,
+          busy: counters.stacksBusy,
           cutShort: counters.stacksShort,
           distinct: a.stacksById.size,
           stoppedEarly: Object.fromEntries(a.stackStops),

@@ -177,7 +177,7 @@ export function renderReport(r: ReportDoc): string {
     out.push('no sockets in CLOSE_WAIT');
   }
   out.push('', renderLeaks(r));
-  if (r.stacks) out.push('', `stacks: ${n(r.stacks.captured)} captured (${n(r.stacks.deduped)} recognised in the kernel, ${n(r.stacks.recalled)} of all recognitions without a walk, ${n(r.stacks.distinct)} distinct), ${n(r.stacks.rateLimited)} rate-limited, ${n(r.stacks.cutShort)} copies ended at an unreadable page (usually the top of the stack)`);
+  if (r.stacks) out.push('', `stacks: ${n(r.stacks.captured)} captured (${n(r.stacks.deduped)} recognised in the kernel, ${n(r.stacks.recalled)} of all recognitions without a walk, ${n(r.stacks.distinct)} distinct), ${n(r.stacks.rateLimited)} rate-limited, ${r.stacks.busy ? `${n(r.stacks.busy)} skipped (scratch busy), ` : ''}${n(r.stacks.cutShort)} copies ended at an unreadable page (usually the top of the stack)`);
   for (const w of r.warnings) out.push(`warning: ${w}`);
   return out.join('\n') + '\n';
 }

@@ -203,11 +203,11 @@ export class TraceSession {
     const c = this.counters();
     for (const s of this.sinks) s.counters(c);
     const dropped = c.droppedBatches;
-    const fields = { events: c.events, lost: c.lost, missed: c.missed, droppedBatches: dropped, filtered: c.filtered, stacks: c.stacks, stacksDeduped: c.stacksDeduped, stacksLimited: c.stacksLimited };
+    const fields = { events: c.events, lost: c.lost, missed: c.missed, missedBy: c.missedBy, droppedBatches: dropped, filtered: c.filtered, stacks: c.stacks, stacksDeduped: c.stacksDeduped, stacksLimited: c.stacksLimited };
     if (c.lost > this.lastLog.lost || dropped > this.lastLog.dropped) {
       log.warn(fields, 'events lost: raise --ring-size, or trace fewer processes');
     } else if (c.missed > this.lastLog.missed) {
-      log.warn(fields, 'events missed: the kernel skipped a hook that interrupted another BPF program on the same CPU');
+      log.warn(fields, 'events missed: the kernel skipped a hook that interrupted another BPF program on the same CPU (missedBy: which)');
     } else if (++this.samples % COUNTERS_LOG_EVERY === 0) {
       log.info(fields, 'counters');
     }
@@ -271,6 +271,7 @@ export function toCounters(n: NativeCounters): Counters {
   c.events = k(TT_COUNTER.EVENTS);
   c.lost = k(TT_COUNTER.RB_FULL);
   c.missed = Number(n.missed);
+  c.missedBy = { ...n.missedBy };
   c.filtered = k(TT_COUNTER.FILTERED);
   c.ownersFull = k(TT_COUNTER.OWNERS_FULL);
   c.listenersFull = k(TT_COUNTER.LISTENERS_FULL);
@@ -283,6 +284,7 @@ export function toCounters(n: NativeCounters): Counters {
   c.stacksShort = k(TT_COUNTER.STACK_SHORT);
   c.stacksDeduped = k(TT_COUNTER.STACKS_DEDUPED);
   c.stacksRecalled = k(TT_COUNTER.STACKS_RECALLED);
+  c.stacksBusy = k(TT_COUNTER.STACKS_BUSY);
   c.summarised = k(TT_COUNTER.SUMMARISED);
   c.records = Number(n.records);
   c.batches = Number(n.batches);

@@ -9,9 +9,16 @@ export interface Counters {
   lost: number;
   /**
    * program runs the kernel skipped because a BPF program was already running on
-   * that CPU (a softirq interrupting a hook): events not seen at all (5.12+)
+   * that CPU (a softirq interrupting a hook): events not seen at all (counted by
+   * the kernel for fentry since 5.12, raw_tp since 6.2, kprobe/tracepoint since 6.7)
    */
   missed: number;
+  /**
+   * the same by BPF program name, e.g. raw_tp_sock_send_length (7.0+: raw_tp and
+   * tp_btf programs are preemptible, so a run that preempted another task's run
+   * of the same program is skipped too)
+   */
+  missedBy: Record<string, number>;
   /** transitions of non-target sockets dropped in the kernel (--pid) */
   filtered: number;
   ownersFull: number;
@@ -28,6 +35,8 @@ export interface Counters {
   stacksDeduped: number;
   /** stacks recognised from the kernel's walk memo, without walking the CFA rules (held sockets' too) */
   stacksRecalled: number;
+  /** stacks not captured: preempted captures held that CPU's scratch records (7.0+, see scratch_take in the BPF program) */
+  stacksBusy: number;
   /** transitions of held sockets the kernel only counted (summary mode) */
   summarised: number;
   /** records the agent read from the ring */
@@ -40,8 +49,8 @@ export interface Counters {
 
 export function zeroCounters(): Counters {
   return {
-    events: 0, lost: 0, missed: 0, filtered: 0, ownersFull: 0, listenersFull: 0, targetsFull: 0, pendingFull: 0,
-    wakeups: 0, seededHits: 0, stacks: 0, stacksLimited: 0, stacksShort: 0, stacksDeduped: 0, stacksRecalled: 0, summarised: 0, records: 0, batches: 0, droppedBatches: 0, droppedBytes: 0,
+    events: 0, lost: 0, missed: 0, missedBy: {}, filtered: 0, ownersFull: 0, listenersFull: 0, targetsFull: 0, pendingFull: 0,
+    wakeups: 0, seededHits: 0, stacks: 0, stacksLimited: 0, stacksShort: 0, stacksDeduped: 0, stacksRecalled: 0, stacksBusy: 0, summarised: 0, records: 0, batches: 0, droppedBatches: 0, droppedBytes: 0,
   };
 }
 

@@ -54,8 +54,12 @@ export function lifetimes(rec: Recorded, serverPort: number): Map<number, Transi
   const byPeer = new Map<number, TransitionEvent[]>();
   for (const ev of rec.events) {
     if (ev.type !== 'transition') continue;
+    // a socket born at an address still open here: the old socket's CLOSE was a run the
+    // kernel skipped (before 5.12, plain tracepoints do not even count those), so it is a
+    // new life, as in the socket table
+    const born = (ev.oldState === TCP.LISTEN && ev.newState === TCP.SYN_RECV) || (ev.oldState === TCP.CLOSE && (ev.newState === TCP.SYN_SENT || ev.newState === TCP.LISTEN));
     let life = open.get(ev.sk);
-    if (!life) open.set(ev.sk, (life = []));
+    if (!life || born) open.set(ev.sk, (life = []));
     life.push(ev);
     if (ev.localPort === serverPort) byPeer.set(peerPort(ev.remote), life);
     if (ev.newState === TCP.CLOSE) open.delete(ev.sk);
