@@ -15,7 +15,8 @@
  *    leaked connections before attach; `tcptrace --pid S --pid U --attach-mode M
  *    --format json --record F`; 2 leaks + 3 good requests during, plus 1 request
  *    to U, a server that accepts through io_uring (test/kernel/uring_server.c);
- *    SIGINT. Asserts: per-socket transitions complete and in order; every
+ *    SIGINT. Asserts: per-socket transitions complete and in order (a socket
+ *    with a gap only as far as the kernel reports skipped transition runs); every
  *    server-side transition owned by the server (accept attribution); the
  *    pre-existing CLOSE_WAIT sockets reported `since: 'attach'` with their fds;
  *    the CLOSE_WAIT set equal to `ss` for the pid; accept stacks that unwind to
@@ -291,14 +292,21 @@ async function scenario(mode: Mode, fx: Fixtures, c: Checks): Promise<Record<str
     // kernel's recursion guard) is not ours to prevent, only to count and report. Seen under TCG
     // (1 in a run on 7.2); the per-socket checks below fail if it hit a checked transition.
     extra.missedInKernel = live.counts?.missedInKernel;
+    extra.missedInKernelBy = live.counts?.missedInKernelBy;
     c.expect(typeof live.counts?.missedInKernel === 'number', 'the report has no counts.missedInKernel');
     if (live.counts?.missedInKernel && !(live.warnings ?? []).some((w: string) => /events missed/.test(w))) c.expect(false, `${live.counts.missedInKernel} hook runs skipped, but the report does not warn`);
 
     // ---- transitions, complete and in order, owned by the server
     const byPeer = lifetimes(rec, server.port);
     const states = (p: number) => (byPeer.get(p) ?? []).map(arrow);
+    // A transition run the kernel skipped (counted in missedInKernelBy) leaves a gap it
+    // reported; any other gap is ours.
+    const transitionMisses = Object.entries((live.counts?.missedInKernelBy ?? {}) as Record<string, number>)
+      .filter(([prog]) => /inet_sock_set_state$/.test(prog))
+      .reduce((n, [, k]) => n + k, 0);
+    const broken: string[] = [];
     for (const p of leaks) {
-      c.expect(states(p).join(' ') === [L_SR, SR_E, E_CW].join(' '), `leaked socket from port ${p}: transitions [${states(p).join(' ')}], expected [${[L_SR, SR_E, E_CW].join(' ')}]`);
+      if (states(p).join(' ') !== [L_SR, SR_E, E_CW].join(' ')) broken.push(`leaked socket from port ${p}: transitions [${states(p).join(' ')}], expected [${[L_SR, SR_E, E_CW].join(' ')}]`);
     }
     for (const p of good) {
       const evs = byPeer.get(p) ?? [];
@@ -307,8 +315,10 @@ async function scenario(mode: Mode, fx: Fixtures, c: Checks): Promise<Record<str
         states(p).slice(0, 2).join(' ') === `${L_SR} ${SR_E}` &&
         evs[evs.length - 1].newState === TCP.CLOSE &&
         evs.every((e, i) => i === 0 || (e.oldState === evs[i - 1].newState && e.ts >= evs[i - 1].ts));
-      c.expect(ok, `good socket from port ${p}: transitions [${states(p).join(' ')}], expected LISTEN>SYN_RECV, SYN_RECV>ESTABLISHED, ... ending in CLOSE, unbroken`);
+      if (!ok) broken.push(`good socket from port ${p}: transitions [${states(p).join(' ')}], expected LISTEN>SYN_RECV, SYN_RECV>ESTABLISHED, ... ending in CLOSE, unbroken`);
     }
+    extra.brokenLifetimes = broken.length;
+    c.expect(broken.length <= transitionMisses, `${broken.join('; ')} (transition runs the kernel reports skipped: ${transitionMisses})`);
     const serverSide = [...leaks, ...good].flatMap((p) => byPeer.get(p) ?? []);
     const wrongOwner = serverSide.filter((e) => e.ownerPid !== server.pid || e.ownerComm !== 'leaky_server');
     c.expect(serverSide.length >= 3 * 3, `only ${serverSide.length} server-side transitions recorded`);
