@@ -628,7 +628,7 @@ static __always_inline void copy_stack(const bool btf, const struct sock *sk, st
 	regs = current_user_regs();
 	ip = USER_REG(regs, ip);
 	sp = USER_REG(regs, sp);
-	/* a stack seen before costs a few reads and a 56-byte record, not a copy (the scratch is free until then) */
+	/* a stack seen before costs a few reads and a 56-byte record, not a copy (s->stack holds the memo's compare) */
 	if (emit_stack_ref(btf, sk, o, site, id >> 32, (__u32)id, ip, sp, s->stack))
 		return;
 	if (!stack_allowed(id >> 32)) {
@@ -682,11 +682,12 @@ static __always_inline void copy_stack(const bool btf, const struct sock *sk, st
 
 static __always_inline void capture_stack(const bool btf, const struct sock *sk, struct tt_owner *o, __u8 site, __u8 call)
 {
-	__u32 first = bpf_get_smp_processor_id() * TT_SCRATCH_PER_CPU;
 	struct stack_scratch_value *scratch = NULL, *v;
+	__u32 first;
 
 	if (!targ_stacks)
 		return;
+	first = bpf_get_smp_processor_id() * TT_SCRATCH_PER_CPU;
 	/* the first free record of this CPU's: a second one serves a capture that preempted one */
 	for (__u32 k = 0; k < TT_SCRATCH_PER_CPU; k++) {
 		__u32 key = first + k;

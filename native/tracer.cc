@@ -375,8 +375,8 @@ Napi::Value Tracer::Counters(const Napi::CallbackInfo& info) {
   // transition in a softirq that interrupts a syscall hook is not seen at all.
   // Since 7.0 raw_tp / tp_btf programs are preemptible, so a hook also misses
   // when it preempted another task's run of the same program. missedBy names
-  // the programs, so a report can say which events can be missing.
-  uint64_t missed = 0;
+  // the programs, so a report can say which events can be missing (the total is
+  // their sum, taken in JS).
   Napi::Object missed_by = Napi::Object::New(env);
   bpf_program* prog;
   bpf_object__for_each_program(prog, skel_->obj) {
@@ -385,10 +385,8 @@ Napi::Value Tracer::Counters(const Napi::CallbackInfo& info) {
     bpf_prog_info pi = {};
     uint32_t len = sizeof(pi);
     if (bpf_obj_get_info_by_fd(fd, &pi, &len) != 0 || !pi.recursion_misses) continue;
-    missed += pi.recursion_misses;
     missed_by.Set(bpf_program__name(prog), Napi::Number::New(env, static_cast<double>(pi.recursion_misses)));
   }
-  out.Set("missed", Napi::BigInt::New(env, missed));
   out.Set("missedBy", missed_by);
   PollerStats s = poller_ ? poller_->Stats() : PollerStats();
   out.Set("batches", Napi::BigInt::New(env, s.batches));

@@ -68,9 +68,11 @@ export interface SeedListener {
 
 export interface NativeCounters {
   kernel: bigint[];
-  /** program runs the kernel skipped: one of our programs was already running on that CPU (fentry 5.12+, raw_tp 6.2+, kprobe/tracepoint 6.7+) */
-  missed: bigint;
-  /** the same, by BPF program name (programs that missed none are left out) */
+  /**
+   * program runs the kernel skipped (one of our programs was already running on that CPU;
+   * fentry 5.12+, raw_tp 6.2+, kprobe/tracepoint 6.7+), by BPF program name; programs
+   * that missed none are left out
+   */
   missedBy: Record<string, number>;
   batches: bigint;
   records: bigint;

@@ -7,7 +7,7 @@
 import { O_TUPLE_DADDR, O_TUPLE_DPORT, O_TUPLE_FAMILY, O_TUPLE_SADDR, O_TUPLE_SPORT, TT_CALL, TT_ORIGIN } from '../generated/events.js';
 import { endpoint, formatIpWords, type TupleSink } from './addr.js';
 import type { Endpoints, PresentEvent, SockcallEvent, TraceEvent, TransitionEvent } from './events.js';
-import { TCP } from './states.js';
+import { isBirth, TCP } from './states.js';
 import type { ResolvedStack, Site } from '../stacks/types.js';
 
 export type Origin = 'accept' | 'connect' | 'listen' | 'preexisting' | 'accept-pending' | 'unknown';
@@ -276,7 +276,7 @@ export class SocketTable {
       }
     }
     const oldState = ev.oldState;
-    if (rec && (oldState === TCP.LISTEN ? newState === TCP.SYN_RECV : oldState === TCP.CLOSE && (newState === TCP.SYN_SENT || newState === TCP.LISTEN))) {
+    if (rec && isBirth(oldState, newState)) {
       // a socket born at a live record's address: the old socket's CLOSE was never seen
       // (the kernel skipped that hook run): retire it rather than continue its life
       this.live.delete(sk);

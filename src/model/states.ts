@@ -30,6 +30,15 @@ export const TCP = {
   NEW_SYN_RECV: 12,
 } as const;
 
+/**
+ * A transition that starts a socket's life: a listener's new child, or connect()/listen()
+ * from CLOSE. Seen at an address still live, it means the old socket's CLOSE was a run
+ * the kernel skipped (the BPF program's "born at an address the map still holds" too).
+ */
+export function isBirth(oldState: number, newState: number): boolean {
+  return oldState === TCP.LISTEN ? newState === TCP.SYN_RECV : oldState === TCP.CLOSE && (newState === TCP.SYN_SENT || newState === TCP.LISTEN);
+}
+
 export function stateName(s: number): string {
   return TCP_STATE_NAMES[s] ?? `STATE_${s}`;
 }

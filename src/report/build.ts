@@ -113,7 +113,7 @@ export function buildReport(a: Analyzer, end: SessionEnd): ReportDoc {
   if (counters.lost) warnings.push(`${counters.lost} events lost: the ring buffer was full (raise --ring-size)`);
   if (counters.missed) {
     const unseen = table.counts.unseenCloses;
-    const by = Object.entries(counters.missedBy ?? {}).map(([prog, n]) => `${prog} ${n}`).join(', ');
+    const by = Object.entries(counters.missedBy).map(([prog, n]) => `${prog} ${n}`).join(', ');
     warnings.push(`${counters.missed} events missed: the kernel skipped a hook that interrupted another BPF program on the same CPU${by ? ` (${by})` : ''}${unseen ? `; ${unseen} sockets' CLOSE among them, found when their address was reused` : ''}`);
   }
   if (counters.droppedBatches) warnings.push(`${counters.droppedBatches} batches (${counters.droppedBytes} bytes) dropped in the agent: it fell behind`);
@@ -143,7 +143,7 @@ export function buildReport(a: Analyzer, end: SessionEnd): ReportDoc {
       presentAtAttach: table.counts.present,
       lost: counters.lost,
       missedInKernel: counters.missed,
-      missedInKernelBy: counters.missedBy ?? {},
+      missedInKernelBy: counters.missedBy,
       droppedInAgent: counters.droppedBatches,
       filteredInKernel: counters.filtered,
       summarisedInKernel: counters.summarised,

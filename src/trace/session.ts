@@ -207,7 +207,7 @@ export class TraceSession {
     if (c.lost > this.lastLog.lost || dropped > this.lastLog.dropped) {
       log.warn(fields, 'events lost: raise --ring-size, or trace fewer processes');
     } else if (c.missed > this.lastLog.missed) {
-      log.warn(fields, 'events missed: the kernel skipped a hook that interrupted another BPF program on the same CPU (missedBy: which)');
+      log.warn(fields, 'events missed: the kernel skipped a hook that interrupted another BPF program on the same CPU (missedBy names the hooks)');
     } else if (++this.samples % COUNTERS_LOG_EVERY === 0) {
       log.info(fields, 'counters');
     }
@@ -270,8 +270,8 @@ export function toCounters(n: NativeCounters): Counters {
   const c = zeroCounters();
   c.events = k(TT_COUNTER.EVENTS);
   c.lost = k(TT_COUNTER.RB_FULL);
-  c.missed = Number(n.missed);
-  c.missedBy = { ...n.missedBy };
+  c.missedBy = n.missedBy;
+  c.missed = Object.values(n.missedBy).reduce((a, b) => a + b, 0);
   c.filtered = k(TT_COUNTER.FILTERED);
   c.ownersFull = k(TT_COUNTER.OWNERS_FULL);
   c.listenersFull = k(TT_COUNTER.LISTENERS_FULL);

@@ -1,7 +1,7 @@
 /** Reads a recording back into decoded events, for assertions. */
 import { decodeBatch } from '../../src/decode.js';
 import type { PresentEvent, TraceEvent, TransitionEvent } from '../../src/model/events.js';
-import { TCP } from '../../src/model/states.js';
+import { isBirth, TCP } from '../../src/model/states.js';
 import { replay } from '../../src/record/reader.js';
 import type { SessionEnd, SessionInfo } from '../../src/trace/types.js';
 import type { ResolvedStack } from '../../src/stacks/types.js';
@@ -54,12 +54,10 @@ export function lifetimes(rec: Recorded, serverPort: number): Map<number, Transi
   const byPeer = new Map<number, TransitionEvent[]>();
   for (const ev of rec.events) {
     if (ev.type !== 'transition') continue;
-    // a socket born at an address still open here: the old socket's CLOSE was a run the
-    // kernel skipped (before 5.12, plain tracepoints do not even count those), so it is a
-    // new life, as in the socket table
-    const born = (ev.oldState === TCP.LISTEN && ev.newState === TCP.SYN_RECV) || (ev.oldState === TCP.CLOSE && (ev.newState === TCP.SYN_SENT || ev.newState === TCP.LISTEN));
+    // a socket born at an address still open here is a new life, as in the socket table
+    // (the old socket's CLOSE was a run the kernel skipped; old kernels do not count those)
     let life = open.get(ev.sk);
-    if (!life || born) open.set(ev.sk, (life = []));
+    if (!life || isBirth(ev.oldState, ev.newState)) open.set(ev.sk, (life = []));
     life.push(ev);
     if (ev.localPort === serverPort) byPeer.set(peerPort(ev.remote), life);
     if (ev.newState === TCP.CLOSE) open.delete(ev.sk);
