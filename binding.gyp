@@ -18,7 +18,8 @@
         "native/stacks/symbolizer.cc",
         "native/stacks/unwinder.cc",
         "native/tracefs.cc",
-        "native/tracer.cc"
+        "native/tracer.cc",
+        "native/write_behind.cc"
       ],
       "include_dirs": [
         "<!@(node -p \"require('node-addon-api').include\")",

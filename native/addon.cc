@@ -2,7 +2,8 @@
 // probes and sock_diag enumeration. Threading model: every export runs on the
 // JS thread; the one worker thread per started Tracer is described in
 // ring_poller.h; short-lived helper threads exist only inside a call (namespace
-// switches in tracefs.cc and sock_diag.cc) and are joined before it returns.
+// switches in tracefs.cc and sock_diag.cc) and are joined before it returns;
+// writeBehind() queues its blocking calls on the libuv thread pool.
 #include <napi.h>
 
 #include "bpf_error.h"
@@ -11,6 +12,7 @@
 #include "sock_diag.h"
 #include "stack_resolver.h"
 #include "tracer.h"
+#include "write_behind.h"
 
 namespace tcptrace {
 
@@ -21,6 +23,7 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   InitSockDiag(env, exports);
   Tracer::Init(env, exports);
   StackResolver::Init(env, exports);
+  InitWriteBehind(env, exports);
   return exports;
 }
 

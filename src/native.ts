@@ -122,6 +122,8 @@ export interface Native {
   drainLibbpfLog(): string;
   sockDiag(opts?: { netnsPid?: number; states?: number; families?: number[] }): DiagSocket[];
   Tracer: new (opts: NativeTracerOptions) => NativeTracer;
+  /** on the thread pool: start writeback of [from, to) of fd, then write back and drop [dropFrom, from) from the page cache */
+  writeBehind(fd: number, from: number, to: number, dropFrom: number): Promise<void>;
 }
 
 let cached: Native | undefined;

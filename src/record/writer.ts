@@ -1,12 +1,22 @@
-/** A TraceSink that writes a recording (see format.ts). */
-import { closeSync, fsyncSync, openSync, writevSync } from 'node:fs';
-import { TcptraceError } from '../errors.js';
+/**
+ * A TraceSink that writes a recording (see format.ts). Batches are written on
+ * an interval; into a regular file, write-behind (native/write_behind.h) then
+ * writes back and drops all but the last flush from the page cache.
+ */
+import { closeSync, fstatSync, fsyncSync, openSync, writevSync } from 'node:fs';
+import { constants } from 'node:os';
+import { BpfError, TcptraceError } from '../errors.js';
+import { logger } from '../log.js';
+import { native } from '../native.js';
 import type { PresentEvent } from '../model/events.js';
 import type { ResolvedStack } from '../stacks/types.js';
 import type { Counters, SessionEnd, SessionInfo, TraceSink } from '../trace/types.js';
 import { batchFrameHead, encodeFrame, RECORD_FORMAT, RECORD_VERSION, toWire } from './format.js';
 
 const IOV_MAX = 1024;
+const log = logger('record');
+/** write-behind failures that mean written data did not reach the disk */
+const LOST_DATA = new Set([constants.errno.EIO, constants.errno.ENOSPC, constants.errno.EDQUOT]);
 
 export class RecordWriter implements TraceSink {
   private fd: number;
@@ -14,6 +24,14 @@ export class RecordWriter implements TraceSink {
   private pendingBytes = 0;
   private timer: NodeJS.Timeout;
   bytesWritten = 0;
+  /** a regular file, not a pipe or a device (-o /dev/stdout): only it is fsynced and written behind */
+  private readonly regular: boolean;
+  /** write-behind: writeback queued up to `started`, pages dropped below `dropped`; one job at a time */
+  private writeBehind: boolean;
+  private started = 0;
+  private dropped = 0;
+  private behindJob: Promise<void> | null = null;
+  private behindError: Error | null = null;
 
   constructor(
     readonly path: string,
@@ -24,6 +42,7 @@ export class RecordWriter implements TraceSink {
     } catch (err) {
       throw new TcptraceError('NO_INPUT', `cannot write ${path}: ${(err as Error).message}`);
     }
+    this.regular = this.writeBehind = fstatSync(this.fd).isFile();
     this.timer = setInterval(() => this.flush(), flushMs);
     this.timer.unref();
   }
@@ -36,6 +55,7 @@ export class RecordWriter implements TraceSink {
   }
 
   flush(): void {
+    if (this.behindError) throw new TcptraceError('NO_INPUT', `cannot write ${this.path}: ${this.behindError.message}`);
     const bufs = this.pending;
     if (!bufs.length) return;
     const total = this.pendingBytes;
@@ -48,6 +68,45 @@ export class RecordWriter implements TraceSink {
       if (n > 0) bufs[i] = bufs[i].subarray(n);
     }
     this.bytesWritten += total;
+    this.behind();
+  }
+
+  /** a flush while a job runs is covered by the next one */
+  private behind(): void {
+    if (!this.writeBehind || this.behindJob || this.bytesWritten === this.started) return;
+    const [from, to] = [this.started, this.bytesWritten];
+    let job: Promise<void>;
+    try {
+      job = native().writeBehind(this.fd, from, to, this.dropped);
+    } catch (err) {
+      job = Promise.reject(err); // dup() failed (EMFILE): handled below like any other failure
+    }
+    this.behindJob = job
+      .then(
+        () => {
+          [this.dropped, this.started] = [from, to];
+          log.trace({ dropped: from, started: to }, 'write-behind');
+        },
+        (err: BpfError) => {
+          this.writeBehind = false;
+          if (LOST_DATA.has(err.errno)) {
+            // data the recording lost: the next flush throws it
+            this.behindError = err;
+            log.error({ err }, `writing ${this.path} failed`);
+          } else {
+            // a file system without writeback control: the page cache is left to the kernel
+            log.info({ err: err.message }, `write-behind off for ${this.path}`);
+          }
+        },
+      )
+      .finally(() => {
+        this.behindJob = null;
+      });
+  }
+
+  /** resolves when no write-behind job is running */
+  async idle(): Promise<void> {
+    await this.behindJob;
   }
 
   begin(info: SessionInfo): void {
@@ -79,7 +138,7 @@ export class RecordWriter implements TraceSink {
     this.push({ t: 'end', end: toWire(end) });
     this.flush();
     clearInterval(this.timer);
-    fsyncSync(this.fd);
+    if (this.regular) fsyncSync(this.fd);
     closeSync(this.fd);
   }
 }
