@@ -25,13 +25,13 @@
  * each program's runs per connection and time per run, and the direct cost
  * ratio they and the agent's CPU make against the baseline's busy CPU.
  *
- * usage: node dist/bench/nginx.js [--rounds N] [--seconds S] [--conditions a,b,...] [--profile 0]
+ * usage: node dist/bench/nginx.js [--rounds N] [--seconds S] [--conditions a,b,...] [--profile 0] [--max-steal PCT] [--retries N]
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CLI, CLK_TCK, median, option, PAIRED_HEADER, pairedCells, roundOrder, run, sampleNote, sleep, spawnTracer, stopTracer, table, type Sample, type Tracer } from './common.js';
+import { belowSteal, CLI, CLK_TCK, median, option, PAIRED_HEADER, pairedCells, roundOrder, run, sampleNote, sleep, spawnTracer, stealNote, stopTracer, table, type Sample, type StealLog, type Tracer } from './common.js';
 import { measureWrk, startNginx, stopNginx, wrk } from './nginx-server.js';
 import { bpfUsPerConn, costNote, programCosts, progCounts, withBpfStats, type ProgCost } from './bpf-profile.js';
 
@@ -186,12 +186,15 @@ async function main(): Promise<void> {
     conds.some((c) => c.name.startsWith('tcpstates')) && spawnSync('mountpoint', ['-q', '/sys/kernel/tracing']).status !== 0 && spawnSync('mount', ['-t', 'tracefs', 'nodev', '/sys/kernel/tracing']).status === 0;
   const nginx = startNginx(dir);
   const runs = new Map<string, Run[]>(conds.map((c) => [c.name, []]));
+  const steal: StealLog = { retried: 0, keptAbove: 0 };
   process.stderr.write(`bench: nginx master ${nginx.master}, worker ${nginx.worker}; ${ROUNDS} rounds x ${conds.length} conditions x ${SECONDS} s\n`);
   try {
     await wrk(SECONDS); // warm-up, discarded
     for (let r = 0; r < ROUNDS; r++) {
       for (const c of roundOrder(conds, r)) {
-        const { run: x } = await runCondition(c, nginx.worker, dir, false);
+        const x = await belowSteal(async () => (await runCondition(c, nginx.worker, dir, false)).run, steal, (y) =>
+          process.stderr.write(`bench: round ${r + 1} ${c.name.padEnd(26)} ${sampleNote(y)}: steal too high, again\n`),
+        );
         runs.get(c.name)!.push(x);
         process.stderr.write(`bench: round ${r + 1} ${c.name.padEnd(26)} ${sampleNote(x)}${x.events !== null ? `  events ${x.events} lost ${lossCell([x])}` : ''}${x.cpuS !== null ? `  cpu ${x.cpuS.toFixed(2)} s` : ''}\n`);
         await sleep(1000);
@@ -229,6 +232,7 @@ async function main(): Promise<void> {
     ]);
   }
   process.stdout.write(table(rows));
+  process.stdout.write(stealNote(steal, ROUNDS * conds.length));
   if (profiles.size) {
     const baseUs = median(base.map((x) => x.usPerConn));
     const prows = [['condition', 'BPF programs us / conn', 'agent CPU us / conn', `direct cost ratio (${baseUs.toFixed(1)} us baseline)`, 'costliest programs: runs / conn x us / run']];
