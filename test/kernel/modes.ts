@@ -15,19 +15,21 @@
  *    leaked connections before attach; `tcptrace --pid S --pid U --attach-mode M
  *    --format json --record F`; 2 leaks + 3 good requests during, plus 1 request
  *    to U, a server that accepts through io_uring (test/kernel/uring_server.c);
- *    SIGINT. Asserts: per-socket transitions complete and in order (a socket
- *    with a gap only as far as the kernel reports skipped transition runs); every
+ *    SIGINT. Every per-socket check below allows a miss only as far as the
+ *    kernel reports skipped runs of the program that would have seen it
+ *    (counts.missedInKernelBy: a softirq nested in a hook; since 7.0 a run
+ *    that preempted another task's run of the same program), and never all of
+ *    them. Asserts: per-socket transitions complete and in order; every
  *    server-side transition owned by the server (accept attribution); the
  *    pre-existing CLOSE_WAIT sockets reported `since: 'attach'` with their fds;
  *    the CLOSE_WAIT set equal to `ss` for the pid; accept stacks that unwind to
  *    the accepting function (user registers at the syscall); the io_uring accept
  *    claimed by fexit/kretprobe in fentry/kprobe modes, and only there (nothing
  *    else sees it, so it tells a hook that claims nothing from one that works);
- *    the server's close() of the good connections reported (fentry on the
- *    syscall function in the fentry mode, syscall tracepoints elsewhere); an
- *    I/O stack naming the replying function for every good connection, but
- *    for as many as the kernel says it skipped runs of the I/O hook; this
- *    script's own connect() fds read from the registers;
+ *    the server's close() of the good connections reported (syscall
+ *    tracepoints, in every mode); an I/O stack naming the replying function
+ *    for every good connection (or a capture the kernel reports given up:
+ *    stacks.busy); this script's own connect() fds read from the registers;
  *    no BPF program of the agent left loaded after it exits.
  *    A second agent traces the server alongside in summary mode (`-f json`, no
  *    recording): the same CLOSE_WAIT set and fds, the leaked sockets' accept
@@ -325,32 +327,46 @@ async function scenario(mode: Mode, fx: Fixtures, c: Checks): Promise<Record<str
     const fins = serverSide.filter((e) => e.newState === TCP.CLOSE_WAIT);
     extra.finsOnOtherCpuTask = fins.filter((e) => e.cpuPid !== server.pid).length;
 
-    // ---- accept(): the acceptor and its fd
+    // ---- accept(): the acceptor and its fd (a connection without one only as far as the kernel
+    // reports skipped runs of the accept hooks, and never all of them)
+    const acceptMisses = skippedRuns(missedBy, ACCEPT_PROGRAMS);
     const accepts = rec.events.filter((e): e is SockcallEvent => e.type === 'sockcall' && e.call === TT_CALL.ACCEPT && e.pid === server.pid);
     const accepted = new Set(accepts.map((a) => peerPort(a.remote)));
     const notAccepted = [...leaks, ...good].filter((p) => !accepted.has(p));
-    c.expect(notAccepted.length === 0, `no accept reported for peer port(s) ${notAccepted.join(', ')}`);
+    c.expect(notAccepted.length <= acceptMisses && accepts.length > 0, `no accept reported for peer port(s) ${notAccepted.join(', ')} (accept-hook runs the kernel reports skipped: ${acceptMisses})`);
     c.expect(accepts.every((a) => a.fd >= 3), `accept with a bad fd: ${accepts.map((a) => a.fd).join(', ')}`);
 
     // ---- close(): the server closes the good connection itself (syscall function or tracepoint)
     const closes = rec.events.filter((e): e is SockcallEvent => e.type === 'sockcall' && e.call === TT_CALL.CLOSE && e.pid === server.pid);
     const closedPeers = new Set(closes.map((e) => peerPort(e.remote)));
-    c.expect(good.every((p) => closedPeers.has(p)) && closes.every((e) => e.fd >= 3), `close() of the good connection (peer port ${good.join(', ')}) not reported: closes seen [${closes.map((e) => `:${peerPort(e.remote)} fd ${e.fd}`).join(', ')}] (hooks: ${live.attach?.hooks?.syscalls})`);
+    const unclosed = good.filter((p) => !closedPeers.has(p));
+    const closeMisses = skippedRuns(missedBy, CLOSE_PROGRAMS);
+    c.expect(
+      unclosed.length <= closeMisses && unclosed.length < good.length && closes.every((e) => e.fd >= 3),
+      `close() of the good connection (peer port ${unclosed.join(', ')}) not reported: closes seen [${closes.map((e) => `:${peerPort(e.remote)} fd ${e.fd}`).join(', ')}] (hooks: ${live.attach?.hooks?.syscalls}; close-hook runs the kernel reports skipped: ${closeMisses})`,
+    );
 
     // ---- connect(): not hooked; the SYN_SENT transition inside it reads the fd from the saved registers
     const dials = rec.events.filter((e): e is TransitionEvent => e.type === 'transition' && e.ownerPid === process.pid && e.newState === TCP.SYN_SENT);
-    const dialFds = dials.map((e) => e.ownerFd).sort((a, b) => a - b);
+    const dialFds = dials.map((e) => e.ownerFd);
     c.expect(connectFds.length >= 3 && connectFds.every((fd) => fd >= 0), `this script's connect fds not known: [${connectFds.join(', ')}]`);
+    // every SYN_SENT seen has a connect's fd; a connect without one only for a skipped transition run
+    const undialled = minus(connectFds, dialFds);
     c.expect(
-      dials.every((e) => e.origin === TT_ORIGIN.CONNECT) && dialFds.join() === [...connectFds].sort((a, b) => a - b).join(),
-      `connect: SYN_SENT owner fds [${dialFds.join(', ')}] (origins ${[...new Set(dials.map((e) => e.origin))].join(',')}), this script connected from fds [${connectFds.join(', ')}]`,
+      dials.every((e) => e.origin === TT_ORIGIN.CONNECT) && minus(dialFds, connectFds).length === 0 && undialled.length <= transitionMisses && dials.length > 0,
+      `connect: SYN_SENT owner fds [${[...dialFds].sort((a, b) => a - b).join(', ')}] (origins ${[...new Set(dials.map((e) => e.origin))].join(',')}), this script connected from fds [${connectFds.join(', ')}] (transition runs the kernel reports skipped: ${transitionMisses})`,
     );
 
     // ---- CLOSE_WAIT: the same set as ss; the pre-existing ones since attach, with their fds
     const cw = (live.closeWait ?? []).filter((e: any) => e.pid === server.pid);
     const ours = new Set<string>(cw.map((e: any) => `${e.local} ${e.remote}`));
     c.expect(ssAtEnd.size === 4, `ss shows ${ssAtEnd.size} CLOSE_WAIT sockets of the server at the end, expected 4`);
-    c.expect([...ours].sort().join() === [...ssAtEnd].sort().join(), `CLOSE_WAIT reported {${[...ours].sort().join(', ')}} != ss {${[...ssAtEnd].sort().join(', ')}}`);
+    // a socket ss has and the report lacks: only for a skipped transition run (its ESTABLISHED>CLOSE_WAIT)
+    const unreported = minus([...ssAtEnd], [...ours]);
+    c.expect(
+      minus([...ours], [...ssAtEnd]).length === 0 && unreported.length <= transitionMisses,
+      `CLOSE_WAIT reported {${[...ours].sort().join(', ')}} != ss {${[...ssAtEnd].sort().join(', ')}} (transition runs the kernel reports skipped: ${transitionMisses})`,
+    );
     const since = cw.filter((e: any) => e.since === 'attach');
     c.expect(since.map((e: any) => peerPort(e.remote)).sort().join() === [...pre].sort().join(), `CLOSE_WAIT since attach: peer ports [${since.map((e: any) => peerPort(e.remote)).sort()}], expected the pre-existing [${[...pre].sort()}]${warnings.length ? ` (tcptrace warned: ${[...new Set(warnings)].join('; ').slice(0, 400)})` : ''}`);
     const ssFds = ssCloseWaitFds(server.pid);
@@ -372,19 +388,35 @@ async function scenario(mode: Mode, fx: Fixtures, c: Checks): Promise<Record<str
     if (sum) {
       extra.summary = { events: sum.counts.events, summarised: sum.counts.summarisedInKernel, transitions: sum.counts.transitions };
       const sumCw = (sum.closeWait ?? []) as any[];
+      // this agent's own skipped runs (the kernel counts them per program, so per agent)
+      const sumMissedBy: Record<string, number> = sum.counts.missedInKernelBy ?? {};
+      const sumTransitionMisses = skippedRuns(sumMissedBy, /inet_sock_set_state$/);
       c.expect(sum.summary === true, `the summary run says summary: ${sum.summary}`);
       c.expect(sum.counts.summarisedInKernel >= 2 * (leaks.length + good.length), `summary: ${sum.counts.summarisedInKernel} transitions counted in the kernel, expected >= ${2 * (leaks.length + good.length)}`);
-      c.expect(sumCw.map((e) => `${e.local} ${e.remote} ${e.fd}`).sort().join() === [...ssAtEnd].map((k) => `${k} ${ssFds.get(k)}`).sort().join(), `summary: CLOSE_WAIT reported [${sumCw.map((e) => `${e.remote} fd ${e.fd}`).sort().join(', ')}], ss has [${[...ssAtEnd].map((k) => `${k} fd ${ssFds.get(k)}`).sort().join(', ')}]`);
+      const sumSeen = sumCw.map((e) => `${e.local} ${e.remote} ${e.fd}`);
+      const ssSeen = [...ssAtEnd].map((k) => `${k} ${ssFds.get(k)}`);
+      c.expect(
+        minus(sumSeen, ssSeen).length === 0 && minus(ssSeen, sumSeen).length <= sumTransitionMisses,
+        `summary: CLOSE_WAIT reported [${sumCw.map((e) => `${e.remote} fd ${e.fd}`).sort().join(', ')}], ss has [${[...ssAtEnd].map((k) => `${k} fd ${ssFds.get(k)}`).sort().join(', ')}] (transition runs the kernel reports skipped: ${sumTransitionMisses})`,
+      );
       const g = (sum.leaks ?? []).find((x: any) => x.origin === 'accept');
       const acq = (g?.stacks?.acquire ?? []).map((f: any) => f.symbol);
-      c.expect(g?.count === leaks.length && acq.includes('serve_clients'), `summary: accept leak group ${g ? `of ${g.count}, acquired at [${acq.slice(0, 4).join(' < ')}]` : 'missing'}, expected ${leaks.length} sockets accepted in serve_clients`);
+      const sumLeakMisses = sumTransitionMisses + skippedRuns(sumMissedBy, ACCEPT_PROGRAMS);
+      c.expect(
+        g && g.count <= leaks.length && g.count >= leaks.length - sumLeakMisses && acq.includes('serve_clients'),
+        `summary: accept leak group ${g ? `of ${g.count}, acquired at [${acq.slice(0, 4).join(' < ')}]` : 'missing'}, expected ${leaks.length} sockets accepted in serve_clients (runs the kernel reports skipped: ${JSON.stringify(sumMissedBy)})`,
+      );
     }
 
     // ---- user stacks at accept: the registers saved at syscall entry unwind into the server's code
     const acquire = rec.stacks.filter((s) => s.pid === server.pid && s.site === 'acquire');
     const named = acquire.filter((s) => s.frames.some((f) => f.symbol === 'serve_clients'));
     extra.acceptStacks = `${named.length}/${acquire.length}`;
-    c.expect(acquire.length >= leaks.length + good.length, `${acquire.length} accept stacks captured, expected ${leaks.length + good.length}`);
+    const uncaptured = leaks.length + good.length - acquire.length;
+    c.expect(
+      acquire.length > 0 && uncaptured <= acceptMisses + (live.stacks?.busy ?? 0),
+      `${acquire.length} accept stacks captured, expected ${leaks.length + good.length} (accept-hook runs the kernel reports skipped: ${acceptMisses}; captures given up: ${live.stacks?.busy})`,
+    );
     c.expect(named.length === acquire.length, `accept stacks that do not reach serve_clients: ${acquire.filter((s) => !named.includes(s)).slice(0, 2).map((s) => `[${s.frames.slice(0, 4).map((f) => f.symbol || f.addr).join(' < ')}] (${s.stop})`).join(', ')}`);
 
     // ---- the first write of each good connection is an I/O stack site: sock:sock_send_length
@@ -433,6 +465,21 @@ async function scenario(mode: Mode, fx: Fixtures, c: Checks): Promise<Record<str
     if (summarising) await summarising.stop('SIGKILL');
     for (const s of servers) await s.stop();
   }
+}
+
+/** the programs that report accept() (syscall exit; fexit/kretprobe on inet_csk_accept), and close() (syscall entry) */
+const ACCEPT_PROGRAMS = /accept|_sys_exit$/;
+const CLOSE_PROGRAMS = /close|_sys_enter$/;
+
+/** xs without one of each element of ys (multisets) */
+function minus<T>(xs: T[], ys: T[]): T[] {
+  const left = [...ys];
+  return xs.filter((x) => {
+    const i = left.indexOf(x);
+    if (i < 0) return true;
+    left.splice(i, 1);
+    return false;
+  });
 }
 
 /** runs the kernel reports it skipped (counts.missedInKernelBy) of the programs whose names match */
