@@ -43,6 +43,7 @@ export type ErrorCode =
   | 'BPF_LOAD'
   | 'NO_INPUT'
   | 'BAD_INPUT'
+  | 'CANNOT_WRITE'
   | 'TARGET_EXITED';
 
 /** Exit codes, listed in `tcptrace --help`. Values follow sysexits(3) where one fits. */
@@ -56,6 +57,7 @@ export const EXIT = {
   NO_SUCH_PROCESS: 67,
   UNSUPPORTED_KERNEL: 69,
   BPF_LOAD: 71,
+  CANNOT_WRITE: 73,
   NOT_PERMITTED: 77,
 } as const;
 
@@ -69,6 +71,8 @@ export const EXIT_HELP = `Exit codes:
   67  no such process (--pid)
   69  kernel cannot do it: no BTF (/sys/kernel/btf/vmlinux), BPF disabled, no ring buffer
   71  the kernel refused to load or attach a BPF program (verifier log with --log-level debug)
+  73  the recording (-o, --record) cannot be created or written, e.g. a full disk (the
+      trace stops; the file reads up to the failure, and the live report is still printed)
   77  not permitted: run as root (or with CAP_BPF and CAP_PERFMON)`;
 
 export function exitCodeFor(err: unknown): number {
@@ -89,6 +93,8 @@ export function exitCodeFor(err: unknown): number {
         return EXIT.NO_INPUT;
       case 'BAD_INPUT':
         return EXIT.BAD_INPUT;
+      case 'CANNOT_WRITE':
+        return EXIT.CANNOT_WRITE;
       case 'TARGET_EXITED':
         return EXIT.TARGET_EXITED;
     }

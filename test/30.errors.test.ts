@@ -1,12 +1,13 @@
 /** Every error path: one clear line on stderr and its own exit code. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { EXIT, TcptraceError, exitCodeFor } from '../src/errors.js';
 import { planAttach } from '../src/attach/probe.js';
 import type { KernelProbe } from '../src/native.js';
-import { buildC, needRoot, runTcptrace, sleep, startServer, startTcptrace, WORK } from './helpers/proc.js';
+import { buildC, needRoot, runClient, runTcptrace, sleep, startServer, startTcptrace, WORK } from './helpers/proc.js';
 
 const ok = { supported: true, reason: '' };
 const probe = (over: Partial<KernelProbe>): KernelProbe => ({
@@ -94,6 +95,45 @@ test('the traced process exits mid-trace: report what was seen, say so, exit 3',
   assert.deepEqual(doc.target.exited, [server.pid]);
   assert.ok(doc.warnings.some((w: string) => /exited during the trace/.test(w)));
   assert.match(r.stderr, /the traced process exited/);
+});
+
+test('record: an output file that cannot be created is 73', async () => {
+  const r = await runTcptrace(['record', '-o', join(WORK, 'no-such-dir', 'x.tcptrace'), '--duration', '1']);
+  assert.equal(r.code, EXIT.CANNOT_WRITE);
+  assert.match(oneLine(r.stderr), /^tcptrace: cannot write .*x\.tcptrace: ENOENT/);
+});
+
+test('a full disk under --record: the trace stops, the live report is printed, exit 73, the recording reads', { skip: needRoot() ?? false }, async () => {
+  const dir = join(WORK, 'full');
+  mkdirSync(dir, { recursive: true });
+  assert.equal(spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir]).status, 0, 'mount a 64 KiB tmpfs');
+  const server = await startServer(buildC('leaky_server', ['-O2', '-g']));
+  try {
+    const file = join(dir, 'full.tcptrace');
+    const t = startTcptrace(['--pid', String(server.pid), '--format', 'json', '--record', file]);
+    await t.ready;
+    let done = false;
+    void t.done.then(() => (done = true));
+    // about 1 KB of records a connection: the file system fills within a flush or two
+    for (let i = 0; i < 40 && !done; i++) {
+      runClient(server.port, 'good', 50, true);
+      await sleep(100);
+    }
+    assert.ok(done, 'tcptrace still running with its recording\'s file system full');
+    const r = await t.done;
+    assert.equal(r.code, EXIT.CANNOT_WRITE, r.stderr);
+    assert.match(r.stderr.trim().split('\n').at(-1)!, /^tcptrace: cannot write .*full\.tcptrace: ENOSPC: no space left on device.*; the recording reads up to there \(\d+ bytes\)$/);
+    const live = JSON.parse(r.stdout);
+    assert.equal(live.endReason, 'write-failed');
+    assert.ok(live.counts.transitions > 0, 'the live report covers the trace');
+    const rep = await runTcptrace(['report', file, '--format', 'json']);
+    assert.equal(rep.code, 0, rep.stderr);
+    const doc = JSON.parse(rep.stdout);
+    assert.ok(doc.warnings.some((w: string) => /no end frame/.test(w)), doc.warnings.join('; '));
+  } finally {
+    await server.stop();
+    spawnSync('umount', [dir]);
+  }
 });
 
 test('--ring-size takes any power of two from 4K; anything else is a usage error', async () => {

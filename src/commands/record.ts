@@ -30,6 +30,7 @@ Examples:
     );
     const c = end.counters;
     process.stderr.write(`tcptrace: recorded ${c.records} records (${writer.bytesWritten} bytes) to ${opts.output}; lost ${c.lost}, dropped ${c.droppedBatches} batches, missed in kernel ${c.missed}\n`);
+    if (end.failure) throw end.failure;
     if (end.reason === 'target-exited') process.exitCode = EXIT.TARGET_EXITED;
   });
   return cmd;

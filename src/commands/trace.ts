@@ -74,6 +74,7 @@ Names need symbols: Node wants NODE_OPTIONS="--perf-basic-prof-only-functions
       const report = analyzer.result();
       if (opts.format === 'json') process.stdout.write(JSON.stringify(report, null, 2) + '\n');
       else process.stdout.write((opts.quiet ? '' : '\n') + renderReport(report));
+      if (end.failure) throw end.failure; // the live report is out; the recording stopped at the error
       if (end.reason === 'target-exited') {
         process.stderr.write(`tcptrace: the traced process exited (pid ${end.exitedPids.join(', ')}); the report covers the trace until then\n`);
         process.exitCode = EXIT.TARGET_EXITED;

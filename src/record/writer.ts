@@ -31,7 +31,8 @@ export class RecordWriter implements TraceSink {
   private started = 0;
   private dropped = 0;
   private behindJob: Promise<void> | null = null;
-  private behindError: Error | null = null;
+  /** the first write that failed: every call after it throws it, and nothing more is written */
+  private failure: TcptraceError | null = null;
 
   constructor(
     readonly path: string,
@@ -40,34 +41,56 @@ export class RecordWriter implements TraceSink {
     try {
       this.fd = openSync(path, 'w', 0o600);
     } catch (err) {
-      throw new TcptraceError('NO_INPUT', `cannot write ${path}: ${(err as Error).message}`);
+      throw new TcptraceError('CANNOT_WRITE', `cannot write ${path}: ${(err as Error).message}`);
     }
     this.regular = this.writeBehind = fstatSync(this.fd).isFile();
-    this.timer = setInterval(() => this.flush(), flushMs);
+    // a failure here (a full disk) is thrown by the next call the session makes
+    this.timer = setInterval(() => {
+      try {
+        this.flush();
+      } catch (err) {
+        this.failure ??= err as TcptraceError;
+      }
+    }, flushMs);
     this.timer.unref();
   }
 
   private push(payload: unknown): void {
+    this.check();
     const f = encodeFrame(payload);
     this.pending.push(f);
     this.pendingBytes += f.length;
     if (this.pendingBytes >= 8 << 20) this.flush();
   }
 
+  private check(): void {
+    if (this.failure) throw this.failure;
+  }
+
+  private fail(err: Error): never {
+    this.failure = new TcptraceError('CANNOT_WRITE', `cannot write ${this.path}: ${err.message}; the recording reads up to there (${this.bytesWritten} bytes)`);
+    clearInterval(this.timer);
+    throw this.failure;
+  }
+
   flush(): void {
-    if (this.behindError) throw new TcptraceError('NO_INPUT', `cannot write ${this.path}: ${this.behindError.message}`);
+    this.check();
     const bufs = this.pending;
     if (!bufs.length) return;
-    const total = this.pendingBytes;
     this.pending = [];
     this.pendingBytes = 0;
     // one writev per IOV_MAX buffers, resumed after a short write
     for (let i = 0; i < bufs.length; ) {
-      let n = writevSync(this.fd, bufs.slice(i, i + IOV_MAX));
+      let n: number;
+      try {
+        n = writevSync(this.fd, bufs.slice(i, i + IOV_MAX));
+      } catch (err) {
+        this.fail(err as Error);
+      }
+      this.bytesWritten += n;
       while (i < bufs.length && n >= bufs[i].length) n -= bufs[i++].length;
       if (n > 0) bufs[i] = bufs[i].subarray(n);
     }
-    this.bytesWritten += total;
     this.behind();
   }
 
@@ -90,9 +113,8 @@ export class RecordWriter implements TraceSink {
         (err: BpfError) => {
           this.writeBehind = false;
           if (LOST_DATA.has(err.errno)) {
-            // data the recording lost: the next flush throws it
-            this.behindError = err;
-            log.error({ err }, `writing ${this.path} failed`);
+            // data the recording lost: the next call throws it
+            this.failure ??= new TcptraceError('CANNOT_WRITE', `cannot write ${this.path}: ${err.message}`);
           } else {
             // a file system without writeback control: the page cache is left to the kernel
             log.info({ err: err.message }, `write-behind off for ${this.path}`);
@@ -116,6 +138,7 @@ export class RecordWriter implements TraceSink {
 
   /** batches are kept, not copied, until written: the agent hands over buffers it never reuses */
   batch(buf: Buffer): void {
+    this.check();
     const head = batchFrameHead(buf.length);
     this.pending.push(head, buf);
     this.pendingBytes += head.length + buf.length;

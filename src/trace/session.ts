@@ -70,6 +70,8 @@ export class TraceSession {
   private lastLog = { events: 0, lost: 0, missed: 0, dropped: 0 };
   private samples = 0;
   private readonly resolver: StackResolver | null;
+  /** the first error a sink threw while tracing (a recording's full disk): that sink is dropped and the trace stops */
+  private failure: Error | null = null;
 
   private constructor(
     private readonly opts: TraceOptions,
@@ -161,20 +163,15 @@ export class TraceSession {
 
     // open the targets' files now: their stacks must resolve even if they exit
     if (this.resolver && pids) for (const pid of pids) this.resolver.prepare(pid);
-    const sinks = this.sinks;
     const resolver = this.resolver;
-    const toSinks = (b: Buffer) => {
-      for (const s of sinks) s.batch(b);
-    };
+    const toSinks = (b: Buffer) => this.eachSink((s) => s.batch(b));
     this.tracer.start(
       resolver
         ? (buf, stackOffsets) => {
             if (!stackOffsets) return toSinks(buf);
             // raw stack bytes stop here: sinks (and recordings) only ever see frames
             const resolved = resolver.resolveAll(buf, stackOffsets);
-            splitStacks(buf, stackOffsets, toSinks, (i) => {
-              for (const s of sinks) s.stacks([resolved[i]]);
-            });
+            splitStacks(buf, stackOffsets, toSinks, (i) => this.eachSink((s) => s.stacks([resolved[i]])));
           }
         : toSinks,
       { intervalMs: this.opts.drainIntervalMs },
@@ -201,7 +198,7 @@ export class TraceSession {
 
   private sampleCounters(): void {
     const c = this.counters();
-    for (const s of this.sinks) s.counters(c);
+    this.eachSink((s) => s.counters(c));
     const dropped = c.droppedBatches;
     const fields = { events: c.events, lost: c.lost, missed: c.missed, missedBy: c.missedBy, droppedBatches: dropped, filtered: c.filtered, stacks: c.stacks, stacksDeduped: c.stacksDeduped, stacksLimited: c.stacksLimited };
     if (c.lost > this.lastLog.lost || dropped > this.lastLog.dropped) {
@@ -245,9 +242,30 @@ export class TraceSession {
     if (cost) end.stackCost = cost;
     this.tracer.close();
     drainLibbpf();
-    for (const s of this.sinks) await s.finish(end);
+    for (const s of [...this.sinks]) {
+      try {
+        await s.finish(end);
+      } catch (err) {
+        this.failure ??= err as Error;
+      }
+    }
+    if (this.failure) end.failure = this.failure; // after the sinks: a recording does not keep it
     this.resolveDone(end);
     return end;
+  }
+
+  /** fn on every sink still working; one that throws is dropped, and the trace ends ('write-failed') */
+  private eachSink(fn: (s: TraceSink) => void): void {
+    for (const s of [...this.sinks]) {
+      try {
+        fn(s);
+      } catch (err) {
+        this.sinks.splice(this.sinks.indexOf(s), 1);
+        this.failure ??= err as Error;
+        log.error({ err: (err as Error).message }, 'stopping the trace');
+        void this.stop('write-failed');
+      }
+    }
   }
 }
 

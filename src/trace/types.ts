@@ -72,7 +72,7 @@ export interface SessionInfo {
   startedNs: bigint;
 }
 
-export type EndReason = 'duration' | 'signal' | 'target-exited' | 'stopped' | 'interrupted';
+export type EndReason = 'duration' | 'signal' | 'target-exited' | 'stopped' | 'interrupted' | 'write-failed';
 
 export interface SessionEnd {
   endedNs: bigint;
@@ -82,6 +82,8 @@ export interface SessionEnd {
   counters: Counters;
   /** summary mode: target sockets the kernel still held at the end (never sent), by state name */
   heldStates?: Record<string, number>;
+  /** why the trace stopped when reason is 'write-failed' (the recording's write error); never recorded */
+  failure?: Error;
   /** what unwinding and symbolizing the captured stacks cost the agent */
   stackCost?: { stacks: number; distinct: number; unwindMs: number; symbolizeMs: number; unresolvedFrames: number };
 }
