@@ -44,12 +44,11 @@ export class RecordWriter implements TraceSink {
       throw new TcptraceError('CANNOT_WRITE', `cannot write ${path}: ${(err as Error).message}`);
     }
     this.regular = this.writeBehind = fstatSync(this.fd).isFile();
-    // a failure here (a full disk) is thrown by the next call the session makes
     this.timer = setInterval(() => {
       try {
         this.flush();
-      } catch (err) {
-        this.failure ??= err as TcptraceError;
+      } catch {
+        // fail() kept it (a full disk): the session's next call throws it
       }
     }, flushMs);
     this.timer.unref();
