@@ -336,7 +336,7 @@ async function scenario(mode: Mode, fx: Fixtures, c: Checks): Promise<Record<str
     c.expect(notAccepted.length <= acceptMisses && accepts.length > 0, `no accept reported for peer port(s) ${notAccepted.join(', ')} (accept-hook runs the kernel reports skipped: ${acceptMisses})`);
     c.expect(accepts.every((a) => a.fd >= 3), `accept with a bad fd: ${accepts.map((a) => a.fd).join(', ')}`);
 
-    // ---- close(): the server closes the good connection itself (syscall function or tracepoint)
+    // ---- close(): the server closes the good connection itself (the close syscall tracepoint)
     const closes = rec.events.filter((e): e is SockcallEvent => e.type === 'sockcall' && e.call === TT_CALL.CLOSE && e.pid === server.pid);
     const closedPeers = new Set(closes.map((e) => peerPort(e.remote)));
     const unclosed = good.filter((p) => !closedPeers.has(p));
