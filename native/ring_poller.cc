@@ -5,6 +5,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
@@ -68,9 +69,12 @@ struct PollState {
     return 0;
   }
 
-  static Batch* NewBatch() {
+  // Sized like the last batch handed over (plus a quarter): a busy ring fills
+  // megabytes between polls, and growing a vector from 64 KiB by doubling copies
+  // every byte about twice more.
+  static Batch* NewBatch(size_t last_bytes = 0) {
     auto* b = new Batch();
-    b->bytes.reserve(64 * 1024);
+    b->bytes.reserve(std::min(kFlushBytes + kFlushBytes / 4, std::max<size_t>(64 * 1024, last_bytes + last_bytes / 4)));
     return b;
   }
 
@@ -89,7 +93,7 @@ struct PollState {
     }
     inflight += n;
     Batch* v = batch;
-    batch = NewBatch();
+    batch = NewBatch(n);
     auto* counter = &inflight;  // PollState outlives every queued call (finalizer holds it)
     napi_status st = tsfn.NonBlockingCall(v, [counter](Napi::Env env, Napi::Function cb, Batch* v) {
       *counter -= v->bytes.size();
