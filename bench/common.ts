@@ -95,7 +95,7 @@ export function sampleOf(rps: number, seconds: number, d: BoxCpu): Sample {
  * Runs whose steal is above --max-steal (percent, default 10) are measured
  * again, up to --retries times (default 3), 5 s later: the method of
  * ../shared/reference/peer-overhead.md, which retried runs with foreign load.
- * Steal here comes in bursts of minutes (0-2 % in one round, 20-30 % in the
+ * Steal here comes in bursts of minutes (0-2 % in one round, 20-40 % in the
  * next), and a run's CPU per connection climbs with it (spinlock holders
  * descheduled), whatever the condition. A run still above after the retries
  * is kept, and counted.
