@@ -14,6 +14,8 @@ import type { Counters, SessionEnd, SessionInfo, TraceSink } from '../trace/type
 import { batchFrameHead, encodeFrame, RECORD_FORMAT, RECORD_VERSION, toWire } from './format.js';
 
 const IOV_MAX = 1024;
+/** pending bytes that are written at once rather than at the next interval */
+const FLUSH_BYTES = 8 << 20;
 const log = logger('record');
 /** write-behind failures that mean written data did not reach the disk */
 const LOST_DATA = new Set([constants.errno.EIO, constants.errno.ENOSPC, constants.errno.EDQUOT]);
@@ -48,28 +50,35 @@ export class RecordWriter implements TraceSink {
       try {
         this.flush();
       } catch {
-        // fail() kept it (a full disk): the session's next call throws it
+        // failed() kept it (a full disk): the session's next call throws it
       }
     }, flushMs);
     this.timer.unref();
   }
 
-  private push(payload: unknown): void {
+  /** buffers are kept, not copied, until written: the agent hands over batches it never reuses */
+  private enqueue(...bufs: Buffer[]): void {
     this.check();
-    const f = encodeFrame(payload);
-    this.pending.push(f);
-    this.pendingBytes += f.length;
-    if (this.pendingBytes >= 8 << 20) this.flush();
+    for (const b of bufs) {
+      this.pending.push(b);
+      this.pendingBytes += b.length;
+    }
+    if (this.pendingBytes >= FLUSH_BYTES) this.flush();
+  }
+
+  private push(payload: unknown): void {
+    this.enqueue(encodeFrame(payload));
   }
 
   private check(): void {
     if (this.failure) throw this.failure;
   }
 
-  private fail(err: Error): never {
-    this.failure = new TcptraceError('CANNOT_WRITE', `cannot write ${this.path}: ${err.message}; the recording reads up to there (${this.bytesWritten} bytes)`);
+  /** keeps the first write error (every later call throws it) and stops the interval flush */
+  private failed(why: string): TcptraceError {
+    this.failure ??= new TcptraceError('CANNOT_WRITE', `cannot write ${this.path}: ${why}`);
     clearInterval(this.timer);
-    throw this.failure;
+    return this.failure;
   }
 
   flush(): void {
@@ -84,7 +93,7 @@ export class RecordWriter implements TraceSink {
       try {
         n = writevSync(this.fd, bufs.slice(i, i + IOV_MAX));
       } catch (err) {
-        this.fail(err as Error);
+        throw this.failed(`${(err as Error).message}; the recording reads up to there (${this.bytesWritten} bytes)`);
       }
       this.bytesWritten += n;
       while (i < bufs.length && n >= bufs[i].length) n -= bufs[i++].length;
@@ -113,7 +122,7 @@ export class RecordWriter implements TraceSink {
           this.writeBehind = false;
           if (LOST_DATA.has(err.errno)) {
             // data the recording lost: the next call throws it
-            this.failure ??= new TcptraceError('CANNOT_WRITE', `cannot write ${this.path}: ${err.message}`);
+            this.failed(err.message);
           } else {
             // a file system without writeback control: the page cache is left to the kernel
             log.info({ err: err.message }, `write-behind off for ${this.path}`);
@@ -135,13 +144,8 @@ export class RecordWriter implements TraceSink {
     this.flush();
   }
 
-  /** batches are kept, not copied, until written: the agent hands over buffers it never reuses */
   batch(buf: Buffer): void {
-    this.check();
-    const head = batchFrameHead(buf.length);
-    this.pending.push(head, buf);
-    this.pendingBytes += head.length + buf.length;
-    if (this.pendingBytes >= 8 << 20) this.flush();
+    this.enqueue(batchFrameHead(buf.length), buf);
   }
 
   stacks(items: ResolvedStack[]): void {

@@ -342,7 +342,7 @@ async function scenario(mode: Mode, fx: Fixtures, c: Checks): Promise<Record<str
     const unclosed = good.filter((p) => !closedPeers.has(p));
     const closeMisses = skippedRuns(missedBy, CLOSE_PROGRAMS);
     c.expect(
-      unclosed.length <= closeMisses && unclosed.length < good.length && closes.every((e) => e.fd >= 3),
+      withinSkips(unclosed.length, good.length, closeMisses) && closes.every((e) => e.fd >= 3),
       `close() of the good connection (peer port ${unclosed.join(', ')}) not reported: closes seen [${closes.map((e) => `:${peerPort(e.remote)} fd ${e.fd}`).join(', ')}] (hooks: ${live.attach?.hooks?.syscalls}; close-hook runs the kernel reports skipped: ${closeMisses})`,
     );
 
@@ -414,7 +414,7 @@ async function scenario(mode: Mode, fx: Fixtures, c: Checks): Promise<Record<str
     extra.acceptStacks = `${named.length}/${acquire.length}`;
     const uncaptured = leaks.length + good.length - acquire.length;
     c.expect(
-      acquire.length > 0 && uncaptured <= acceptMisses + (live.stacks?.busy ?? 0),
+      withinSkips(uncaptured, leaks.length + good.length, acceptMisses + (live.stacks?.busy ?? 0)),
       `${acquire.length} accept stacks captured, expected ${leaks.length + good.length} (accept-hook runs the kernel reports skipped: ${acceptMisses}; captures given up: ${live.stacks?.busy})`,
     );
     c.expect(named.length === acquire.length, `accept stacks that do not reach serve_clients: ${acquire.filter((s) => !named.includes(s)).slice(0, 2).map((s) => `[${s.frames.slice(0, 4).map((f) => f.symbol || f.addr).join(' < ')}] (${s.stop})`).join(', ')}`);
@@ -438,7 +438,7 @@ async function scenario(mode: Mode, fx: Fixtures, c: Checks): Promise<Record<str
     c.expect(typeof live.stacks?.busy === 'number', 'the report has no stacks.busy');
     extra.ioStacks = `${ioCopies.length} copies + ${ioRefs.length} references via ${live.attach?.hooks?.io}`;
     c.expect(
-      without.length < good.length && without.length <= ioMissed + (live.stacks?.busy ?? 0),
+      withinSkips(without.length, good.length, ioMissed + (live.stacks?.busy ?? 0)),
       `good connections without an I/O stack naming reply_and_close: peer ports [${without.join(', ')}] of [${good.join(', ')}]; ${ioCopies.length} I/O stack copies, ${ioRefs.length} references (hooks: ${live.attach?.hooks?.io}); runs the kernel skipped: ${JSON.stringify(missedBy)}; captures given up: ${live.stacks?.busy}`,
     );
 
@@ -470,6 +470,11 @@ async function scenario(mode: Mode, fx: Fixtures, c: Checks): Promise<Record<str
 /** the programs that report accept() (syscall exit; fexit/kretprobe on inet_csk_accept), and close() (syscall entry) */
 const ACCEPT_PROGRAMS = /accept|_sys_exit$/;
 const CLOSE_PROGRAMS = /close|_sys_enter$/;
+
+/** the suite's allowance for a per-socket check: as many misses as the kernel reports skipped runs, never all `of` */
+function withinSkips(missing: number, of: number, skipped: number): boolean {
+  return missing <= skipped && missing < of;
+}
 
 /** xs without one of each element of ys (multisets) */
 function minus<T>(xs: T[], ys: T[]): T[] {
