@@ -301,14 +301,20 @@ static __always_inline void *reserve(__u32 size)
 	return rec;
 }
 
-static __always_inline void fill_hdr(struct tt_hdr *h, __u16 kind, __u16 size, __u16 flags)
+/* ts: the run's clock reading when it already took one (0: read it now) */
+static __always_inline void fill_hdr_at(struct tt_hdr *h, __u16 kind, __u16 size, __u16 flags, __u64 ts)
 {
 	h->kind = kind;
 	h->size = size;
 	h->flags = flags;
 	h->version = TT_RECORD_VERSION;
 	h->cpu = (__u8)bpf_get_smp_processor_id();
-	h->ts_ns = bpf_ktime_get_ns();
+	h->ts_ns = ts ? ts : bpf_ktime_get_ns();
+}
+
+static __always_inline void fill_hdr(struct tt_hdr *h, __u16 kind, __u16 size, __u16 flags)
+{
+	fill_hdr_at(h, kind, size, flags, 0);
 }
 
 /* BPF_RB_FORCE_WAKEUP at most once per gap on this CPU (slot: WAKE_*), else BPF_RB_NO_WAKEUP */
@@ -382,9 +388,9 @@ static __always_inline struct sock *fd_to_tcp_sk(const bool btf, int fd)
 	return sk;
 }
 
-static __always_inline void owner_here(struct tt_owner *o, __s32 fd, __u8 origin)
+static __always_inline void owner_here(struct tt_owner *o, __s32 fd, __u8 origin, __u64 now)
 {
-	o->first_ns = bpf_ktime_get_ns();
+	o->first_ns = now;
 	o->state = TCP_CLOSE; /* until a transition or the caller says otherwise */
 	o->tgid = bpf_get_current_pid_tgid() >> 32;
 	o->fd = fd;
@@ -392,12 +398,20 @@ static __always_inline void owner_here(struct tt_owner *o, __s32 fd, __u8 origin
 	current_comm(o->comm);
 }
 
+/*
+ * Stores a new owners entry. Only summary mode writes an entry after making it
+ * (state, flags and held stack ids); otherwise the caller's copy, which must
+ * live as long as the caller uses it, stands for the entry and the lookup back
+ * is saved (two hash lookups per connection in a whole-system recording).
+ */
 static __always_inline struct tt_owner *owner_put(__u64 skey, struct tt_owner *o)
 {
 	if (bpf_map_update_elem(&owners, &skey, o, BPF_ANY)) {
 		count(TT_CNT_OWNERS_FULL);
 		return NULL;
 	}
+	if (!targ_summary)
+		return o;
 	return bpf_map_lookup_elem(&owners, &skey);
 }
 
@@ -714,11 +728,15 @@ static __always_inline void capture_stack(const bool btf, const struct sock *sk,
  * socket is not ours, and is dropped before any of its fields is read: in
  * --pid mode most transitions on a busy box are other processes' (the cost of
  * this path is what the nginx benchmark measures).
+ *
+ * fresh: the caller's buffer for the new entry (owner_put may return it); *now:
+ * the clock read for a new owner, reused by the caller for its record.
  */
-static __always_inline struct tt_owner *learn_owner(const bool btf, const struct sock *sk, int oldstate, int newstate)
+static __always_inline struct tt_owner *learn_owner(const bool btf, const struct sock *sk, int oldstate, int newstate,
+						    struct tt_owner *fresh, __u64 *now)
 {
 	__u64 skey = (__u64)sk;
-	struct tt_owner *o, fresh = {};
+	struct tt_owner *o;
 
 	/* a listener's new child is never a seeded socket (and its cookie may be the listener's: sk_is_early_clone) */
 	if (seeded && !(oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV)) {
@@ -727,10 +745,10 @@ static __always_inline struct tt_owner *learn_owner(const bool btf, const struct
 		if (cookie) {
 			o = bpf_map_lookup_elem(&seeds, &cookie);
 			if (o) {
-				fresh = *o;
+				*fresh = *o;
 				bpf_map_delete_elem(&seeds, &cookie);
 				count(TT_CNT_SEEDED_HITS);
-				return owner_put(skey, &fresh);
+				return owner_put(skey, fresh);
 			}
 		}
 	}
@@ -741,13 +759,13 @@ static __always_inline struct tt_owner *learn_owner(const bool btf, const struct
 		o = bpf_map_lookup_elem(&listeners, &lk);
 		if (!o)
 			return NULL;
-		fresh = *o;
-		fresh.first_ns = bpf_ktime_get_ns();
-		fresh.fd = -1;
-		fresh.origin = TT_ORIGIN_ACCEPT_PENDING;
-		fresh.flags = 0; /* a new socket: not published, no stack taken (the listener's are its own) */
-		__builtin_memset(fresh.stack_ids, 0, sizeof(fresh.stack_ids));
-		return owner_put(skey, &fresh);
+		*fresh = *o;
+		fresh->first_ns = *now = bpf_ktime_get_ns();
+		fresh->fd = -1;
+		fresh->origin = TT_ORIGIN_ACCEPT_PENDING;
+		fresh->flags = 0; /* a new socket: not published, no stack taken (the listener's are its own) */
+		__builtin_memset(fresh->stack_ids, 0, sizeof(fresh->stack_ids));
+		return owner_put(skey, fresh);
 	}
 
 	if (oldstate == TCP_CLOSE && (newstate == TCP_SYN_SENT || newstate == TCP_LISTEN)) {
@@ -757,8 +775,9 @@ static __always_inline struct tt_owner *learn_owner(const bool btf, const struct
 			return NULL;
 		/* the stack is taken at syscall entry (on_acquire_enter), not here: a capture is long, and
 		 * a softirq transition landing inside this program on the same CPU would be skipped */
-		owner_here(&fresh, acquiring_syscall_fd(listen), listen ? TT_ORIGIN_LISTEN : TT_ORIGIN_CONNECT);
-		return owner_put(skey, &fresh);
+		*now = bpf_ktime_get_ns();
+		owner_here(fresh, acquiring_syscall_fd(listen), listen ? TT_ORIGIN_LISTEN : TT_ORIGIN_CONNECT, *now);
+		return owner_put(skey, fresh);
 	}
 	return NULL;
 }
@@ -810,8 +829,9 @@ static __always_inline void handle_transition(const bool btf, const struct sock 
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u64 skey = (__u64)sk;
+	__u64 now = 0; /* set by learn_owner when it makes an entry: one clock read for both */
 	struct tt_transition *e;
-	struct tt_owner *o;
+	struct tt_owner *o, fresh = {};
 	struct tt_tuple t = {};
 	__u32 netns;
 	__u16 flags = 0;
@@ -834,7 +854,7 @@ static __always_inline void handle_transition(const bool btf, const struct sock 
 		o = NULL;
 	}
 	if (!o)
-		o = learn_owner(btf, sk, oldstate, newstate);
+		o = learn_owner(btf, sk, oldstate, newstate, &fresh, &now);
 	if (!o) {
 		/* --pid: not a target's socket. Whole system: any TCP socket but our own. */
 		if (targ_filter) {
@@ -882,7 +902,7 @@ static __always_inline void handle_transition(const bool btf, const struct sock 
 	e = reserve(sizeof(*e));
 	if (!e)
 		goto out;
-	fill_hdr(&e->hdr, TT_KIND_TRANSITION, sizeof(*e), flags);
+	fill_hdr_at(&e->hdr, TT_KIND_TRANSITION, sizeof(*e), flags, now);
 	e->sk = skey;
 	e->cookie = early ? 0 : sk_cookie_of(btf, sk); /* early clone: the listener's cookie (< 6.15) */
 	e->tuple = t;
@@ -916,11 +936,10 @@ out:
  * The accepted socket now belongs to the caller; returns its owners entry.
  * Sockets already reset (CLOSE) are not tracked.
  */
-static __always_inline struct tt_owner *claim_accepted(const bool btf, struct sock *sk, __s32 fd)
+static __always_inline struct tt_owner *claim_accepted(const bool btf, struct sock *sk, __s32 fd, struct tt_owner *fresh)
 {
 	__u64 skey = (__u64)sk;
 	struct tt_owner *o = bpf_map_lookup_elem(&owners, &skey);
-	struct tt_owner fresh = {};
 	__u8 state = KREAD(btf, sk, __sk_common.skc_state);
 
 	if (state == TCP_CLOSE) {
@@ -937,9 +956,9 @@ static __always_inline struct tt_owner *claim_accepted(const bool btf, struct so
 		current_comm(o->comm);
 		return o;
 	}
-	owner_here(&fresh, fd, TT_ORIGIN_ACCEPT);
-	fresh.state = state;
-	return owner_put(skey, &fresh);
+	owner_here(fresh, fd, TT_ORIGIN_ACCEPT, bpf_ktime_get_ns());
+	fresh->state = state;
+	return owner_put(skey, fresh);
 }
 
 /* accept()/accept4() returned fd: resolve it, claim the socket, report the acceptor. */
@@ -952,7 +971,8 @@ static __always_inline void on_accept_exit(const bool btf, long ret)
 	sk = fd_to_tcp_sk(btf, (int)ret);
 	if (!sk)
 		return;
-	struct tt_owner *o = claim_accepted(btf, sk, (__s32)ret);
+	struct tt_owner fresh = {};
+	struct tt_owner *o = claim_accepted(btf, sk, (__s32)ret, &fresh);
 
 	/* the stack first: a full copy publishes a held socket, and then its accept is sent too */
 	capture_stack(btf, sk, o, TT_SITE_ACQUIRE, TT_CALL_ACCEPT);
@@ -966,7 +986,9 @@ static __always_inline void on_inet_csk_accept(struct sock *sk)
 {
 	if (!sk || !is_target(bpf_get_current_pid_tgid() >> 32) || !sk_is_tcp(RAW_PTR, sk))
 		return;
-	claim_accepted(RAW_PTR, sk, -1);
+	struct tt_owner fresh = {};
+
+	claim_accepted(RAW_PTR, sk, -1, &fresh);
 }
 
 /* a read-family syscall on a target: remember the fd until it returns (0 is EOF, see on_read_exit) */
@@ -1002,7 +1024,7 @@ static __always_inline void on_acquire_enter(const bool btf, __u32 nr, long fd)
 	skey = (__u64)sk;
 	o = bpf_map_lookup_elem(&owners, &skey);
 	if (targ_summary && (!o || o->state == TCP_CLOSE) && KREAD(btf, sk, __sk_common.skc_state) == TCP_CLOSE) {
-		owner_here(&fresh, (__s32)fd, nr == NR_listen ? TT_ORIGIN_LISTEN : TT_ORIGIN_CONNECT);
+		owner_here(&fresh, (__s32)fd, nr == NR_listen ? TT_ORIGIN_LISTEN : TT_ORIGIN_CONNECT, bpf_ktime_get_ns());
 		o = owner_put(skey, &fresh);
 	}
 	capture_stack(btf, sk, o, TT_SITE_ACQUIRE, nr == NR_listen ? TT_CALL_LISTEN : TT_CALL_CONNECT);
@@ -1078,9 +1100,14 @@ static __always_inline void on_release_enter(const bool btf, __u8 call, long fd,
 	sk = fd_to_tcp_sk(btf, (int)fd);
 	if (!sk)
 		return;
+	/* whole system: any socket's close is reported, and nothing is held (summary is --pid only) */
+	if (!targ_filter) {
+		emit_sockcall(btf, sk, call, (__s32)fd, (__s32)how, TT_VIA_SYSCALL, NULL);
+		return;
+	}
 	skey = (__u64)sk;
 	o = bpf_map_lookup_elem(&owners, &skey);
-	if (!o && targ_filter)
+	if (!o)
 		return;
 	if (held(o)) {
 		if (call != TT_CALL_CLOSE)

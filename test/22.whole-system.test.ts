@@ -1,0 +1,132 @@
+/**
+ * Without --pid: the whole system, in the mode this kernel chooses. No owner is
+ * filtered, so every TCP socket on the box gets an owners entry from its own
+ * acquisition (connect, a listener's child, accept) and every close is
+ * reported; this is what `tcptrace record` runs. Asserts, on two servers and
+ * their clients: complete ordered lifetimes, softirq transitions attributed
+ * to the owner on both ends, accept and close() with the owner's fds, the
+ * CLOSE_WAIT set of a pid equal to ss, and report == live.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { buildC, FIXTURES, needKernelBtf, needRoot, runClient, runTcptrace, sleep, ssCloseWait, startServer, startTcptrace, WORK, type Server } from './helpers/proc.js';
+import { lifetimes, peerPort, readRecording } from './helpers/recording.js';
+import type { SockcallEvent, TransitionEvent } from '../src/model/events.js';
+import { TCP } from '../src/model/states.js';
+import { TT_CALL } from '../src/generated/events.js';
+
+const skip = needRoot() ?? needKernelBtf();
+
+describe('tcptrace without --pid (whole system)', { skip: skip ?? false }, () => {
+  let leaky: Server;
+  let node: Server;
+  let live: Record<string, any>;
+  let rec: Awaited<ReturnType<typeof readRecording>>;
+  let ssLeaky: Set<string>;
+  const ports = { leak: [] as number[], good: [] as number[], nodeLeak: [] as number[], nodeGood: [] as number[] };
+  const file = join(WORK, 'whole-system.tcptrace');
+
+  before(async () => {
+    leaky = await startServer(buildC('leaky_server', ['-O2', '-g']));
+    node = await startServer(process.execPath, [join(FIXTURES, 'node_server.mjs')]);
+    const t = startTcptrace(['--format', 'json', '--record', file]);
+    await t.ready;
+    ports.leak = runClient(leaky.port, 'leak', 3);
+    ports.good = runClient(leaky.port, 'good', 3, true);
+    ports.nodeLeak = runClient(node.port, 'leak', 2);
+    ports.nodeGood = runClient(node.port, 'good', 2, true);
+    await sleep(400); // > 2 drain intervals
+    ssLeaky = ssCloseWait(leaky.pid);
+    const res = await t.stop('SIGINT');
+    assert.equal(res.code, 0, `tcptrace exited ${res.code}: ${res.stderr}`);
+    live = JSON.parse(res.stdout);
+    rec = await readRecording(file);
+  });
+
+  after(async () => {
+    await leaky?.stop();
+    await node?.stop();
+  });
+
+  const transitions = () => rec.events.filter((e): e is TransitionEvent => e.type === 'transition');
+  const calls = (call: number) => rec.events.filter((e): e is SockcallEvent => e.type === 'sockcall' && e.call === call);
+
+  test('nothing is filtered and nothing is lost', () => {
+    assert.equal(live.target.pids, null);
+    assert.equal(live.counts.lost, 0);
+    assert.equal(live.counts.filteredInKernel, 0);
+  });
+
+  test('both servers\' sockets live complete and in order, owned by the server', () => {
+    for (const [srv, leak, good] of [[leaky, ports.leak, ports.good], [node, ports.nodeLeak, ports.nodeGood]] as const) {
+      const bySocket = lifetimes(rec, srv.port);
+      for (const p of leak) {
+        const evs = bySocket.get(p) ?? [];
+        assert.deepEqual(evs.map((e) => `${e.oldState}>${e.newState}`), [`${TCP.LISTEN}>${TCP.SYN_RECV}`, `${TCP.SYN_RECV}>${TCP.ESTABLISHED}`, `${TCP.ESTABLISHED}>${TCP.CLOSE_WAIT}`], `leaked socket from port ${p}`);
+      }
+      for (const p of good) {
+        const evs = bySocket.get(p) ?? [];
+        assert.ok(evs.length >= 4, `good socket from port ${p}: ${evs.length} transitions`);
+        assert.equal(evs[evs.length - 1].newState, TCP.CLOSE, `good socket from port ${p} ends in CLOSE`);
+        for (let i = 1; i < evs.length; i++) assert.equal(evs[i].oldState, evs[i - 1].newState, `chain broken for port ${p}`);
+      }
+      for (const p of [...leak, ...good]) {
+        for (const e of bySocket.get(p) ?? []) assert.equal(e.ownerPid, srv.pid, `${srv.port}<-${p} ${e.oldState}>${e.newState} attributed to ${e.ownerPid}`);
+      }
+    }
+  });
+
+  test('client sockets are owned by the client that connected them, in softirq too', () => {
+    const all = transitions();
+    const client: TransitionEvent[] = [];
+    for (const p of [...ports.leak, ...ports.good, ...ports.nodeLeak, ...ports.nodeGood]) {
+      const first = all.findIndex((e) => e.local.endsWith(`:${p}`) && e.remote.startsWith('127.0.0.1:'));
+      assert.ok(first > 0, `no transition of client port ${p}`);
+      // connect() moves the socket to SYN_SENT before it has a local port: the same sk, just before
+      const connect = all.slice(0, first).reverse().find((e) => e.sk === all[first].sk);
+      assert.ok(connect, `client port ${p}: no connect transition`);
+      assert.equal(`${connect.oldState}>${connect.newState}`, `${TCP.CLOSE}>${TCP.SYN_SENT}`, `client port ${p} starts with connect`);
+      const evs = [connect, ...all.slice(first).filter((e) => e.local.endsWith(`:${p}`))];
+      for (const e of evs) {
+        assert.equal(e.ownerPid, connect.cpuPid, `client port ${p}: ${e.oldState}>${e.newState} attributed to ${e.ownerPid}, connected by ${connect.cpuPid}`);
+        assert.equal(e.ownerComm, 'python3');
+      }
+      client.push(...evs);
+    }
+    // the SYN-ACK reaches the client in the server's or a softirq's context, never its own
+    assert.ok(client.some((e) => e.cpuPid !== e.ownerPid), 'expected a client transition made while another task was on the CPU');
+  });
+
+  test('accept() and close() are reported with the owner\'s pid and fd', () => {
+    const accepted = new Map(calls(TT_CALL.ACCEPT).map((a) => [`${a.local} ${peerPort(a.remote)}`, a]));
+    for (const [srv, ps] of [[leaky, [...ports.leak, ...ports.good]], [node, [...ports.nodeLeak, ...ports.nodeGood]]] as const) {
+      for (const p of ps) {
+        const a = accepted.get(`127.0.0.1:${srv.port} ${p}`);
+        assert.ok(a, `no accept for ${srv.port}<-${p}`);
+        assert.equal(a.pid, srv.pid);
+        assert.ok(a.fd >= 3);
+      }
+    }
+    // the C server closes its good connections: each close names the fd accept returned
+    const closes = calls(TT_CALL.CLOSE).filter((c) => c.pid === leaky.pid);
+    for (const p of ports.good) {
+      const c = closes.find((x) => peerPort(x.remote) === p);
+      assert.ok(c, `no close() for ${leaky.port}<-${p}`);
+      assert.equal(c.fd, accepted.get(`127.0.0.1:${leaky.port} ${p}`)!.fd);
+    }
+    assert.ok(!closes.some((x) => ports.leak.includes(peerPort(x.remote))), 'a leaked socket was reported closed');
+  });
+
+  test('the CLOSE_WAIT sockets of a pid are exactly those ss shows for it', () => {
+    const ours = new Set(live.closeWait.filter((e: any) => e.pid === leaky.pid).map((e: any) => `${e.local} ${e.remote}`));
+    assert.equal(ssLeaky.size, 3);
+    assert.deepEqual(ours, ssLeaky);
+  });
+
+  test('tcptrace report on the recording gives the live report', async () => {
+    const r = await runTcptrace(['report', file, '--format', 'json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), live);
+  });
+});
