@@ -1092,32 +1092,29 @@ static __always_inline void on_read_exit(const bool btf, long ret)
 static __always_inline void on_release_enter(const bool btf, __u8 call, long fd, long how)
 {
 	struct sock *sk;
-	__u64 skey;
-	struct tt_owner *o;
 
 	if (!is_target(bpf_get_current_pid_tgid() >> 32))
 		return;
 	sk = fd_to_tcp_sk(btf, (int)fd);
 	if (!sk)
 		return;
-	/* whole system: any socket's close is reported, and nothing is held (summary is --pid only) */
-	if (!targ_filter) {
-		emit_sockcall(btf, sk, call, (__s32)fd, (__s32)how, TT_VIA_SYSCALL, NULL);
-		return;
-	}
-	skey = (__u64)sk;
-	o = bpf_map_lookup_elem(&owners, &skey);
-	if (!o)
-		return;
-	if (held(o)) {
-		if (call != TT_CALL_CLOSE)
+	/* the owners entry only matters to --pid (its filter, summary mode's hold): the whole system reports every close */
+	if (targ_filter) {
+		__u64 skey = (__u64)sk;
+		struct tt_owner *o = bpf_map_lookup_elem(&owners, &skey);
+
+		if (!o)
 			return;
-		/* never connected (a connect that failed at once): no transition will end this entry */
-		if (o->state == TCP_CLOSE)
-			bpf_map_delete_elem(&owners, &skey);
-		else /* sent if the socket is published (a shared fd: the socket lives on) */
-			o->flags |= TT_OWNER_FD_CLOSED;
-		return;
+		if (held(o)) {
+			if (call != TT_CALL_CLOSE)
+				return;
+			/* never connected (a connect that failed at once): no transition will end this entry */
+			if (o->state == TCP_CLOSE)
+				bpf_map_delete_elem(&owners, &skey);
+			else /* sent if the socket is published (a shared fd: the socket lives on) */
+				o->flags |= TT_OWNER_FD_CLOSED;
+			return;
+		}
 	}
 	emit_sockcall(btf, sk, call, (__s32)fd, (__s32)how, TT_VIA_SYSCALL, NULL);
 }

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { buildC, FIXTURES, kernelAtLeast, needKernelBtf, needRoot, runClient, runTcptrace, sleep, ssCloseWait, startServer, startTcptrace, WORK, type Server } from './helpers/proc.js';
-import { lifetimes, readRecording } from './helpers/recording.js';
+import { lifetimes, stopRecordedTrace, type Recorded } from './helpers/recording.js';
 import type { TransitionEvent, SockcallEvent } from '../src/model/events.js';
 import { TCP } from '../src/model/states.js';
 import { TT_CALL } from '../src/generated/events.js';
@@ -45,7 +45,7 @@ describe('tcptrace --pid on a leaky server', { skip: skip ?? false }, () => {
       let other: Server;
       let live: Record<string, any>;
       let ssAtEnd: Set<string>;
-      let rec: Awaited<ReturnType<typeof readRecording>>;
+      let rec: Recorded;
       let leakPorts: number[];
       let goodPorts: number[];
       let preexistingPorts: number[];
@@ -65,10 +65,7 @@ describe('tcptrace --pid on a leaky server', { skip: skip ?? false }, () => {
         runClient(other.port, 'good', 2, true);
         await sleep(400); // > 2 drain intervals
         ssAtEnd = ssCloseWait(server.pid);
-        const res = await t.stop('SIGINT');
-        assert.equal(res.code, 0, `tcptrace exited ${res.code}: ${res.stderr}`);
-        live = JSON.parse(res.stdout);
-        rec = await readRecording(file);
+        ({ live, rec } = await stopRecordedTrace(t, file));
       });
 
       after(async () => {

@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { buildC, FIXTURES, needKernelBtf, needRoot, runClient, runTcptrace, sleep, ssCloseWait, startServer, startTcptrace, WORK, type Server } from './helpers/proc.js';
-import { lifetimes, peerPort, readRecording } from './helpers/recording.js';
+import { lifetimes, peerPort, stopRecordedTrace, type Recorded } from './helpers/recording.js';
 import type { SockcallEvent, TransitionEvent } from '../src/model/events.js';
 import { TCP } from '../src/model/states.js';
 import { TT_CALL } from '../src/generated/events.js';
@@ -22,7 +22,7 @@ describe('tcptrace without --pid (whole system)', { skip: skip ?? false }, () =>
   let leaky: Server;
   let node: Server;
   let live: Record<string, any>;
-  let rec: Awaited<ReturnType<typeof readRecording>>;
+  let rec: Recorded;
   let ssLeaky: Set<string>;
   const ports = { leak: [] as number[], good: [] as number[], nodeLeak: [] as number[], nodeGood: [] as number[] };
   const file = join(WORK, 'whole-system.tcptrace');
@@ -38,10 +38,7 @@ describe('tcptrace without --pid (whole system)', { skip: skip ?? false }, () =>
     ports.nodeGood = runClient(node.port, 'good', 2, true);
     await sleep(400); // > 2 drain intervals
     ssLeaky = ssCloseWait(leaky.pid);
-    const res = await t.stop('SIGINT');
-    assert.equal(res.code, 0, `tcptrace exited ${res.code}: ${res.stderr}`);
-    live = JSON.parse(res.stdout);
-    rec = await readRecording(file);
+    ({ live, rec } = await stopRecordedTrace(t, file));
   });
 
   after(async () => {

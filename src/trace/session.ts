@@ -75,7 +75,7 @@ export class TraceSession {
 
   private constructor(
     private readonly opts: TraceOptions,
-    private readonly sinks: TraceSink[],
+    private sinks: TraceSink[],
     plan: AttachPlan,
     hooks: HookPlan,
     tracer: NativeTracer,
@@ -242,7 +242,7 @@ export class TraceSession {
     if (cost) end.stackCost = cost;
     this.tracer.close();
     drainLibbpf();
-    for (const s of [...this.sinks]) {
+    for (const s of this.sinks) {
       try {
         await s.finish(end);
       } catch (err) {
@@ -256,16 +256,19 @@ export class TraceSession {
 
   /** fn on every sink still working; one that throws is dropped, and the trace ends ('write-failed') */
   private eachSink(fn: (s: TraceSink) => void): void {
-    for (const s of [...this.sinks]) {
+    let failed: TraceSink[] | null = null; // per batch: no copy of the list unless a sink fails
+    for (const s of this.sinks) {
       try {
         fn(s);
       } catch (err) {
-        this.sinks.splice(this.sinks.indexOf(s), 1);
+        (failed ??= []).push(s);
         this.failure ??= err as Error;
         log.error({ err: (err as Error).message }, 'stopping the trace');
-        void this.stop('write-failed');
       }
     }
+    if (!failed) return;
+    this.sinks = this.sinks.filter((s) => !failed.includes(s));
+    void this.stop('write-failed');
   }
 }
 

@@ -1,10 +1,12 @@
 /** Reads a recording back into decoded events, for assertions. */
+import assert from 'node:assert/strict';
 import { decodeBatch } from '../../src/decode.js';
 import type { PresentEvent, TraceEvent, TransitionEvent } from '../../src/model/events.js';
 import { isBirth, TCP } from '../../src/model/states.js';
 import { replay } from '../../src/record/reader.js';
 import type { SessionEnd, SessionInfo } from '../../src/trace/types.js';
 import type { ResolvedStack } from '../../src/stacks/types.js';
+import type { Running } from './proc.js';
 
 export interface Recorded {
   info: SessionInfo;
@@ -13,6 +15,13 @@ export interface Recorded {
   /** every stack sighting in stream order: full stacks, and kernel references given their frames */
   stacks: ResolvedStack[];
   end: SessionEnd;
+}
+
+/** Stops a `--format json --record FILE` trace with SIGINT: its live report, and its recording read back. */
+export async function stopRecordedTrace(t: Running, file: string): Promise<{ live: Record<string, any>; rec: Recorded }> {
+  const res = await t.stop('SIGINT');
+  assert.equal(res.code, 0, `tcptrace exited ${res.code}: ${res.stderr}`);
+  return { live: JSON.parse(res.stdout), rec: await readRecording(file) };
 }
 
 export async function readRecording(path: string): Promise<Recorded> {
