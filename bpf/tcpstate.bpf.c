@@ -82,6 +82,16 @@ const volatile __s32 targ_self_tgid = 0;    /* never trace tcptrace itself */
 const volatile bool targ_stacks = false;     /* capture user stacks at acquire / first I/O / EOF */
 /* keep a target's sockets in the kernel until they matter (TT_OWNER_PUBLISHED); only with targ_filter */
 const volatile bool targ_summary = false;
+/*
+ * Keep sk -> owner in the kernel (owners, seeds, listeners maps): --pid needs it
+ * to drop other processes' sockets before they cost a record, and stacks keep
+ * per-socket state in it. The whole system without stacks (what `tcptrace
+ * record` runs) sends every socket's events anyway: there the agent's socket
+ * table attributes them from the same facts (present sockets, births,
+ * accept(), a listener's children) and the kernel skips about 15 hash map
+ * operations per connection (README, "How it works").
+ */
+const volatile bool targ_owners = true;
 /* the I/O stack sites come from the read/write syscall hooks (no sock:sock_{send,recv}_length before 6.3) */
 const volatile bool targ_io_syscalls = true;
 const volatile __u32 targ_stack_bytes = 32768; /* user stack to copy, in whole pages from sp's page (<= TT_STACK_MAX) */
@@ -721,6 +731,27 @@ static __always_inline void capture_stack(const bool btf, const struct sock *sk,
 }
 
 /*
+ * connect() (CLOSE -> SYN_SENT) and listen() (CLOSE -> LISTEN) run in the
+ * owner's own syscall: the owner is the task on the CPU, fd from its syscall
+ * registers. Fills fresh for a target's TCP socket; *now: the clock read.
+ */
+static __always_inline bool born_here(const bool btf, const struct sock *sk, int oldstate, int newstate, struct tt_owner *fresh,
+				      __u64 *now)
+{
+	bool listen = newstate == TCP_LISTEN;
+
+	if (oldstate != TCP_CLOSE || (newstate != TCP_SYN_SENT && !listen))
+		return false;
+	if (!is_target(bpf_get_current_pid_tgid() >> 32) || !sk_is_tcp(btf, sk))
+		return false;
+	/* the stack is taken at syscall entry (on_acquire_enter), not here: a capture is long, and
+	 * a softirq transition landing inside this program on the same CPU would be skipped */
+	*now = bpf_ktime_get_ns();
+	owner_here(fresh, acquiring_syscall_fd(listen), listen ? TT_ORIGIN_LISTEN : TT_ORIGIN_CONNECT, *now);
+	return true;
+}
+
+/*
  * Learn the owner of a socket the owners map does not know yet. Order matters:
  * sockets seeded from sock_diag at attach; then a new child of a traced
  * listener; then the acquisitions that only ever run in the owner's own syscall
@@ -768,17 +799,8 @@ static __always_inline struct tt_owner *learn_owner(const bool btf, const struct
 		return owner_put(skey, fresh);
 	}
 
-	if (oldstate == TCP_CLOSE && (newstate == TCP_SYN_SENT || newstate == TCP_LISTEN)) {
-		bool listen = newstate == TCP_LISTEN;
-
-		if (!is_target(bpf_get_current_pid_tgid() >> 32) || !sk_is_tcp(btf, sk))
-			return NULL;
-		/* the stack is taken at syscall entry (on_acquire_enter), not here: a capture is long, and
-		 * a softirq transition landing inside this program on the same CPU would be skipped */
-		*now = bpf_ktime_get_ns();
-		owner_here(fresh, acquiring_syscall_fd(listen), listen ? TT_ORIGIN_LISTEN : TT_ORIGIN_CONNECT, *now);
+	if (born_here(btf, sk, oldstate, newstate, fresh, now))
 		return owner_put(skey, fresh);
-	}
 	return NULL;
 }
 
@@ -825,6 +847,34 @@ static __always_inline bool entered_by_owner(const struct tt_owner *o, int newst
 	return o->tgid == (__u32)(bpf_get_current_pid_tgid() >> 32) && o->fd == acquiring_syscall_fd(newstate == TCP_LISTEN);
 }
 
+/*
+ * The owners map's entry for a transition's socket (targ_owners): learnt now
+ * if the socket is new to it. NULL: not a socket the kernel follows.
+ */
+static __always_inline struct tt_owner *mapped_owner(const bool btf, const struct sock *sk, int oldstate, int newstate,
+						     struct tt_owner *fresh, __u64 *now)
+{
+	__u64 skey = (__u64)sk;
+	/* in --pid mode the owners map only ever holds targets' sockets (every way in checks is_target) */
+	struct tt_owner *o = bpf_map_lookup_elem(&owners, &skey);
+
+	if (o && ((oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV) ||
+		  (oldstate == TCP_CLOSE && (newstate == TCP_SYN_SENT || newstate == TCP_LISTEN))) &&
+	    !entered_by_owner(o, newstate)) {
+		/*
+		 * A socket is born (a listener's new child, or connect/listen from CLOSE) at
+		 * an address the map still holds: the entry is a dead socket's, whose CLOSE
+		 * was never seen (the kernel skipped that run: missedInKernel). Its owner
+		 * must not be inherited: learn this one's afresh.
+		 */
+		bpf_map_delete_elem(&owners, &skey);
+		o = NULL;
+	}
+	if (!o)
+		o = learn_owner(btf, sk, oldstate, newstate, fresh, now);
+	return o;
+}
+
 static __always_inline void handle_transition(const bool btf, const struct sock *sk, int oldstate, int newstate)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -839,22 +889,10 @@ static __always_inline void handle_transition(const bool btf, const struct sock 
 
 	if (!sk)
 		return;
-	/* in --pid mode the owners map only ever holds targets' sockets (every way in checks is_target) */
-	o = bpf_map_lookup_elem(&owners, &skey);
-	if (o && ((oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV) ||
-		  (oldstate == TCP_CLOSE && (newstate == TCP_SYN_SENT || newstate == TCP_LISTEN))) &&
-	    !entered_by_owner(o, newstate)) {
-		/*
-		 * A socket is born (a listener's new child, or connect/listen from CLOSE) at
-		 * an address the map still holds: the entry is a dead socket's, whose CLOSE
-		 * was never seen (the kernel skipped that run: missedInKernel). Its owner
-		 * must not be inherited: learn this one's afresh.
-		 */
-		bpf_map_delete_elem(&owners, &skey);
-		o = NULL;
-	}
-	if (!o)
-		o = learn_owner(btf, sk, oldstate, newstate, &fresh, &now);
+	if (targ_owners)
+		o = mapped_owner(btf, sk, oldstate, newstate, &fresh, &now);
+	else /* the agent's table attributes the rest */
+		o = born_here(btf, sk, oldstate, newstate, &fresh, &now) ? &fresh : NULL;
 	if (!o) {
 		/* --pid: not a target's socket. Whole system: any TCP socket but our own. */
 		if (targ_filter) {
@@ -881,19 +919,22 @@ static __always_inline void handle_transition(const bool btf, const struct sock 
 	}
 
 	early = sk_is_early_clone(btf, sk, oldstate, newstate);
-	if (early)
+	if (early) {
 		t.family = KREAD(btf, sk, __sk_common.skc_family); /* tuple not set yet (< 6.15) */
-	else
+		/* but the port is the listener's, and the child's own: the agent's table finds the listener by it */
+		if (!targ_owners)
+			t.sport = KREAD(btf, sk, __sk_common.skc_num);
+	} else
 		read_tuple(btf, sk, &t);
 	netns = sk_netns_of(btf, sk);
 
-	/* a traced listener: remember its port so its children are attributed before accept() */
-	if (o && newstate == TCP_LISTEN) {
+	/* a traced listener: remember its port so its children are attributed before accept() (no owners map: the agent's table does) */
+	if (targ_owners && o && newstate == TCP_LISTEN) {
 		struct tt_listen_key lk = { .netns = netns, .port = t.sport };
 
 		if (bpf_map_update_elem(&listeners, &lk, o, BPF_ANY))
 			count(TT_CNT_LISTENERS_FULL);
-	} else if (oldstate == TCP_LISTEN && newstate == TCP_CLOSE) {
+	} else if (targ_owners && oldstate == TCP_LISTEN && newstate == TCP_CLOSE) {
 		struct tt_listen_key lk = { .netns = netns, .port = t.sport };
 
 		bpf_map_delete_elem(&listeners, &lk);
@@ -928,7 +969,7 @@ static __always_inline void handle_transition(const bool btf, const struct sock 
 		emit_sockcall(btf, sk, TT_CALL_CLOSE, o->fd, 0, TT_VIA_SYSCALL, o);
 	}
 out:
-	if (newstate == TCP_CLOSE && o)
+	if (targ_owners && newstate == TCP_CLOSE && o)
 		bpf_map_delete_elem(&owners, &skey);
 }
 
@@ -939,8 +980,13 @@ out:
 static __always_inline struct tt_owner *claim_accepted(const bool btf, struct sock *sk, __s32 fd, struct tt_owner *fresh)
 {
 	__u64 skey = (__u64)sk;
-	struct tt_owner *o = bpf_map_lookup_elem(&owners, &skey);
-	__u8 state = KREAD(btf, sk, __sk_common.skc_state);
+	struct tt_owner *o;
+	__u8 state;
+
+	if (!targ_owners)
+		return NULL; /* the accept record itself tells the agent's table */
+	o = bpf_map_lookup_elem(&owners, &skey);
+	state = KREAD(btf, sk, __sk_common.skc_state);
 
 	if (state == TCP_CLOSE) {
 		if (o)
@@ -982,10 +1028,18 @@ static __always_inline void on_accept_exit(const bool btf, long ret)
 }
 
 /* Return of inet_csk_accept (fexit / kretprobe): ownership without the fd, also for io_uring. */
-static __always_inline void on_inet_csk_accept(struct sock *sk)
+static __always_inline void on_inet_csk_accept(struct sock *sk, __u8 via)
 {
 	if (!sk || !is_target(bpf_get_current_pid_tgid() >> 32) || !sk_is_tcp(RAW_PTR, sk))
 		return;
+	if (!targ_owners) {
+		/* nothing to claim in: tell the agent, unless accept()'s exit hook is about to, with the fd */
+		long nr = SYSCALL_NR(RAW_PTR, current_user_regs());
+
+		if (nr != NR_accept && nr != NR_accept4)
+			emit_sockcall(RAW_PTR, sk, TT_CALL_ACCEPT, -1, 0, via, NULL);
+		return;
+	}
 	struct tt_owner fresh = {};
 
 	claim_accepted(RAW_PTR, sk, -1, &fresh);
@@ -1307,13 +1361,13 @@ int tp_sched_process_fork(struct trace_event_raw_sched_process_fork *ctx)
 SEC("fexit/inet_csk_accept")
 int fexit_inet_csk_accept(unsigned long long *ctx)
 {
-	on_inet_csk_accept(inet_csk_accept_ret(ctx));
+	on_inet_csk_accept(inet_csk_accept_ret(ctx), TT_VIA_FEXIT);
 	return 0;
 }
 
 SEC("kretprobe/inet_csk_accept")
 int BPF_KRETPROBE(kretprobe_inet_csk_accept, struct sock *sk)
 {
-	on_inet_csk_accept(sk);
+	on_inet_csk_accept(sk, TT_VIA_KRETPROBE);
 	return 0;
 }

@@ -151,6 +151,9 @@ Tracer::Tracer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tracer>(info) 
   skel_->rodata->targ_stacks = GetBool(o, "stacks", false);
   // only --pid sockets have an owners entry to be held in
   skel_->rodata->targ_summary = GetBool(o, "summary", false) && skel_->rodata->targ_filter;
+  // sk -> owner in the kernel: --pid filters with it and stacks keep per-socket state in it
+  const bool owners = GetBool(o, "owners", true) || skel_->rodata->targ_filter || skel_->rodata->targ_stacks;
+  skel_->rodata->targ_owners = owners;
   skel_->rodata->targ_io_syscalls = GetBool(o, "ioViaSyscalls", true);
   skel_->rodata->targ_stack_bytes = std::min<uint32_t>(GetU32(o, "stackBytes", 16384), TT_STACK_MAX);
   skel_->rodata->targ_stack_rate = std::max<uint32_t>(GetU32(o, "stackRate", 2000), 1);
@@ -160,8 +163,10 @@ Tracer::Tracer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tracer>(info) 
   uint32_t max_targets = GetU32(o, "maxTargets", 4096);
 
   int err = bpf_map__set_max_entries(skel_->maps.events, ring);
-  if (!err) err = bpf_map__set_max_entries(skel_->maps.owners, max_sockets);
-  if (!err) err = bpf_map__set_max_entries(skel_->maps.seeds, max_sockets);
+  // unused without targ_owners: one entry each instead of preallocated megabytes
+  if (!err) err = bpf_map__set_max_entries(skel_->maps.owners, owners ? max_sockets : 1);
+  if (!err) err = bpf_map__set_max_entries(skel_->maps.seeds, owners ? max_sockets : 1);
+  if (!err && !owners) err = bpf_map__set_max_entries(skel_->maps.listeners, 1);
   if (!err) err = bpf_map__set_max_entries(skel_->maps.targets, max_targets);
   if (!err) err = bpf_map__set_max_entries(skel_->maps.stack_scratch, static_cast<uint32_t>(std::max(libbpf_num_possible_cpus(), 1) * TT_SCRATCH_PER_CPU));
   if (err) {

@@ -98,6 +98,11 @@ export interface NativeTracerOptions {
   stackRate?: number;
   /** summary mode: keep the targets' sockets in the kernel until they enter CLOSE_WAIT (needs filter) */
   summary?: boolean;
+  /**
+   * keep sk -> owner in the kernel (default); false leaves attribution to the
+   * socket table (whole system without stacks). filter and stacks imply it.
+   */
+  owners?: boolean;
 }
 
 export interface NativeTracer {

@@ -98,3 +98,42 @@ test('a socket born at a live socket\'s address retires it: that CLOSE was skipp
   assert.equal(t.counts.unseenCloses, 1);
   assert.equal(t.live.size, 1);
 });
+
+// The whole system without stacks: the kernel keeps no owners map (SessionInfo.owners 'agent')
+// and names an owner only at connect/listen; the table attributes everything else.
+const unowned = { ownerKnown: false, ownerPid: 0, ownerComm: '', ownerFd: -1, origin: TT_ORIGIN.UNKNOWN };
+
+test('without owners from the kernel, a listener\'s child is its owner\'s until accept(), and keeps the acceptor after', () => {
+  const t = new SocketTable(null);
+  // a listener made while tracing (its record names the owner), and one present at attach, in another netns
+  t.apply(tr(9, 1, TCP.CLOSE, TCP.LISTEN, { local: '0.0.0.0:80', remote: '0.0.0.0:0', ownerPid: 100, ownerComm: 'srv', ownerFd: 3, origin: TT_ORIGIN.LISTEN }));
+  const present: PresentEvent = {
+    type: 'present', ts: 2, cookie: 77n, state: TCP.LISTEN, pid: 300, fd: 4, comm: 'other', inode: 1, sharedWith: [],
+    family: 2, local: '0.0.0.0:80', remote: '0.0.0.0:0', netns: 2,
+  };
+  t.apply(present);
+  const child = t.apply(tr(1, 10, TCP.LISTEN, TCP.SYN_RECV, unowned))!.rec;
+  assert.deepEqual([child.pid, child.comm, child.fd, child.origin], [100, 'srv', -1, 'accept-pending']);
+  const other = t.apply(tr(2, 11, TCP.LISTEN, TCP.SYN_RECV, { ...unowned, netns: 2, remote: '127.0.0.1:5001' }))!.rec;
+  assert.deepEqual([other.pid, other.comm], [300, 'other'], 'the listener of the child\'s own netns');
+  t.apply(tr(1, 12, TCP.SYN_RECV, TCP.ESTABLISHED, unowned));
+  t.apply(call(1, 13, TT_CALL.ACCEPT, 7, TCP.ESTABLISHED, { pid: 101, comm: 'worker' }));
+  const cw = t.apply(tr(1, 20, TCP.ESTABLISHED, TCP.CLOSE_WAIT, unowned))!.rec;
+  assert.deepEqual([cw.pid, cw.comm, cw.fd, cw.origin], [101, 'worker', 7, 'accept']);
+  // the listener closes: a later child on that port has no owner to inherit
+  t.apply(tr(9, 30, TCP.LISTEN, TCP.CLOSE, { ...unowned, local: '0.0.0.0:0' }));
+  const orphan = t.apply(tr(3, 31, TCP.LISTEN, TCP.SYN_RECV, { ...unowned, remote: '127.0.0.1:5002' }))!.rec;
+  assert.deepEqual([orphan.pid, orphan.origin], [0, 'unknown']);
+});
+
+test('a child first seen as its listener\'s copy (before 6.15: port only) takes its tuple from the next transition', () => {
+  const t = new SocketTable(null);
+  t.apply(tr(9, 1, TCP.CLOSE, TCP.LISTEN, { local: '0.0.0.0:80', remote: '0.0.0.0:0', ownerPid: 100, origin: TT_ORIGIN.LISTEN }));
+  const child = t.apply(tr(1, 10, TCP.LISTEN, TCP.SYN_RECV, { ...unowned, local: '0.0.0.0:80', remote: '0.0.0.0:0' }))!.rec;
+  assert.equal(child.pid, 100);
+  t.apply(tr(1, 11, TCP.SYN_RECV, TCP.ESTABLISHED, unowned));
+  assert.deepEqual([child.local, child.remote], ['127.0.0.1:80', '127.0.0.1:5000']);
+  // a listener's own endpoints stay as they are (its peer is always :0)
+  const listener = t.live.get(9)!;
+  assert.deepEqual([listener.local, listener.remote], ['0.0.0.0:80', '0.0.0.0:0']);
+});

@@ -1,11 +1,12 @@
 /**
- * Without --pid: the whole system, in the mode this kernel chooses. No owner is
- * filtered, so every TCP socket on the box gets an owners entry from its own
- * acquisition (connect, a listener's child, accept) and every close is
- * reported; this is what `tcptrace record` runs. Asserts, on two servers and
- * their clients: complete ordered lifetimes, softirq transitions attributed
- * to the owner on both ends, accept and close() with the owner's fds, the
- * CLOSE_WAIT set of a pid equal to ss, and report == live.
+ * Without --pid: the whole system, in the mode this kernel chooses; this is
+ * what `tcptrace record` runs. Nothing is filtered, so the kernel keeps no
+ * owners map: records name their owner only at connect/listen, and the socket
+ * table attributes the rest from the stream (present sockets, a listener's
+ * children, accept). Asserts, on two servers and their clients: complete
+ * ordered lifetimes, every transition attributed to the owner on both ends
+ * (softirq ones too, and a child before accept()), accept and close() with the
+ * owner's fds, the CLOSE_WAIT set of a pid equal to ss, and report == live.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -49,7 +50,8 @@ describe('tcptrace without --pid (whole system)', { skip: skip ?? false }, () =>
   const transitions = () => rec.events.filter((e): e is TransitionEvent => e.type === 'transition');
   const calls = (call: number) => rec.events.filter((e): e is SockcallEvent => e.type === 'sockcall' && e.call === call);
 
-  test('nothing is filtered and nothing is lost', () => {
+  test('nothing is filtered and nothing is lost; the agent attributes owners', () => {
+    assert.equal(rec.info.owners, 'agent');
     assert.equal(live.target.pids, null);
     assert.equal(live.counts.lost, 0);
     assert.equal(live.counts.filteredInKernel, 0);
@@ -69,7 +71,12 @@ describe('tcptrace without --pid (whole system)', { skip: skip ?? false }, () =>
         for (let i = 1; i < evs.length; i++) assert.equal(evs[i].oldState, evs[i - 1].newState, `chain broken for port ${p}`);
       }
       for (const p of [...leak, ...good]) {
-        for (const e of bySocket.get(p) ?? []) assert.equal(e.ownerPid, srv.pid, `${srv.port}<-${p} ${e.oldState}>${e.newState} attributed to ${e.ownerPid}`);
+        for (const e of bySocket.get(p) ?? []) {
+          const by = rec.owner.get(e);
+          assert.equal(by?.pid, srv.pid, `${srv.port}<-${p} ${e.oldState}>${e.newState} attributed to ${by?.pid}`);
+          // the kernel sent it without one: the table found the listener (LISTEN>SYN_RECV), then accept()
+          assert.equal(e.ownerKnown, false, `${srv.port}<-${p} ${e.oldState}>${e.newState}: an owner from the kernel`);
+        }
       }
     }
   });
@@ -85,14 +92,18 @@ describe('tcptrace without --pid (whole system)', { skip: skip ?? false }, () =>
       assert.ok(connect, `client port ${p}: no connect transition`);
       assert.equal(`${connect.oldState}>${connect.newState}`, `${TCP.CLOSE}>${TCP.SYN_SENT}`, `client port ${p} starts with connect`);
       const evs = [connect, ...all.slice(first).filter((e) => e.local.endsWith(`:${p}`))];
+      // connect() names its owner in the kernel, the task on the CPU; the table carries it on
+      assert.ok(connect.ownerKnown && connect.ownerPid === connect.cpuPid && connect.ownerFd >= 3, `client port ${p}: connect record owner ${connect.ownerPid} fd ${connect.ownerFd}`);
       for (const e of evs) {
-        assert.equal(e.ownerPid, connect.cpuPid, `client port ${p}: ${e.oldState}>${e.newState} attributed to ${e.ownerPid}, connected by ${connect.cpuPid}`);
-        assert.equal(e.ownerComm, 'python3');
+        const by = rec.owner.get(e);
+        assert.equal(by?.pid, connect.cpuPid, `client port ${p}: ${e.oldState}>${e.newState} attributed to ${by?.pid}, connected by ${connect.cpuPid}`);
+        assert.equal(by?.comm, 'python3');
+        assert.equal(by?.fd, connect.ownerFd);
       }
       client.push(...evs);
     }
     // the SYN-ACK reaches the client in the server's or a softirq's context, never its own
-    assert.ok(client.some((e) => e.cpuPid !== e.ownerPid), 'expected a client transition made while another task was on the CPU');
+    assert.ok(client.some((e) => e.cpuPid !== rec.owner.get(e)?.pid), 'expected a client transition made while another task was on the CPU');
   });
 
   test('accept() and close() are reported with the owner\'s pid and fd', () => {

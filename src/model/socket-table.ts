@@ -93,6 +93,10 @@ export class SocketRecord implements TupleSink {
   get localPortZero(): boolean {
     return this.localStr !== null ? this.localStr.endsWith(':0') : this.lPort === 0;
   }
+  /** remote ends in ":0" (no peer yet: a listener, or a listener's child before its tuple is set) */
+  get remotePortZero(): boolean {
+    return this.remoteStr !== null ? this.remoteStr.endsWith(':0') : this.rPort === 0;
+  }
 
   setRawTuple(dv: DataView, off: number): void {
     this.localStr = this.remoteStr = null;
@@ -173,6 +177,14 @@ export class SocketTable {
    */
   private pendingStacks = new Map<number, StackSighting[]>();
   private serial = 0;
+  /**
+   * Listeners by network namespace and port (listenKey): a listener's new child
+   * (LISTEN -> SYN_RECV) belongs to the listener's owner until accept() names
+   * the acceptor. The kernel attributes children itself when it keeps owners
+   * (--pid, stacks); for the whole system it leaves that to this table
+   * (SessionInfo.owners 'agent'), and the child's record has no owner.
+   */
+  private readonly listeners = new Map<number, SocketRecord>();
   /** the history noteClosedCloseWait() used last (a server closes through the same few paths) */
   private lastClosed: CloseWaitHistory | null = null;
   /** what the last transition() did, besides its record: read right after the call */
@@ -290,10 +302,12 @@ export class SocketTable {
       // (a listener's child starts in SYN_RECV; LISTEN is its parent's state, not its own)
       rec.stateSince = oldState === TCP.CLOSE ? ts : null;
       rec.state = oldState;
-    } else if (newState !== TCP.CLOSE && rec.localPortZero && ev.localPort !== 0) {
-      // The tuple fills in as the socket progresses (a connecting socket learns its
-      // local port); at CLOSE the kernel has already released the port (shows :0).
-      // (connect() sets SYN_SENT before it picks the local port).
+      if (oldState === TCP.LISTEN && newState === TCP.SYN_RECV && !ev.ownerKnown) this.adoptChild(rec, ev.netns, ev.localPort);
+    } else if (newState !== TCP.CLOSE && (rec.localPortZero || (rec.remotePortZero && rec.state !== TCP.LISTEN)) && ev.localPort !== 0) {
+      // The tuple fills in as the socket progresses: a connecting socket learns its
+      // local port (connect() sets SYN_SENT before it picks one), a listener's child
+      // its peer (before 6.15 its first record is the listener's copy, see
+      // sk_is_early_clone); at CLOSE the kernel has already released the port (shows :0).
       rec.setEndpoints(ev);
     }
     if (ev.ownerKnown) {
@@ -313,6 +327,8 @@ export class SocketTable {
     if (oldState === TCP.CLOSE_WAIT && newState !== TCP.CLOSE_WAIT && inOldNs !== null && rec.pid) this.noteClosedCloseWait(rec, inOldNs);
     rec.state = newState;
     rec.stateSince = ts;
+    if (newState === TCP.LISTEN) this.listeners.set(listenKey(rec.netns, ev.localPort), rec);
+    else if (oldState === TCP.LISTEN && newState !== TCP.SYN_RECV) this.unlisten(rec); // LISTEN>SYN_RECV is a child's birth, on every connection
     if (newState === TCP.CLOSE) {
       this.live.delete(rec.sk);
       this.counts.retired++;
@@ -348,6 +364,20 @@ export class SocketTable {
     } else if (call === TT_CALL.SHUTDOWN) {
       rec.shutdownAt = ev.ts;
     }
+  }
+
+  /** a listener's new child, without an owner from the kernel: the listener's owner's, pending accept() */
+  private adoptChild(rec: SocketRecord, netns: number, port: number): void {
+    const parent = this.listeners.get(listenKey(netns, port));
+    if (!parent || !parent.pid) return;
+    rec.pid = parent.pid;
+    rec.comm = parent.comm;
+    rec.origin = 'accept-pending';
+  }
+
+  /** a listener closed (few, and rarely: a scan of the index is cheaper than a key on every record) */
+  private unlisten(rec: SocketRecord): void {
+    for (const [k, r] of this.listeners) if (r === rec) this.listeners.delete(k);
   }
 
   private noteClosedCloseWait(rec: SocketRecord, ns: number): void {
@@ -397,6 +427,7 @@ export class SocketTable {
     rec.comm = ev.comm;
     rec.fd = ev.fd;
     rec.sharedWith = ev.sharedWith;
+    if (ev.state === TCP.LISTEN) this.listeners.set(listenKey(ev.netns, portOf(ev.local)), rec);
   }
 
   /** Links a pre-existing socket (known by cookie) to its kernel address once an event names both. */
@@ -408,6 +439,16 @@ export class SocketTable {
     rec.sk = sk;
     this.live.set(sk, rec);
   }
+}
+
+/** a listener's key: network namespace inode and port, exact in a double (32 + 16 bits) */
+function listenKey(netns: number, port: number): number {
+  return netns * 65536 + port;
+}
+
+/** the port of an "ip:port" / "[ip]:port" endpoint */
+function portOf(endpoint: string): number {
+  return Number(endpoint.slice(endpoint.lastIndexOf(':') + 1)) || 0;
 }
 
 /** durations kept per closed code path, for its quantiles */

@@ -96,6 +96,7 @@ export class TraceSession {
       stacks: opts.stacks ? { bytes: opts.stackBytes, rate: opts.stackRate } : null,
       ...(opts.analysis ? { analysis: opts.analysis } : {}),
       summary: !!opts.summary,
+      owners: kernelOwners(opts, targets) ? 'kernel' : 'agent',
       startedNs: monotonicNs(),
     };
   }
@@ -127,6 +128,7 @@ export class TraceSession {
       stackBytes: opts.stackBytes,
       stackRate: opts.stackRate,
       summary: opts.summary,
+      owners: kernelOwners(opts, targets),
     });
     try {
       tracer.load();
@@ -153,7 +155,8 @@ export class TraceSession {
     // seeds owners (by cookie) so transitions during the second are attributed;
     // the second is what the report starts from.
     const pids = this.targets ? [...this.targets] : null;
-    this.seed(snapshotSockets(pids));
+    // (the first pass only seeds the kernel's owners map: without one, nothing to seed)
+    if (this.info.owners === 'kernel') this.seed(snapshotSockets(pids));
     const ts = monotonicNs();
     const second = snapshotSockets(pids);
     this.seed(second);
@@ -183,6 +186,7 @@ export class TraceSession {
   }
 
   private seed(socks: OwnedSocket[]): void {
+    if (this.info.owners !== 'kernel') return; // the table has them from the present records
     const owners = socks.map((s) => ({ cookie: s.diag.cookie, tgid: s.pid, fd: s.fd, origin: TT_ORIGIN.PREEXISTING, comm: s.comm }));
     const n = this.tracer.seedOwners(owners);
     const listeners = socks
@@ -279,6 +283,16 @@ function namedStates(counts: number[]): Record<string, number> {
     if (n && state !== TCP.CLOSE) out[stateName(state)] = n;
   });
   return out;
+}
+
+/**
+ * The kernel keeps sk -> owner when it filters (--pid) or keeps per-socket
+ * stack state; the whole system without stacks sends every socket's events, and
+ * the socket table attributes them from the stream (a transition costs ~0.3 us
+ * less a run: README, "How it works").
+ */
+function kernelOwners(opts: TraceOptions, targets: Set<number> | null): boolean {
+  return targets !== null || opts.stacks;
 }
 
 function drainLibbpf(): void {

@@ -67,6 +67,12 @@ export interface SessionInfo {
   stacks: { bytes: number; rate: number } | null;
   /** summary mode: the kernel sent only the sockets that entered CLOSE_WAIT or LISTEN (TraceOptions.summary) */
   summary?: boolean;
+  /**
+   * who attributes transitions to owners: the kernel's owners map (records carry
+   * the owner), or, for the whole system without stacks, the agent's socket
+   * table (only connect/listen births carry it). Absent in older recordings: kernel.
+   */
+  owners?: 'kernel' | 'agent';
   /** --leak-after/--top/--interval given to `tcptrace record`: `tcptrace report` defaults to them */
   analysis?: { leakAfterMs: number; top: number; intervalS?: number };
   startedNs: bigint;

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { decodeBatch } from '../../src/decode.js';
 import type { PresentEvent, TraceEvent, TransitionEvent } from '../../src/model/events.js';
 import { isBirth, TCP } from '../../src/model/states.js';
+import { SocketTable } from '../../src/model/socket-table.js';
 import { replay } from '../../src/record/reader.js';
 import type { SessionEnd, SessionInfo } from '../../src/trace/types.js';
 import type { ResolvedStack } from '../../src/stacks/types.js';
@@ -15,6 +16,11 @@ export interface Recorded {
   /** every stack sighting in stream order: full stacks, and kernel references given their frames */
   stacks: ResolvedStack[];
   end: SessionEnd;
+  /**
+   * The owner the socket table gave each transition, as the report sees it: the
+   * kernel's (SessionInfo.owners 'kernel') or the table's own attribution ('agent').
+   */
+  owner: Map<TraceEvent, { pid: number; comm: string; fd: number }>;
 }
 
 /** Stops a `--format json --record FILE` trace with SIGINT: its live report, and its recording read back. */
@@ -25,20 +31,34 @@ export async function stopRecordedTrace(t: Running, file: string): Promise<{ liv
 }
 
 export async function readRecording(path: string): Promise<Recorded> {
-  const rec: Partial<Recorded> & { events: TraceEvent[]; present: PresentEvent[]; stacks: ResolvedStack[] } = { events: [], present: [], stacks: [] };
+  const rec: Partial<Recorded> & { events: TraceEvent[]; present: PresentEvent[]; stacks: ResolvedStack[]; owner: Recorded['owner'] } = {
+    events: [],
+    present: [],
+    stacks: [],
+    owner: new Map(),
+  };
   const full = new Map<number, ResolvedStack>();
+  let table: SocketTable;
   await replay(path, {
     stacks: (items) => {
       for (const st of items) if (!full.has(st.stackId)) full.set(st.stackId, st);
       rec.stacks.push(...items);
     },
-    begin: (info) => void (rec.info = info),
-    present: (p) => void rec.present.push(...p),
+    begin: (info) => {
+      rec.info = info;
+      table = new SocketTable(info.selectors.pids);
+    },
+    present: (p) => {
+      rec.present.push(...p);
+      for (const ev of p) table.apply(ev);
+    },
     batch: (buf) => {
       const from = rec.events.length;
       decodeBatch(buf, rec.events);
       for (let i = from; i < rec.events.length; i++) {
         const ev = rec.events[i];
+        const applied = table.apply(ev);
+        if (applied) rec.owner.set(ev, { pid: applied.rec.pid, comm: applied.rec.comm, fd: applied.rec.fd });
         if (ev.type !== 'stackref') continue;
         const known = full.get(ev.stackId);
         if (!known) throw new Error(`stack reference to id ${ev.stackId} before any full stack of it`);

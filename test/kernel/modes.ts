@@ -34,6 +34,9 @@
  *    A second agent traces the server alongside in summary mode (`-f json`, no
  *    recording): the same CLOSE_WAIT set and fds, the leaked sockets' accept
  *    stack, and transitions counted in the kernel instead of sent.
+ *    Then the whole system in the same mode (systemScenario: no owners map in
+ *    the kernel): every server-side transition owned by its server as the
+ *    socket table attributes it, io_uring's included, and CLOSE_WAIT == ss.
  *
  * Results: one line per mode, `N passed, N failed, N skipped` at the end, exit 1
  * on any failure; $VMTEST_RESULT_DIR/kernel-modes.json (or $TCPTRACE_RESULT_DIR)
@@ -467,6 +470,64 @@ async function scenario(mode: Mode, fx: Fixtures, c: Checks): Promise<Record<str
   }
 }
 
+/**
+ * The whole system (no --pid, no stacks: what `tcptrace record` runs), in this
+ * mode: the kernel keeps no owners map and the socket table attributes from
+ * the stream. A listener's child is found by its port, which before 6.15 only
+ * the child's first record (the listener's copy) carries; an io_uring accept is
+ * reported by fexit/kretprobe as an accept without fd. Asserts every server-side
+ * transition owned by its server, as the report's table sees it.
+ */
+async function systemScenario(mode: Mode, fx: Fixtures, c: Checks): Promise<Record<string, unknown>> {
+  const extra: Record<string, unknown> = {};
+  const servers: Server[] = [];
+  let tracer: ReturnType<typeof startTcptrace> | null = null;
+  try {
+    const server = await startServer(fx.leaky);
+    servers.push(server);
+    const uring = fx.uring ? await startServer(fx.uring) : null;
+    if (uring) servers.push(uring);
+    const file = join(WORK, `kernel-${mode}-system.tcptrace`);
+    tracer = startTcptrace(['--attach-mode', mode, '--no-stacks', '--format', 'json', '--record', file], { timeoutMs: 300_000 });
+    try {
+      await tracer.ready;
+    } catch (e) {
+      c.expect(false, `tcptrace (whole system) did not start: ${(e as Error).message.trim().slice(0, 1500)}`);
+      return extra;
+    }
+    const leaks = await requests(server.port, 'leak', 2);
+    const good = await requests(server.port, 'good', 2, true);
+    const uringPorts = uring ? await requests(uring.port, 'good', 1, true) : [];
+    const ssAtEnd = await closeWaitCount(server.pid, 2);
+    await sleep(300); // > 2 drain intervals
+    const res = await tracer.stop('SIGINT');
+    tracer = null;
+    if (!c.expect(res.code === 0, `tcptrace (whole system) exited ${res.code ?? res.signal}: ${res.stderr.trim().slice(-1500)}`)) return extra;
+    const live = JSON.parse(res.stdout);
+    const rec = await readRecording(file);
+    c.expect(rec.info.owners === 'agent', `whole system: owners attributed by ${rec.info.owners}, expected the agent`);
+    c.expect(live.counts?.lost === 0, `whole system: ${live.counts?.lost} events lost`);
+    const missedBy: Record<string, number> = live.counts?.missedInKernelBy ?? {};
+    const misses = skippedRuns(missedBy, /inet_sock_set_state$/) + skippedRuns(missedBy, ACCEPT_PROGRAMS);
+    const owned = (srv: Server, ports: number[]) => {
+      const byPeer = lifetimes(rec, srv.port);
+      return ports.map((p) => ({ p, evs: byPeer.get(p) ?? [] })).filter(({ evs }) => evs.length < 3 || evs.some((e) => rec.owner.get(e)?.pid !== srv.pid));
+    };
+    const bad = [...owned(server, [...leaks, ...good]), ...(uring ? owned(uring, uringPorts) : [])];
+    extra.systemBroken = bad.length;
+    c.expect(
+      bad.length <= misses,
+      `whole system: lifetimes not owned by their server: ${bad.slice(0, 3).map(({ p, evs }) => `:${p} [${evs.map((e) => `${arrow(e)} pid ${rec.owner.get(e)?.pid}`).join(', ')}]`).join('; ')} (runs the kernel reports skipped: ${JSON.stringify(missedBy)})`,
+    );
+    const cw = new Set<string>((live.closeWait ?? []).filter((e: any) => e.pid === server.pid).map((e: any) => `${e.local} ${e.remote}`));
+    c.expect(minus([...cw], [...ssAtEnd]).length === 0 && minus([...ssAtEnd], [...cw]).length <= misses, `whole system: CLOSE_WAIT of the server {${[...cw].sort().join(', ')}} != ss {${[...ssAtEnd].sort().join(', ')}}`);
+    return extra;
+  } finally {
+    if (tracer) await tracer.stop('SIGKILL');
+    for (const s of servers) await s.stop();
+  }
+}
+
 /** the programs that report accept() (syscall exit; fexit/kretprobe on inet_csk_accept), and close() (syscall entry) */
 const ACCEPT_PROGRAMS = /accept|_sys_exit$/;
 const CLOSE_PROGRAMS = /close|_sys_enter$/;
@@ -560,6 +621,11 @@ async function main(): Promise<number> {
       if (!c.failed.length || !extra.missedInKernel || attempt === 2) break;
       note(`${m}: retrying: ${String(extra.missedInKernel)} hook runs skipped by the kernel, and: ${c.failed.join('; ').slice(0, 300)}`);
       retried = extra.missedInKernel;
+    }
+    try {
+      Object.assign(extra, await systemScenario(m, fx, c));
+    } catch (e) {
+      c.expect(false, `whole-system scenario threw: ${(e as Error).stack ?? e}`);
     }
     if (retried !== undefined) extra.retriedAfterMissed = retried;
     report({ mode: m, status: c.failed.length ? 'fail' : 'pass', reason: c.failed.join('; '), seconds: round((performance.now() - t) / 1000), ...extra });
