@@ -20,7 +20,7 @@ import * as G from '../src/generated/events.js';
 import type { PresentEvent } from '../src/model/events.js';
 import type { ResolvedStack } from '../src/stacks/types.js';
 import type { Counters, SessionEnd, SessionInfo, TraceSink } from '../src/trace/types.js';
-import { median } from './common.js';
+import { median, parseOptions, run, UsageError } from './common.js';
 
 type Item = { t: 'batch'; buf: Buffer } | { t: 'stacks'; items: ResolvedStack[] } | { t: 'counters'; c: Counters };
 
@@ -148,18 +148,20 @@ function sha(path: string): string {
 }
 
 async function main(): Promise<void> {
-  const args = process.argv.slice(2);
-  const opt = (n: string) => {
-    const i = args.indexOf(n);
-    return i >= 0 ? args.splice(i, 2)[1] : undefined;
-  };
-  const runs = Number(opt('--runs') ?? 7);
-  const baseline = opt('--baseline');
-  const li = args.indexOf('--live');
-  const live = li >= 0;
-  if (live) args.splice(li, 1);
-  const file = args[0];
-  if (!file) throw new Error('usage: analysis.js FILE.tcptrace [--runs N] [--baseline DIST] [--live]');
+  const { values, positionals } = parseOptions(
+    'usage: node dist/bench/analysis.js FILE.tcptrace [options]   (npm run bench:analysis -- FILE)\n\nThe agent\'s per-record CPU (analysis, recording) offline, over a recording.',
+    {
+      runs: { default: '7', kind: 'count', help: 'timed runs per implementation' },
+      baseline: { default: '', kind: 'text', help: "another build's dist/ to time side by side (and check for identical output)" },
+      live: { default: '', kind: 'flag', help: 'also format live lines (as without --quiet)' },
+    },
+    { positionals: true },
+  );
+  const runs = Number(values.runs);
+  const baseline = values.baseline || undefined;
+  const live = values.live === '1';
+  if (positionals.length !== 1) throw new UsageError('want one recording: analysis.js FILE.tcptrace [options] (see --help)');
+  const file = positionals[0];
 
   const d = load(file);
   console.log(`${file}: ${d.records} records, ${d.items.filter((i) => i.t === 'batch').length} batches, ${(d.batchBytes / 1e6).toFixed(1)} MB`);
@@ -206,4 +208,4 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+run(main);

@@ -1,17 +1,78 @@
 /** What every benchmark under bench/ shares: paths, options, the tracer child, medians, the table. */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { constants } from 'node:os';
+import { parseArgs } from 'node:util';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
 export const CLI = join(ROOT, 'bin/tcptrace.js');
 
-/** `--name value` from the command line, or def */
-export function option(name: string, def: string): string {
-  const args = process.argv.slice(2);
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : def;
+/** One option of a benchmark: its default, what values it takes, and its line in --help. */
+export interface BenchOption {
+  default: string;
+  /** how --help names the default, when not by its value */
+  defaultText?: string;
+  /** count: a whole number >= 1; number: >= 0; text: anything; flag: no value ('1' when given, else the default) */
+  kind: 'count' | 'number' | 'text' | 'flag';
+  help: string;
+}
+
+/** The options every benchmark takes: the steal bar of belowSteal(). */
+const STEAL_OPTIONS: Record<string, BenchOption> = {
+  'max-steal': { default: '10', kind: 'number', help: 'a run whose steal (the hypervisor\'s share of the CPU) is above this percentage is measured again' },
+  retries: { default: '3', kind: 'number', help: 'at most this many re-measurements of a run (a run still above the bar is kept, and counted)' },
+};
+
+/** Bad command-line input: a one-line message, exit 2 (a failed benchmark exits 1). */
+export class UsageError extends Error {}
+
+function usageExit(err: UsageError): never {
+  process.stderr.write(`bench: ${err.message}\n`);
+  process.exit(2);
+}
+
+/**
+ * Parses the command line strictly (node:util parseArgs): --help prints the
+ * usage and the options and exits 0; an unknown option, a missing value or a
+ * bad number is one line and exit 2, never a silent default (`--help` once
+ * started the whole 20-minute benchmark). With `steal`, also the steal options.
+ */
+export function parseOptions(usage: string, spec: Record<string, BenchOption>, { steal = false, positionals = false } = {}): { values: Record<string, string>; positionals: string[] } {
+  const all = { ...spec, ...(steal ? STEAL_OPTIONS : {}) };
+  const help = () =>
+    `${usage}\n\noptions:\n${Object.entries(all)
+      .map(([k, o]) => `  --${k.padEnd(12)} ${o.help}${o.kind === 'flag' ? '' : ` (default: ${o.defaultText ?? (o.default || 'none')})`}`)
+      .join('\n')}\n  --help         this text\n`;
+  let parsed;
+  try {
+    parsed = parseArgs({
+      options: { ...Object.fromEntries(Object.entries(all).map(([k, o]) => [k, { type: o.kind === 'flag' ? ('boolean' as const) : ('string' as const) }])), help: { type: 'boolean' } },
+      allowPositionals: positionals,
+      strict: true,
+    });
+  } catch (err) {
+    usageExit(new UsageError(`${(err as Error).message.split('\n')[0]} (see --help)`));
+  }
+  if (parsed.values.help) {
+    process.stdout.write(help());
+    process.exit(0);
+  }
+  const values: Record<string, string> = {};
+  for (const [k, o] of Object.entries(all)) {
+    const given = (parsed.values as Record<string, string | boolean | undefined>)[k];
+    const v = given === true ? '1' : typeof given === 'string' ? given : o.default;
+    const n = Number(v);
+    if (o.kind === 'count' && !(Number.isInteger(n) && n >= 1)) usageExit(new UsageError(`--${k} wants a whole number >= 1, not '${v}' (see --help)`));
+    if (o.kind === 'number' && !(v !== '' && Number.isFinite(n) && n >= 0)) usageExit(new UsageError(`--${k} wants a number >= 0, not '${v}' (see --help)`));
+    values[k] = v;
+  }
+  if (steal) {
+    maxSteal = Number(values['max-steal']) / 100;
+    retries = Math.floor(Number(values.retries));
+  }
+  return { values, positionals: parsed.positionals };
 }
 
 export const median = (xs: number[]): number => {
@@ -100,20 +161,20 @@ export function sampleOf(rps: number, seconds: number, d: BoxCpu): Sample {
  * descheduled), whatever the condition. A run still above after the retries
  * is kept, and counted.
  */
-export const MAX_STEAL = Number(option('max-steal', '10')) / 100;
-const RETRIES = Number(option('retries', '3'));
+let maxSteal = 0.1;
+let retries = 3;
 
 export interface StealLog {
   retried: number;
-  /** kept although above MAX_STEAL: every retry was too */
+  /** kept although above the bar (--max-steal): every retry was too */
   keptAbove: number;
 }
 
 export async function belowSteal<T extends Sample>(measure: () => Promise<T>, log: StealLog, note: (x: T) => void): Promise<T> {
   for (let attempt = 0; ; attempt++) {
     const x = await measure();
-    if (x.steal <= MAX_STEAL) return x;
-    if (attempt === RETRIES) {
+    if (x.steal <= maxSteal) return x;
+    if (attempt === retries) {
       log.keptAbove++;
       return x;
     }
@@ -125,7 +186,7 @@ export async function belowSteal<T extends Sample>(measure: () => Promise<T>, lo
 
 /** the line under a table: how many runs the steal bar sent back */
 export const stealNote = (log: StealLog, runs: number): string =>
-  `steal above ${(MAX_STEAL * 100).toFixed(0)} %: ${log.retried} runs measured again; ${log.keptAbove} of the ${runs} kept still above it after every retry\n`;
+  `steal above ${(maxSteal * 100).toFixed(0)} %: ${log.retried} runs measured again; ${log.keptAbove} of the ${runs} kept still above it after every retry\n`;
 
 /** a sample on a progress line: "  10342 req/s  140.1 us/conn  steal 3 %" */
 export const sampleNote = (x: Sample): string => `${x.rps.toFixed(0).padStart(7)} req/s  ${x.usPerConn.toFixed(1)} us/conn  steal ${(x.steal * 100).toFixed(0)} %`;
@@ -172,7 +233,8 @@ export interface Tracer {
 /** Starts a tracer and resolves once `ready` shows on its stdout or stderr. */
 export function spawnTracer(cmd: string, argv: string[], ready: RegExp): Promise<Tracer> {
   const proc = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const t: Tracer = { proc, stdout: [], stderr: [], exited: new Promise((r) => proc.on('exit', () => r())) };
+  const off = onInterrupt(() => proc.kill('SIGKILL'));
+  const t: Tracer = { proc, stdout: [], stderr: [], exited: new Promise((r) => proc.on('exit', () => (off(), r()))) };
   let out = '';
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${cmd} not ready in 20 s: ${t.stderr.join('')}`)), 20_000);
@@ -209,10 +271,48 @@ export function table(rows: string[][]): string {
   return out.join('\n') + '\n';
 }
 
-/** Runs a benchmark's main: one line on stderr and exit 1 on failure. */
+/** what a benchmark started and must stop if it is interrupted: newest first */
+const started: (() => void)[] = [];
+
+/** fn stops something the benchmark started, if it is interrupted before the returned function is called */
+export function onInterrupt(fn: () => void): () => void {
+  started.push(fn);
+  return () => {
+    const i = started.indexOf(fn);
+    if (i >= 0) started.splice(i, 1);
+  };
+}
+
+/** a child (an idle target, the peer tool) killed by its pid if the benchmark is interrupted while it runs */
+export function killOnInterrupt<T extends ChildProcess>(proc: T): T {
+  const off = onInterrupt(() => proc.kill('SIGKILL'));
+  proc.on('exit', off);
+  return proc;
+}
+
+/** A signal, or output nobody reads any more (| head): stop what was started (by pid), then exit. */
+function interrupted(why: string, code: number): never {
+  for (const fn of started.splice(0).reverse()) {
+    try {
+      fn();
+    } catch {
+      // the rest still get stopped
+    }
+  }
+  try {
+    process.stderr.write(`bench: ${why}: stopped what it had started\n`);
+  } catch {
+    // stderr is the stream that failed
+  }
+  process.exit(code);
+}
+
+/** Runs a benchmark's main: one line on stderr and exit 1 on failure, 2 on bad usage; 128+N on signal N. */
 export function run(main: () => Promise<void>): void {
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => interrupted(sig, 128 + constants.signals[sig]));
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', (err: NodeJS.ErrnoException) => interrupted(`output closed (${err.code})`, 1));
   main().catch((err: Error) => {
     process.stderr.write(`bench: ${err.message}\n`);
-    process.exit(1);
+    process.exit(err instanceof UsageError ? 2 : 1);
   });
 }

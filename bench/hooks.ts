@@ -26,11 +26,19 @@ import { join } from 'node:path';
 import { hookPlan } from '../src/attach/modes.js';
 import { planAttach } from '../src/attach/probe.js';
 import { native, type NativeTracer } from '../src/native.js';
-import { belowSteal, option, PAIRED_HEADER, pairedCells, roundOrder, run, sampleNote, sleep, stealNote, table, type Sample, type StealLog } from './common.js';
+import { belowSteal, killOnInterrupt, PAIRED_HEADER, parseOptions, pairedCells, roundOrder, run, sampleNote, sleep, stealNote, table, type Sample, type StealLog } from './common.js';
 import { measureWrk, startNginx, stopNginx, wrk } from './nginx-server.js';
 
-const ROUNDS = Number(option('rounds', '12'));
-const SECONDS = Number(option('seconds', '4'));
+const { values: OPT } = parseOptions(
+  'usage: node dist/bench/hooks.js [options]   (npm run bench:hooks; root)\n\nWhat attaching the hooks costs nginx under wrk with nothing traced, by hook group, in interleaved rounds.',
+  {
+    rounds: { default: '12', kind: 'count', help: 'rounds; each runs every condition once' },
+    seconds: { default: '4', kind: 'count', help: 'seconds of wrk per run' },
+  },
+  { steal: true },
+);
+const ROUNDS = Number(OPT.rounds);
+const SECONDS = Number(OPT.seconds);
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the benchmark needs root (BPF)');
@@ -43,7 +51,7 @@ async function main(): Promise<void> {
     all,
   };
   for (const [k, v] of Object.entries(sets)) if (v && !v.length) throw new Error(`attach mode ${plan.mode.name} has no ${k} programs`);
-  const idle = spawn('sleep', ['3600'], { stdio: 'ignore' });
+  const idle = killOnInterrupt(spawn('sleep', ['3600'], { stdio: 'ignore' }));
   const dir = mkdtempSync(join(tmpdir(), 'tcptrace-bench-hooks-'));
   const nginx = startNginx(dir);
   const names = Object.keys(sets);

@@ -7,13 +7,15 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { boxCpu, cpuDelta, sampleOf, sleep, type Sample } from './common.js';
+import { boxCpu, cpuDelta, onInterrupt, sampleOf, sleep, type Sample } from './common.js';
 
 export const PORT = 18080;
 
 export interface Nginx {
   master: number;
   worker: number;
+  /** forgets the interrupt handler that stops it */
+  off: () => void;
 }
 
 /** Starts nginx with its config, logs and temp files under dir. */
@@ -34,19 +36,25 @@ http { access_log off; keepalive_requests 1000000;
   const r = spawnSync('nginx', ['-c', conf, '-p', dir], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`nginx failed to start: ${r.stderr}`);
   const master = Number(readFileSync(join(dir, 'nginx.pid'), 'utf8').trim());
+  const off = onInterrupt(() => spawnSync('kill', ['-QUIT', String(master)]));
   let worker = 0;
   for (let i = 0; i < 50 && !worker; i++) {
     const kids = readFileSync(`/proc/${master}/task/${master}/children`, 'utf8').trim();
     worker = Number(kids.split(' ')[0] || 0);
     if (!worker) spawnSync('sleep', ['0.1']);
   }
-  if (!worker) throw new Error(`nginx (master ${master}) started no worker`);
-  return { master, worker };
+  if (!worker) {
+    spawnSync('kill', ['-QUIT', String(master)]);
+    off();
+    throw new Error(`nginx (master ${master}) started no worker`);
+  }
+  return { master, worker, off };
 }
 
 /** Graceful stop, by the master's pid. */
 export function stopNginx(n: Nginx): void {
   spawnSync('kill', ['-QUIT', String(n.master)]);
+  n.off();
 }
 
 /** One wrk run; its requests per second. Bounded by wrk's -d and by timeout. */

@@ -25,20 +25,30 @@
  * each program's runs per connection and time per run, and the direct cost
  * ratio they and the agent's CPU make against the baseline's busy CPU.
  *
- * usage: node dist/bench/nginx.js [--rounds N] [--seconds S] [--conditions a,b,...] [--profile 0] [--max-steal PCT] [--retries N]
+ * usage: node dist/bench/nginx.js [--rounds N] [--seconds S] [--conditions a,b,...] [--profile 0] [--max-steal PCT] [--retries N] (--help)
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { belowSteal, CLI, CLK_TCK, median, option, PAIRED_HEADER, pairedCells, roundOrder, run, sampleNote, sleep, spawnTracer, stealNote, stopTracer, table, type Sample, type StealLog, type Tracer } from './common.js';
+import { belowSteal, CLI, CLK_TCK, killOnInterrupt, median, PAIRED_HEADER, parseOptions, pairedCells, roundOrder, run, sampleNote, sleep, spawnTracer, stealNote, stopTracer, table, type Sample, type StealLog, type Tracer } from './common.js';
 import { measureWrk, startNginx, stopNginx, wrk } from './nginx-server.js';
 import { bpfUsPerConn, costNote, programCosts, progCounts, withBpfStats, type ProgCost } from './bpf-profile.js';
 
-const ROUNDS = Number(option('rounds', '5'));
-const SECONDS = Number(option('seconds', '10'));
+const { values: OPT } = parseOptions(
+  'usage: node dist/bench/nginx.js [options]   (npm run bench; root)\n\nnginx under wrk in interleaved rounds, each tracer condition paired with the baseline of its round.',
+  {
+    rounds: { default: '5', kind: 'count', help: 'rounds; each runs every condition once, in a rotating order' },
+    seconds: { default: '10', kind: 'count', help: 'seconds of wrk per run' },
+    conditions: { default: '', defaultText: 'all', kind: 'text', help: 'only the conditions whose names contain one of these comma-separated words (the baseline always runs)' },
+    profile: { default: '1', kind: 'number', help: '0 skips the unpaired pass with BPF run-time stats after the rounds' },
+  },
+  { steal: true },
+);
+const ROUNDS = Number(OPT.rounds);
+const SECONDS = Number(OPT.seconds);
 /** --profile 0 skips the per-program pass after the rounds */
-const PROFILE = option('profile', '1') !== '0';
+const PROFILE = OPT.profile !== '0';
 
 /** a Sample's box CPU covers the wrk run and the tracer's drain */
 interface Run extends Sample {
@@ -87,7 +97,7 @@ let idle: ReturnType<typeof spawn> | null = null;
 const conditions: Condition[] = [
   { name: 'baseline', start: async () => null, finish: async () => ({ events: null, lost: null }) },
   // every hook attached, nothing traced: the target is an idle process of our own
-  jsonTrace('tcptrace hooks only (idle pid)', () => (idle = spawn('sleep', ['3600'], { stdio: 'ignore' })).pid!, ['--no-stacks'], () => {
+  jsonTrace('tcptrace hooks only (idle pid)', () => (idle = killOnInterrupt(spawn('sleep', ['3600'], { stdio: 'ignore' }))).pid!, ['--no-stacks'], () => {
     idle?.kill('SIGKILL');
     idle = null;
   }),
@@ -108,7 +118,7 @@ const conditions: Condition[] = [
     // tcpstates block-buffers its output when stdout is a pipe: give it a fixed second to attach
     start: async (_w, dir) => {
       const out = openSync(join(dir, 'tcpstates.out'), 'w');
-      const proc = spawn('/usr/sbin/tcpstates', [], { stdio: ['ignore', out, 'pipe'] });
+      const proc = killOnInterrupt(spawn('/usr/sbin/tcpstates', [], { stdio: ['ignore', out, 'pipe'] }));
       closeSync(out);
       const t: Tracer = { proc, stdout: [], stderr: [], exited: new Promise((r) => proc.on('exit', () => r())) };
       proc.stderr!.on('data', (d: Buffer) => t.stderr.push(d.toString()));
@@ -178,7 +188,7 @@ async function runCondition(c: Condition, worker: number, dir: string, profiled:
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the benchmark needs root (BPF)');
-  const only = option('conditions', '');
+  const only = OPT.conditions;
   const conds = only ? conditions.filter((c) => c.name === 'baseline' || only.split(',').some((o) => c.name.includes(o))) : conditions;
   const dir = mkdtempSync(join(tmpdir(), 'tcptrace-bench-'));
   // the peer (libbpf-tools tcpstates) reads tracepoint ids from tracefs: mount it for the run if needed

@@ -14,10 +14,17 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CLI, median, option, run, spawnTracer, stopTracer, table } from './common.js';
+import { CLI, killOnInterrupt, median, parseOptions, run, spawnTracer, stopTracer, table } from './common.js';
 
-const ROUNDS = Number(option('rounds', '5'));
-const CALLS = Number(option('calls', '2000000'));
+const { values: OPT } = parseOptions(
+  'usage: node dist/bench/syscall-cost.js [options]   (npm run bench:syscalls; root)\n\nns per unrelated and per hooked-but-untraced syscall, with and without the tracer attached.',
+  {
+    rounds: { default: '5', kind: 'count', help: 'rounds; each measures every condition once' },
+    calls: { default: '2000000', kind: 'count', help: 'syscalls per measurement' },
+  },
+);
+const ROUNDS = Number(OPT.rounds);
+const CALLS = Number(OPT.calls);
 
 const LOOP_C = `#include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +50,7 @@ async function main(): Promise<void> {
   writeFileSync(join(dir, 'loop.c'), LOOP_C);
   const cc = spawnSync('cc', ['-O2', '-o', join(dir, 'loop'), join(dir, 'loop.c')], { encoding: 'utf8' });
   if (cc.status !== 0) throw new Error(`cc failed: ${cc.stderr}`);
-  const idle = spawn('sleep', ['3600'], { stdio: 'ignore' });
+  const idle = killOnInterrupt(spawn('sleep', ['3600'], { stdio: 'ignore' }));
   const conds: { name: string; extra: string[] | null }[] = [
     { name: 'none', extra: null },
     { name: 'tracepoint (default)', extra: [] },
