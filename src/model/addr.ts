@@ -43,3 +43,8 @@ export function formatIp(family: number, b: Uint8Array | Buffer, off = 0): strin
 export function endpoint(family: number, ip: string, port: number): string {
   return family === AF_INET6 ? `[${ip}]:${port}` : `${ip}:${port}`;
 }
+
+/** the port of an endpoint() string ("ip:port" / "[ip]:port"); 0 if it has none */
+export function endpointPort(endpoint: string): number {
+  return Number(endpoint.slice(endpoint.lastIndexOf(':') + 1)) || 0;
+}

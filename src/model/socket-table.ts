@@ -5,7 +5,7 @@
  * Retired sockets are summarised, not kept, so memory stays bounded under churn.
  */
 import { O_TUPLE_DADDR, O_TUPLE_DPORT, O_TUPLE_FAMILY, O_TUPLE_SADDR, O_TUPLE_SPORT, TT_CALL, TT_ORIGIN } from '../generated/events.js';
-import { endpoint, formatIpWords, type TupleSink } from './addr.js';
+import { endpoint, endpointPort, formatIpWords, type TupleSink } from './addr.js';
 import type { Endpoints, PresentEvent, SockcallEvent, TraceEvent, TransitionEvent } from './events.js';
 import { isBirth, TCP } from './states.js';
 import type { ResolvedStack, Site } from '../stacks/types.js';
@@ -427,7 +427,7 @@ export class SocketTable {
     rec.comm = ev.comm;
     rec.fd = ev.fd;
     rec.sharedWith = ev.sharedWith;
-    if (ev.state === TCP.LISTEN) this.listeners.set(listenKey(ev.netns, portOf(ev.local)), rec);
+    if (ev.state === TCP.LISTEN) this.listeners.set(listenKey(ev.netns, endpointPort(ev.local)), rec);
   }
 
   /** Links a pre-existing socket (known by cookie) to its kernel address once an event names both. */
@@ -444,11 +444,6 @@ export class SocketTable {
 /** a listener's key: network namespace inode and port, exact in a double (32 + 16 bits) */
 function listenKey(netns: number, port: number): number {
   return netns * 65536 + port;
-}
-
-/** the port of an "ip:port" / "[ip]:port" endpoint */
-function portOf(endpoint: string): number {
-  return Number(endpoint.slice(endpoint.lastIndexOf(':') + 1)) || 0;
 }
 
 /** durations kept per closed code path, for its quantiles */

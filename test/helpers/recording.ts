@@ -1,6 +1,7 @@
 /** Reads a recording back into decoded events, for assertions. */
 import assert from 'node:assert/strict';
 import { decodeBatch } from '../../src/decode.js';
+import { endpointPort } from '../../src/model/addr.js';
 import type { PresentEvent, TraceEvent, TransitionEvent } from '../../src/model/events.js';
 import { isBirth, TCP } from '../../src/model/states.js';
 import { SocketTable } from '../../src/model/socket-table.js';
@@ -71,7 +72,8 @@ export async function readRecording(path: string): Promise<Recorded> {
   return rec as Recorded;
 }
 
-export const peerPort = (addr: string): number => Number(addr.slice(addr.lastIndexOf(':') + 1));
+/** the port of an endpoint string (the peer's, as the tests use it) */
+export const peerPort = endpointPort;
 
 /**
  * Transitions of each server-side socket lifetime, by the client's port. sk

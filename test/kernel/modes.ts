@@ -198,6 +198,15 @@ async function requests(port: number, payload: string, count: number, waitReply 
   return out;
 }
 
+/** the leaky server and, where the fixture was built, the io_uring one; each pushed on `servers` to be stopped */
+async function startServers(fx: Fixtures, servers: Server[]): Promise<{ server: Server; uring: Server | null }> {
+  const server = await startServer(fx.leaky);
+  servers.push(server);
+  const uring = fx.uring ? await startServer(fx.uring) : null;
+  if (uring) servers.push(uring);
+  return { server, uring };
+}
+
 /** Waits (bounded) until ss shows `n` CLOSE_WAIT sockets held by pid. */
 async function closeWaitCount(pid: number, n: number, ms = 10_000): Promise<Set<string>> {
   const end = performance.now() + ms;
@@ -228,10 +237,7 @@ async function scenario(mode: Mode, fx: Fixtures, c: Checks): Promise<Record<str
   let tracer: ReturnType<typeof startTcptrace> | null = null;
   let summarising: ReturnType<typeof startTcptrace> | null = null;
   try {
-    const server = await startServer(fx.leaky);
-    servers.push(server);
-    const uring = fx.uring ? await startServer(fx.uring) : null;
-    if (uring) servers.push(uring);
+    const { server, uring } = await startServers(fx, servers);
     note(`${mode}: servers ${server.pid}${uring ? ` + ${uring.pid} (io_uring)` : ''}`);
 
     const pre = await requests(server.port, 'leak', 2);
@@ -483,10 +489,7 @@ async function systemScenario(mode: Mode, fx: Fixtures, c: Checks): Promise<Reco
   const servers: Server[] = [];
   let tracer: ReturnType<typeof startTcptrace> | null = null;
   try {
-    const server = await startServer(fx.leaky);
-    servers.push(server);
-    const uring = fx.uring ? await startServer(fx.uring) : null;
-    if (uring) servers.push(uring);
+    const { server, uring } = await startServers(fx, servers);
     const file = join(WORK, `kernel-${mode}-system.tcptrace`);
     tracer = startTcptrace(['--attach-mode', mode, '--no-stacks', '--format', 'json', '--record', file], { timeoutMs: 300_000 });
     try {
