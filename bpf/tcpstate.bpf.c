@@ -16,6 +16,7 @@
  *   accept       fexit | kretprobe  (+ syscall exit)     inet_csk_accept
  *   connect/listen  the transition they cause reads the fd from the task's saved
  *                syscall registers; hooked (entry) only to take the stack
+ *   close/shutdown  likewise: the transition they make carries the call (releasing_call)
  *   syscalls     tracepoint (syscalls:sys_{enter,exit}_<call>: only the hooked calls
  *                run a program; ids from tracefs, mounted privately if needed)
  *                | tp_btf | raw_tp (raw_syscalls sys_enter/sys_exit: a program on
@@ -48,8 +49,10 @@ char LICENSE[] SEC("license") = "GPL";
 #define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
 #define TCP_SYN_RECV 3
+#define TCP_FIN_WAIT1 4
 #define TCP_CLOSE 7
 #define TCP_CLOSE_WAIT 8
+#define TCP_LAST_ACK 9
 #define TCP_LISTEN 10
 
 /* how a helper may read the kernel pointer it is handed, a sock or pt_regs (KREAD in core_fixes.bpf.h) */
@@ -58,6 +61,9 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* x86-64 syscall numbers */
 #define NR_close 3
+#define NR_dup2 33
+#define NR_dup3 292
+#define NR_close_range 436
 #define NR_connect 42
 #define NR_accept 43
 #define NR_shutdown 48
@@ -101,7 +107,7 @@ const volatile __u64 targ_stack_wakeup_gap_ns = 2000000; /* at most one wake-up 
 /* ---- state (bss) ---- */
 bool seeded = false; /* the seeds map has entries: look up unknown sockets by cookie */
 /*
- * The first targets, checked without hashing: every hooked close() on the box
+ * The first targets, checked without hashing: every hooked accept() on the box
  * asks whether its caller is a target, and a hash lookup costs ~100 ns here
  * against a few compares. Written by user space (addTargets) before attach;
  * targets_spilled once there are more, or a fork was followed: then the
@@ -441,6 +447,56 @@ static __always_inline __s32 acquiring_syscall_fd(bool listen)
 	if (listen ? nr == NR_listen : (nr == NR_connect || nr == NR_sendto || nr == NR_sendmsg))
 		return (__s32)SYSCALL_ARG1(RAW_PTR, regs);
 	return -1;
+}
+
+/*
+ * The close() or shutdown() a transition is made by, read from the task's
+ * saved syscall registers like acquiring_syscall_fd: tcp_close() and
+ * tcp_shutdown() change the state in the caller's context with the socket
+ * locked by it (sk_lock.owned), which no softirq transition has (a socket
+ * owned by user gets its packets and timers deferred to the owner). Hooking
+ * close() instead costs a program and ~0.3 us of tracepoint dispatch on every
+ * close() on the box (README, "How it works"). Seen this way: a close that
+ * releases the socket (FIN, reset, or a listener's or connect's end), dup2()
+ * or dup3() over its fd, close_range(). Not seen: a close of one of several
+ * fds of a socket (fork, dup), which releases nothing; the report checks who
+ * still holds a CLOSE_WAIT socket at its end instead (src/trace/holders.ts).
+ * Returns the call (0: none) and its fd (-1 for close_range) and argument.
+ */
+static __always_inline __u8 releasing_call(const bool btf, const struct sock *sk, int oldstate, int newstate, __s32 *fd, __s32 *arg)
+{
+	struct pt_regs *regs;
+	long nr;
+
+	/* what tcp_close()/tcp_shutdown() do: FIN from a synchronised state, or CLOSE (a listener, a
+	 * connect, a reset for unread data); or the state kept, closing a socket already shut down */
+	if (oldstate != newstate) {
+		if (newstate != TCP_FIN_WAIT1 && newstate != TCP_LAST_ACK && newstate != TCP_CLOSE)
+			return 0;
+		if (oldstate != TCP_ESTABLISHED && oldstate != TCP_CLOSE_WAIT && oldstate != TCP_SYN_RECV && oldstate != TCP_SYN_SENT &&
+		    oldstate != TCP_LISTEN)
+			return 0;
+	}
+	if (!KREAD(btf, sk, sk_lock.owned))
+		return 0;
+	regs = current_user_regs();
+	nr = USER_REG(regs, orig_ax);
+	switch (nr) {
+	case NR_close:
+		*fd = (__s32)USER_REG(regs, di);
+		return TT_CALL_CLOSE;
+	case NR_dup2:
+	case NR_dup3:
+		*fd = (__s32)USER_REG(regs, si); /* the fd dup'd over */
+		return TT_CALL_CLOSE;
+	case NR_close_range:
+		return TT_CALL_CLOSE;
+	case NR_shutdown:
+		*fd = (__s32)USER_REG(regs, di);
+		*arg = (__s32)USER_REG(regs, si);
+		return TT_CALL_SHUTDOWN;
+	}
+	return 0;
 }
 
 /* One token per stack, refilled at targ_stack_rate per second (approximate under concurrency). */
@@ -885,6 +941,8 @@ static __always_inline void handle_transition(const bool btf, const struct sock 
 	struct tt_tuple t = {};
 	__u32 netns;
 	__u16 flags = 0;
+	__s32 call_fd = -1, call_arg = 0;
+	__u8 call;
 	bool early;
 
 	if (!sk)
@@ -901,7 +959,9 @@ static __always_inline void handle_transition(const bool btf, const struct sock 
 		}
 		if ((__u32)(id >> 32) == (__u32)targ_self_tgid || !sk_is_tcp(btf, sk))
 			return;
-	} else {
+	}
+	call = releasing_call(btf, sk, oldstate, newstate, &call_fd, &call_arg);
+	if (o) {
 		o->state = newstate;
 		if (held(o)) {
 			/* summary mode: only CLOSE_WAIT (a leak in the making) and listeners are worth a record */
@@ -909,6 +969,8 @@ static __always_inline void handle_transition(const bool btf, const struct sock 
 				count(TT_CNT_SUMMARISED);
 				if (newstate == TCP_CLOSE)
 					bpf_map_delete_elem(&owners, &skey);
+				else if (call == TT_CALL_CLOSE) /* sent if the socket is published after all */
+					o->flags |= TT_OWNER_FD_CLOSED;
 				return;
 			}
 			publish(btf, sk, o);
@@ -953,6 +1015,9 @@ static __always_inline void handle_transition(const bool btf, const struct sock 
 	e->cpu_tgid = id >> 32;
 	e->cpu_tid = (__u32)id;
 	current_comm(e->cpu_comm);
+	e->call = call;
+	e->call_fd = call_fd;
+	e->call_arg = call_arg;
 	if (o) {
 		e->owner_tgid = o->tgid;
 		e->owner_fd = o->fd;
@@ -1142,37 +1207,6 @@ static __always_inline void on_read_exit(const bool btf, long ret)
 		io_site(btf, sk, TT_OWNER_EOF_SEEN, TT_SITE_EOF);
 }
 
-/* close()/shutdown() by the owner: report it (the socket may live on if the fd was shared). */
-static __always_inline void on_release_enter(const bool btf, __u8 call, long fd, long how)
-{
-	struct sock *sk;
-
-	if (!is_target(bpf_get_current_pid_tgid() >> 32))
-		return;
-	sk = fd_to_tcp_sk(btf, (int)fd);
-	if (!sk)
-		return;
-	/* the owners entry only matters to --pid (its filter, summary mode's hold): the whole system reports every close */
-	if (targ_filter) {
-		__u64 skey = (__u64)sk;
-		struct tt_owner *o = bpf_map_lookup_elem(&owners, &skey);
-
-		if (!o)
-			return;
-		if (held(o)) {
-			if (call != TT_CALL_CLOSE)
-				return;
-			/* never connected (a connect that failed at once): no transition will end this entry */
-			if (o->state == TCP_CLOSE)
-				bpf_map_delete_elem(&owners, &skey);
-			else /* sent if the socket is published (a shared fd: the socket lives on) */
-				o->flags |= TT_OWNER_FD_CLOSED;
-			return;
-		}
-	}
-	emit_sockcall(btf, sk, call, (__s32)fd, (__s32)how, TT_VIA_SYSCALL, NULL);
-}
-
 /*
  * The raw sys_enter/sys_exit fallback runs for every syscall on the box: the
  * switch on the number is the first test, and the arguments are read only in
@@ -1199,12 +1233,6 @@ static __always_inline void on_sys_enter(const bool btf, struct pt_regs *regs, l
 	case NR_connect:
 	case NR_listen:
 		on_acquire_enter(RAW_PTR, nr, SYSCALL_ARG1(btf, regs));
-		break;
-	case NR_close:
-		on_release_enter(RAW_PTR, TT_CALL_CLOSE, SYSCALL_ARG1(btf, regs), 0);
-		break;
-	case NR_shutdown:
-		on_release_enter(RAW_PTR, TT_CALL_SHUTDOWN, SYSCALL_ARG1(btf, regs), SYSCALL_ARG2(btf, regs));
 		break;
 	}
 }
@@ -1332,8 +1360,6 @@ int tp_inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 #define TP_SYSCALLS(suffix, btf)                                                                   \
 	TP_SYS_EXIT(accept4, suffix, on_accept_exit(btf, ctx->ret))                                 \
 	TP_SYS_EXIT(accept, suffix, on_accept_exit(btf, ctx->ret))                                  \
-	TP_SYS_ENTER(close, suffix, on_release_enter(btf, TT_CALL_CLOSE, ctx->args[0], 0))          \
-	TP_SYS_ENTER(shutdown, suffix, on_release_enter(btf, TT_CALL_SHUTDOWN, ctx->args[0], ctx->args[1])) \
 	TP_SYS_ENTER(connect, suffix, on_acquire_enter(btf, NR_connect, ctx->args[0]))              \
 	TP_SYS_ENTER(listen, suffix, on_acquire_enter(btf, NR_listen, ctx->args[0]))                \
 	TP_SYS_WRITE(write, suffix, btf)                                                            \

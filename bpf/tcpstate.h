@@ -45,7 +45,10 @@ enum tt_origin {
 	TT_ORIGIN_ACCEPT_PENDING = 5, /* child of a traced listener, not yet accepted */
 };
 
-/* Socket calls reported in struct tt_sockcall. */
+/*
+ * Socket calls: reported in struct tt_sockcall (accept), or in the transition
+ * they make (tt_transition.call: close, shutdown).
+ */
 enum tt_call {
 	TT_CALL_ACCEPT = 1,
 	TT_CALL_CONNECT = 2,
@@ -131,11 +134,18 @@ struct tt_transition {
 	__u8 oldstate;
 	__u8 newstate;
 	__u8 origin;	   /* enum tt_origin */
-	__u8 pad;
+	__u8 call;	   /* enum tt_call: the close()/shutdown() of the task on the CPU that made this transition; 0: none */
 	char owner_comm[TT_COMM_LEN];
 	char cpu_comm[TT_COMM_LEN];
+	/*
+	 * The call's fd (-1: not known, close_range()) and argument (shutdown: how).
+	 * Last, not with the other 32-bit fields: records of 136 bytes (call 0) from
+	 * before the call was folded in keep their layout and still decode.
+	 */
+	__s32 call_fd;
+	__s32 call_arg;
 };
-_Static_assert(sizeof(struct tt_transition) == 136, "tt_transition layout");
+_Static_assert(sizeof(struct tt_transition) == 144, "tt_transition layout");
 
 struct tt_sockcall {
 	struct tt_hdr hdr;

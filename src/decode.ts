@@ -150,9 +150,19 @@ export class TransitionView extends SocketView implements TransitionEvent {
   get cpuComm(): string {
     return comm(this.b, this.dv, this.o + G.O_TRANSITION_CPU_COMM);
   }
+  /** the close()/shutdown() that made this transition (TT_CALL), 0 for none; records of 136 bytes (older recordings) have 0 */
+  get call(): number {
+    return this.dv.getUint8(this.o + G.O_TRANSITION_CALL);
+  }
+  get callFd(): number {
+    return this.call === 0 ? -1 : this.dv.getInt32(this.o + G.O_TRANSITION_CALL_FD, true);
+  }
+  get callArg(): number {
+    return this.call === 0 ? 0 : this.dv.getInt32(this.o + G.O_TRANSITION_CALL_ARG, true);
+  }
   materialize(): TransitionEvent {
-    const { type, ts, sk, cookie, oldState, newState, family, localPort, local, remote, netns, ownerKnown, ownerPid, ownerFd, ownerComm, ownerFirstNs, origin, cpuPid, cpuTid, cpuComm } = this;
-    return { type, ts, sk, cookie, oldState, newState, family, localPort, local, remote, netns, ownerKnown, ownerPid, ownerFd, ownerComm, ownerFirstNs, origin, cpuPid, cpuTid, cpuComm };
+    const { type, ts, sk, cookie, oldState, newState, family, localPort, local, remote, netns, ownerKnown, ownerPid, ownerFd, ownerComm, ownerFirstNs, origin, cpuPid, cpuTid, cpuComm, call, callFd, callArg } = this;
+    return { type, ts, sk, cookie, oldState, newState, family, localPort, local, remote, netns, ownerKnown, ownerPid, ownerFd, ownerComm, ownerFirstNs, origin, cpuPid, cpuTid, cpuComm, call, callFd, callArg };
   }
 }
 
@@ -258,7 +268,8 @@ export function forEachRecord(buf: Buffer, fn: (v: RecordView) => void, stats?: 
     if (stats) stats.records++;
     switch (kind) {
       case G.TT_KIND.TRANSITION:
-        if (size < G.SIZE_TRANSITION) throw new DecodeError(`short transition record (${size} bytes)`);
+        // 136 bytes (up to call_fd) in recordings made before close() was folded into its transition: their call byte is 0
+        if (size < G.O_TRANSITION_CALL_FD || (size < G.SIZE_TRANSITION && dv.getUint8(off + G.O_TRANSITION_CALL) !== 0)) throw new DecodeError(`short transition record (${size} bytes)`);
         tv.o = off;
         fn(tv);
         break;

@@ -9,7 +9,8 @@ import { TT_CALL, TT_ORIGIN } from '../src/generated/events.js';
 const tr = (sk: number, ts: number, from: number, to: number, extra: Partial<TransitionEvent> = {}): TransitionEvent => ({
   type: 'transition', ts, sk, cookie: 0n, oldState: from, newState: to, family: 2, localPort: 80,
   local: '127.0.0.1:80', remote: '127.0.0.1:5000', netns: 1, ownerKnown: true, ownerPid: 100,
-  ownerFd: -1, ownerComm: 'srv', ownerFirstNs: 0, origin: TT_ORIGIN.ACCEPT_PENDING, cpuPid: 200, cpuTid: 200, cpuComm: 'client', ...extra,
+  ownerFd: -1, ownerComm: 'srv', ownerFirstNs: 0, origin: TT_ORIGIN.ACCEPT_PENDING, cpuPid: 200, cpuTid: 200, cpuComm: 'client',
+  call: 0, callFd: -1, callArg: 0, ...extra,
 });
 const call = (sk: number, ts: number, c: number, fd: number, state: number, extra: Partial<SockcallEvent> = {}): SockcallEvent => ({
   type: 'sockcall', ts, sk, cookie: 0n, call: c, via: 0, state, family: 2, local: '127.0.0.1:80', remote: '127.0.0.1:5000',
@@ -65,10 +66,47 @@ test('a socket present at attach is linked to its events by cookie, and a change
   const rec = t.live.get(7)!;
   assert.equal(rec.fd, 9);
   assert.equal(rec.stateSince, null, 'entry into CLOSE_WAIT predates the trace');
-  t.apply(call(7, 150, TT_CALL.CLOSE, 9, TCP.CLOSE_WAIT));
-  const closed = t.apply(tr(7, 151, TCP.CLOSE_WAIT, TCP.LAST_ACK))!;
+  // the owner's close() makes the transition, and the kernel says so in it
+  const closed = t.apply(tr(7, 151, TCP.CLOSE_WAIT, TCP.LAST_ACK, { call: TT_CALL.CLOSE, callFd: 9, cpuPid: 100, cpuComm: 'srv' }))!;
   assert.equal(closed.inOldNs, null);
-  assert.equal(closed.rec.fdClosedAt, 150);
+  assert.equal(closed.rec.fdClosedAt, 151);
+  assert.equal(t.counts.sockcalls, 1);
+});
+
+test('a close() carried by its transition gives a socket the agent attributes its fd', () => {
+  const t = new SocketTable(null);
+  // whole system, no owner from the kernel and no accept seen: the owner closes it
+  t.apply(tr(3, 10, TCP.ESTABLISHED, TCP.CLOSE_WAIT, { ownerKnown: false, ownerPid: 0, cpuPid: 200 }));
+  const rec = t.live.get(3)!;
+  rec.pid = 100; // as adoptChild would have it
+  t.apply(tr(3, 20, TCP.CLOSE_WAIT, TCP.LAST_ACK, { ownerKnown: false, ownerPid: 0, call: TT_CALL.CLOSE, callFd: 12, cpuPid: 100 }));
+  assert.equal(rec.fd, 12);
+  assert.equal(rec.fdClosedAt, 20);
+  // a shutdown() is noted, not taken for a close
+  t.apply(tr(4, 30, TCP.ESTABLISHED, TCP.FIN_WAIT1, { ownerKnown: false, ownerPid: 0, call: TT_CALL.SHUTDOWN, callFd: 5, callArg: 1, cpuPid: 100 }));
+  assert.equal(t.live.get(4)!.shutdownAt, 30);
+  assert.equal(t.live.get(4)!.fdClosedAt, null);
+});
+
+test('the holders at the end name who keeps a CLOSE_WAIT socket open', () => {
+  const t = new SocketTable([100]);
+  const at = (sk: number, port: number) => {
+    t.apply(tr(sk, 10, TCP.LISTEN, TCP.SYN_RECV, { remote: `127.0.0.1:${port}` }));
+    t.apply(call(sk, 11, TT_CALL.ACCEPT, sk + 3, TCP.ESTABLISHED, { remote: `127.0.0.1:${port}` }));
+    t.apply(tr(sk, 20, TCP.ESTABLISHED, TCP.CLOSE_WAIT, { remote: `127.0.0.1:${port}` }));
+    return t.live.get(sk)!;
+  };
+  const closedByOwner = at(1, 6001); // the owner closed its fd; a child it forked holds another
+  const shared = at(2, 6002); // the owner still holds it, and so does the child
+  const untouched = at(3, 6003); // not in the snapshot (it changed state since): left as it was
+  const held = (port: number, holders: { pid: number; fd: number; comm: string }[]) => ({ netns: 1, local: '127.0.0.1:80', remote: `127.0.0.1:${port}`, holders });
+  t.applyHolders([held(6001, [{ pid: 101, fd: 4, comm: 'child' }]), held(6002, [{ pid: 100, fd: 5, comm: 'srv' }, { pid: 101, fd: 5, comm: 'child' }])], 90);
+  assert.deepEqual(t.holder(closedByOwner), { pid: 101, fd: 4, comm: 'child' });
+  assert.equal(closedByOwner.fdClosedAt, 90);
+  assert.deepEqual(t.holder(shared), { pid: 100, fd: 5 });
+  assert.deepEqual(shared.sharedWith, [101]);
+  assert.equal(shared.fdClosedAt, null);
+  assert.deepEqual(t.holder(untouched), { pid: 100, fd: 6 });
 });
 
 test('a forked child inherits the sockets in the fd table, not those still in the accept queue', () => {

@@ -117,6 +117,7 @@ export class Analyzer implements TraceSink {
 
   async finish(end: SessionEnd): Promise<void> {
     this.lastCounters = end.counters;
+    if (end.holdersAtEnd) this.table.applyHolders(end.holdersAtEnd, Number(end.endedNs));
     this.report = buildReport(this, end);
     await this.onFinish?.(this.report, end);
   }

@@ -9,7 +9,7 @@ import { TcptraceError } from '../errors.js';
 
 export type ProbeKind = 'tp_btf' | 'raw_tp' | 'fexit' | 'kretprobe' | 'tracepoint' | 'syscallTracepoint' | 'sockIo';
 
-export type HookFact = 'transitions' | 'accept' | 'connect' | 'syscalls' | 'io' | 'fork';
+export type HookFact = 'transitions' | 'accept' | 'connect' | 'close' | 'syscalls' | 'io' | 'fork';
 
 export interface AttachMode {
   name: ModeName;
@@ -34,20 +34,18 @@ const rawPrograms = (mode: AttachMode, tracepoints: string[]): string[] => (mode
  * tasks onto the traced syscall path, but with these only the hooked calls run
  * a program, where a raw sys_enter/sys_exit program runs on every syscall of
  * the box. bench/syscall-cost here: +97 ns per unrelated syscall against +221
- * ns with raw programs (wrk makes 14 syscalls per request, 1 of them hooked:
+ * ns with raw programs (wrk makes 14 syscalls per request, none of them hooked:
  * connect() and listen() are hooked only with stacks, for the acquire stack;
- * their transitions read the fd from the syscall registers). fexit on the
+ * their transitions read the fd from the syscall registers, and so do the
+ * transitions close() and shutdown() make: releasing_call in
+ * bpf/tcpstate.bpf.c). accept() is the one call hooked for itself: no state
+ * changes when a socket is accepted. fexit on the
  * syscall functions would leave the other tasks on the fast path, but a
  * trampoline misses a call already in flight at attach: the accept() an idle
  * server is blocked in (tried on the kernel matrix, 6.1-7.2: that connection's
  * accept and fd were lost).
  */
-const SYSCALL_TPS = [
-  'tp_sys_exit_accept4',
-  'tp_sys_exit_accept',
-  'tp_sys_enter_close',
-  'tp_sys_enter_shutdown',
-];
+const SYSCALL_TPS = ['tp_sys_exit_accept4', 'tp_sys_exit_accept'];
 /** with stacks: connect()/listen() entry, for the acquire stack (their fds come from the transition) */
 const ACQUIRE_SYSCALL_TPS = ['tp_sys_enter_connect', 'tp_sys_enter_listen'];
 /** stack sites through the read/write family of syscalls: kernels before 6.3, and the tracepoint mode */
@@ -135,7 +133,9 @@ export type SyscallHooks = 'auto' | 'tracepoint' | 'raw';
 export const SYSCALL_HOOKS: SyscallHooks[] = ['auto', 'tracepoint', 'raw'];
 
 export function hookPlan(mode: AttachMode, probe: Pick<KernelProbe, 'syscallTracepoint' | 'sockIo' | 'btfWalk'>, stacks: boolean, syscallHooks: SyscallHooks = 'auto'): HookPlan {
-  const rawSyscalls = rawPrograms(mode, ['sys_enter', 'sys_exit']);
+  // raw sys_enter only serves stacks (connect/listen entry, the write family): without them
+  // it would run on every syscall of the box for nothing
+  const rawSyscalls = rawPrograms(mode, stacks ? ['sys_enter', 'sys_exit'] : ['sys_exit']);
   const sockIoPrograms = rawPrograms(mode, ['sock_send_length', 'sock_recv_length']);
   if (syscallHooks === 'raw' && rawSyscalls.length === 0) {
     throw new TcptraceError('UNSUPPORTED_KERNEL', `--syscall-hooks raw: attach mode ${mode.name} has no raw syscall hooks`);
@@ -170,9 +170,12 @@ export function hookPlan(mode: AttachMode, probe: Pick<KernelProbe, 'syscallTrac
       connect: `fd from the syscall registers at the CLOSE->SYN_SENT / CLOSE->LISTEN transition; ${
         stacks ? `stack at ${perSyscall ? 'tracepoint/syscalls/sys_enter_{connect,listen}' : `${mode.flavour}/sys_enter`}` : 'no hook'
       }`,
+      close: 'no hook: the transition a close()/shutdown() (dup2, dup3, close_range) makes carries the call, from the syscall registers',
       syscalls: perSyscall
-        ? `tracepoint/syscalls/sys_exit_{accept,accept4}, sys_enter_{close,shutdown} (fd -> sock ${typedWalk ? 'through typed pointers' : 'by probe reads'})`
-        : `${mode.flavour}/sys_enter, ${mode.flavour}/sys_exit (every syscall)`,
+        ? `tracepoint/syscalls/sys_exit_{accept,accept4} (fd -> sock ${typedWalk ? 'through typed pointers' : 'by probe reads'})`
+        : stacks
+          ? `${mode.flavour}/sys_enter, ${mode.flavour}/sys_exit (every syscall)`
+          : `${mode.flavour}/sys_exit (every syscall)`,
       io,
     },
   };

@@ -36,6 +36,12 @@ export interface TransitionEvent extends Endpoints {
   cpuPid: number; // who was on the CPU (often not the owner)
   cpuTid: number;
   cpuComm: string;
+  /** the close()/shutdown() (TT_CALL) of the task on the CPU that made this transition; 0: none */
+  call: number;
+  /** its fd (-1: not known, as for close_range()) */
+  callFd: number;
+  /** shutdown(): how */
+  callArg: number;
 }
 
 export interface SockcallEvent extends Endpoints {

@@ -9,6 +9,7 @@ import { endpoint, endpointPort, formatIpWords, type TupleSink } from './addr.js
 import type { Endpoints, PresentEvent, SockcallEvent, TraceEvent, TransitionEvent } from './events.js';
 import { isBirth, TCP } from './states.js';
 import type { ResolvedStack, Site } from '../stacks/types.js';
+import type { HeldSocket } from '../trace/holders.js';
 
 export type Origin = 'accept' | 'connect' | 'listen' | 'preexisting' | 'accept-pending' | 'unknown';
 
@@ -49,6 +50,8 @@ export class SocketRecord implements TupleSink {
   fdClosedAt: number | null = null;
   shutdownAt: number | null = null;
   sharedWith: number[] = NO_SHARING;
+  /** who held it at the end of the trace, when that was not the owner (applyHolders) */
+  heldBy: { pid: number; fd: number; comm: string } | null = null;
   /** transitions seen for this socket */
   transitions = 0;
   /** stack ids at its sites (see ResolvedStack.stackId) */
@@ -225,6 +228,7 @@ export class SocketTable {
    * a process it forked still holds a copy (same fd number, inherited).
    */
   holder(rec: SocketRecord): { pid: number; fd: number } {
+    if (rec.heldBy) return rec.heldBy;
     if (rec.fdClosedAt !== null && rec.sharedWith.length) return { pid: rec.sharedWith[0], fd: rec.fd };
     return { pid: rec.pid, fd: rec.fd };
   }
@@ -322,6 +326,7 @@ export class SocketTable {
       const origin = originName(ev.origin);
       if (!rec.preexisting && !(rec.origin === 'accept' && origin === 'accept-pending')) rec.origin = origin;
     }
+    if (ev.call !== 0) this.released(rec, ev);
     const inOldNs = rec.stateSince === null ? null : ts - rec.stateSince;
     rec.transitions++;
     if (oldState === TCP.CLOSE_WAIT && newState !== TCP.CLOSE_WAIT && inOldNs !== null && rec.pid) this.noteClosedCloseWait(rec, inOldNs);
@@ -359,9 +364,22 @@ export class SocketTable {
       return;
     }
     if (!rec) return;
-    if (call === TT_CALL.CLOSE) {
+    // a close held back in the kernel (summary mode) until its socket was published
+    if (call === TT_CALL.CLOSE) rec.fdClosedAt = ev.ts;
+  }
+
+  /**
+   * The close() or shutdown() a transition was made by (the kernel reads it off
+   * the closing task's syscall, releasing_call in bpf/tcpstate.bpf.c). Counted
+   * with the socket calls. An fd the table did not know yet (a socket the agent
+   * attributes) is the closer's, if the closer is the owner.
+   */
+  private released(rec: SocketRecord, ev: TransitionEvent): void {
+    this.counts.sockcalls++;
+    if (ev.call === TT_CALL.CLOSE) {
       rec.fdClosedAt = ev.ts;
-    } else if (call === TT_CALL.SHUTDOWN) {
+      if (rec.fd < 0 && ev.callFd >= 0 && (rec.pid === 0 || rec.pid === ev.cpuPid)) rec.fd = ev.callFd;
+    } else if (ev.call === TT_CALL.SHUTDOWN) {
       rec.shutdownAt = ev.ts;
     }
   }
@@ -428,6 +446,39 @@ export class SocketTable {
     rec.fd = ev.fd;
     rec.sharedWith = ev.sharedWith;
     if (ev.state === TCP.LISTEN) this.listeners.set(listenKey(ev.netns, endpointPort(ev.local)), rec);
+  }
+
+  /**
+   * Who holds each CLOSE_WAIT socket at the end (src/trace/holders.ts), matched
+   * by network namespace and addresses. An owner no longer among the holders
+   * closed its fd without the kernel seeing it (another fd of the socket, in a
+   * child or a dup, keeps it open): the socket is the holder's now. An owner the
+   * table never learnt is the holder.
+   */
+  applyHolders(held: HeldSocket[], ts: number): void {
+    if (!held.length) return;
+    const byAddr = new Map<string, SocketRecord>();
+    for (const rec of this.live.values()) if (rec.state === TCP.CLOSE_WAIT) byAddr.set(`${rec.netns} ${rec.local} ${rec.remote}`, rec);
+    for (const h of held) {
+      const rec = byAddr.get(`${h.netns} ${h.local} ${h.remote}`);
+      if (!rec || !h.holders.length) continue;
+      const owner = h.holders.find((x) => x.pid === rec.pid);
+      const others = h.holders.filter((x) => x !== owner).map((x) => x.pid);
+      if (owner) {
+        if (rec.fd < 0) rec.fd = owner.fd;
+        rec.sharedWith = others;
+      } else if (!rec.pid) {
+        const first = h.holders[0];
+        rec.pid = first.pid;
+        rec.comm = first.comm;
+        rec.fd = first.fd;
+        rec.sharedWith = others.filter((p) => p !== first.pid);
+      } else {
+        rec.fdClosedAt ??= ts;
+        rec.heldBy = h.holders[0];
+        rec.sharedWith = others;
+      }
+    }
   }
 
   /** Links a pre-existing socket (known by cookie) to its kernel address once an event names both. */

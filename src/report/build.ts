@@ -185,7 +185,7 @@ function closeWaitEntry(rec: SocketRecord, holder: { pid: number; fd: number }, 
   const since = known ? rec.stateSince! : startedNs;
   return {
     pid: holder.pid,
-    comm: rec.comm,
+    comm: rec.heldBy?.comm ?? rec.comm,
     fd: holder.fd >= 0 ? holder.fd : null,
     local: rec.local,
     remote: rec.remote,

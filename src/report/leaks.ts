@@ -83,6 +83,7 @@ export function buildLeaks(a: Analyzer, endNs: number, startedNs: number): LeakG
     };
     const stacks = { acquire: stack('acquire'), io: stack('io'), eof: stack('eof') };
     const notes: string[] = [];
+    if (first.heldBy) notes.push(`acquired by pid ${first.pid} (${first.comm}), which closed its fd ${first.fd}; this process still holds another fd of it (inherited without CLOEXEC, dup'd, or passed)`);
     if (first.preexisting) notes.push('acquired before tcptrace attached: no stack; restart tracing earlier, or watch new sockets of this process');
     else if (a.info.stacks === null) notes.push('stacks were not captured (--no-stacks)');
     else {
@@ -106,7 +107,7 @@ export function buildLeaks(a: Analyzer, endNs: number, startedNs: number): LeakG
       .sort((x, y) => y.closeWaitMs - x.closeWaitMs);
     out.push({
       pid: g.holder,
-      comm: first.comm,
+      comm: first.heldBy?.comm ?? first.comm,
       state: 'CLOSE_WAIT',
       origin: first.preexisting ? 'preexisting' : first.origin === 'accept-pending' ? 'accept' : first.origin,
       count: g.recs.length,

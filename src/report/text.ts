@@ -143,7 +143,9 @@ export function formatLive(line: LiveLine, startedNs: bigint): string {
     const fd = rec && rec.fd >= 0 ? String(rec.fd) : '-';
     const tr = `${stateName(ev.oldState)} -> ${stateName(ev.newState)}`;
     const inOld = applied?.inOldNs != null ? formatDuration(Number(applied.inOldNs) / 1e6) : '-';
-    return `${t} ${pid.padStart(7)} ${comm.slice(0, 15).padEnd(15)} ${fd.padStart(4)} ${(rec?.local ?? ev.local).padEnd(22)} ${(rec?.remote ?? ev.remote).padEnd(22)} ${tr.padEnd(26)} ${inOld}`;
+    // a transition a close()/shutdown() made says so, and whose call it was if not the owner's
+    const by = ev.call ? `  by ${CALL_NAMES[ev.call] ?? `call ${ev.call}`}${ev.callFd >= 0 ? ` of fd ${ev.callFd}` : ''}${rec && ev.cpuPid !== rec.pid ? ` in pid ${ev.cpuPid} (${ev.cpuComm})` : ''}` : '';
+    return `${t} ${pid.padStart(7)} ${comm.slice(0, 15).padEnd(15)} ${fd.padStart(4)} ${(rec?.local ?? ev.local).padEnd(22)} ${(rec?.remote ?? ev.remote).padEnd(22)} ${tr.padEnd(26)} ${inOld}${by}`;
   }
   const what = CALL_NAMES[ev.call] ?? `call ${ev.call}`;
   return `${t} ${String(ev.pid).padStart(7)} ${ev.comm.slice(0, 15).padEnd(15)} ${String(ev.fd >= 0 ? ev.fd : '-').padStart(4)} ${ev.local.padEnd(22)} ${ev.remote.padEnd(22)} ${what.padEnd(26)} in ${stateName(ev.state)}`;

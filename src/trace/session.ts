@@ -13,6 +13,7 @@ import { bootId, hostName, monotonicNs, osRelease, clockMapping } from '../sys/h
 import { VERSION } from '../version.js';
 import { stateName, TCP } from '../model/states.js';
 import { alive, descendants, snapshotSockets, toPresentEvent, type OwnedSocket } from './snapshot.js';
+import { closeWaitHolders } from './holders.js';
 import { StackResolver, splitStacks } from '../stacks/resolver.js';
 import { zeroCounters, type Counters, type EndReason, type SessionEnd, type SessionInfo, type TraceSink } from './types.js';
 
@@ -241,6 +242,10 @@ export class TraceSession {
     for (const t of this.timers) clearInterval(t);
     await this.tracer.stop(); // last drain; every batch delivered
     const end: SessionEnd = { endedNs: monotonicNs(), reason, exitedPids: [...this.exited], counters: this.counters() };
+    // a close of one of several fds of a socket makes no transition: ask who holds CLOSE_WAIT sockets now
+    const t0 = performance.now();
+    end.holdersAtEnd = closeWaitHolders();
+    log.debug({ sockets: end.holdersAtEnd.length, ms: Math.round(performance.now() - t0) }, 'CLOSE_WAIT holders at the end');
     if (this.info.summary) end.heldStates = namedStates(this.tracer.heldStates());
     const cost = this.resolver?.stats();
     if (cost) end.stackCost = cost;

@@ -21,6 +21,8 @@ export interface OwnedSocket {
   comm: string;
   /** other pids holding the same socket */
   sharedWith: number[];
+  /** every process holding it, with its fd (the owner first) */
+  holders: { pid: number; fd: number }[];
 }
 
 /** A process that vanished (or hides) while we looked simply contributes nothing. */
@@ -32,8 +34,11 @@ function orEmpty<T>(f: () => T, empty: T): T {
   }
 }
 
-/** Every TCP socket held by one of pids (all processes when pids is null), with its owner. */
-export function snapshotSockets(pids: number[] | null, exclude: number = process.pid): OwnedSocket[] {
+/**
+ * Every TCP socket held by one of pids (all processes when pids is null), with
+ * its owner; states: a bitmask of TCP states (1 << state) to dump, default all.
+ */
+export function snapshotSockets(pids: number[] | null, exclude: number = process.pid, states?: number): OwnedSocket[] {
   const holders = (pids ?? listPids()).filter((p) => p !== exclude);
   // inode -> holders, and the netns each holder lives in
   const byInode = new Map<number, { pid: number; fd: number }[]>();
@@ -54,7 +59,7 @@ export function snapshotSockets(pids: number[] | null, exclude: number = process
   for (const [ns, pid] of netnsPids) {
     let diags: DiagSocket[];
     try {
-      diags = native().sockDiag({ netnsPid: pid === process.pid ? 0 : pid });
+      diags = native().sockDiag({ netnsPid: pid === process.pid ? 0 : pid, ...(states === undefined ? {} : { states }) });
     } catch (err) {
       log.warn({ err, netns: ns, pid }, 'cannot enumerate the sockets of a network namespace');
       continue;
@@ -71,6 +76,7 @@ export function snapshotSockets(pids: number[] | null, exclude: number = process
         fd: first.fd,
         comm: comms.get(first.pid)!,
         sharedWith: owners.filter((o) => o.pid !== first.pid).map((o) => o.pid),
+        holders: [first, ...owners.filter((o) => o !== first)],
       });
     }
   }

@@ -1,6 +1,7 @@
 /** What flows from a trace source (live session or recording) to its consumers. */
 import type { PresentEvent } from '../model/events.js';
 import type { ResolvedStack } from '../stacks/types.js';
+import type { HeldSocket } from './holders.js';
 
 export interface Counters {
   /** records the kernel submitted to the ring buffer */
@@ -90,6 +91,8 @@ export interface SessionEnd {
   heldStates?: Record<string, number>;
   /** why the trace stopped when reason is 'write-failed' (the recording's write error); never recorded */
   failure?: Error;
+  /** who held each CLOSE_WAIT socket of the box when the trace ended (src/trace/holders.ts); absent in recordings cut short */
+  holdersAtEnd?: HeldSocket[];
   /** what unwinding and symbolizing the captured stacks cost the agent */
   stackCost?: { stacks: number; distinct: number; unwindMs: number; symbolizeMs: number; unresolvedFrames: number };
 }

@@ -345,15 +345,18 @@ async function scenario(mode: Mode, fx: Fixtures, c: Checks): Promise<Record<str
     c.expect(notAccepted.length <= acceptMisses && accepts.length > 0, `no accept reported for peer port(s) ${notAccepted.join(', ')} (accept-hook runs the kernel reports skipped: ${acceptMisses})`);
     c.expect(accepts.every((a) => a.fd >= 3), `accept with a bad fd: ${accepts.map((a) => a.fd).join(', ')}`);
 
-    // ---- close(): the server closes the good connection itself (the close syscall tracepoint)
-    const closes = rec.events.filter((e): e is SockcallEvent => e.type === 'sockcall' && e.call === TT_CALL.CLOSE && e.pid === server.pid);
+    // ---- close(): the server closes the good connection itself; the transition its close() makes
+    // carries the call and the fd, read from the syscall registers (no close() hook)
+    const closes = rec.events.filter((e): e is TransitionEvent => e.type === 'transition' && e.call === TT_CALL.CLOSE && e.cpuPid === server.pid);
     const closedPeers = new Set(closes.map((e) => peerPort(e.remote)));
     const unclosed = good.filter((p) => !closedPeers.has(p));
     const closeMisses = skippedRuns(missedBy, CLOSE_PROGRAMS);
+    const acceptFd = new Map(accepts.map((a) => [peerPort(a.remote), a.fd]));
     c.expect(
-      withinSkips(unclosed.length, good.length, closeMisses) && closes.every((e) => e.fd >= 3),
-      `close() of the good connection (peer port ${unclosed.join(', ')}) not reported: closes seen [${closes.map((e) => `:${peerPort(e.remote)} fd ${e.fd}`).join(', ')}] (hooks: ${live.attach?.hooks?.syscalls}; close-hook runs the kernel reports skipped: ${closeMisses})`,
+      withinSkips(unclosed.length, good.length, closeMisses) && closes.every((e) => e.callFd >= 3 && (!acceptFd.has(peerPort(e.remote)) || acceptFd.get(peerPort(e.remote)) === e.callFd)),
+      `close() of the good connection (peer port ${unclosed.join(', ')}) not reported: closes seen [${closes.map((e) => `:${peerPort(e.remote)} fd ${e.callFd}`).join(', ')}] (hooks: ${live.attach?.hooks?.close}; transition runs the kernel reports skipped: ${closeMisses})`,
     );
+    c.expect(!closes.some((e) => leaks.includes(peerPort(e.remote))), `a leaked socket was reported closed: [${closes.map((e) => `:${peerPort(e.remote)}`).join(', ')}]`);
 
     // ---- connect(): not hooked; the SYN_SENT transition inside it reads the fd from the saved registers
     const dials = rec.events.filter((e): e is TransitionEvent => e.type === 'transition' && e.ownerPid === process.pid && e.newState === TCP.SYN_SENT);
@@ -531,9 +534,9 @@ async function systemScenario(mode: Mode, fx: Fixtures, c: Checks): Promise<Reco
   }
 }
 
-/** the programs that report accept() (syscall exit; fexit/kretprobe on inet_csk_accept), and close() (syscall entry) */
+/** the programs that report accept() (syscall exit; fexit/kretprobe on inet_csk_accept), and close() (the transition it makes) */
 const ACCEPT_PROGRAMS = /accept|_sys_exit$/;
-const CLOSE_PROGRAMS = /close|_sys_enter$/;
+const CLOSE_PROGRAMS = /inet_sock_set_state/;
 
 /** the suite's allowance for a per-socket check: as many misses as the kernel reports skipped runs, never all `of` */
 function withinSkips(missing: number, of: number, skipped: number): boolean {
