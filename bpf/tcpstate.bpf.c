@@ -456,7 +456,7 @@ static __always_inline __s32 acquiring_syscall_fd(bool listen)
  * locked by it (sk_lock.owned), which no softirq transition has (a socket
  * owned by user gets its packets and timers deferred to the owner). Hooking
  * close() instead costs a program and ~0.3 us of tracepoint dispatch on every
- * close() on the box (README, "How it works"). Seen this way: a close that
+ * close() on the box (README, "Attach modes" and "Benchmark"). Seen this way: a close that
  * releases the socket (FIN, reset, or a listener's or connect's end), dup2()
  * or dup3() over its fd, close_range(). Not seen: a close of one of several
  * fds of a socket (fork, dup), which releases nothing; the report checks who

@@ -12,7 +12,8 @@
  *                                        them into 'stacks' items)
  *           | {t: 'stacks', items}       full stacks, unwound and symbolized at capture time
  *           | {t: 'counters', c}         kernel and agent counters, sampled
- *           | {t: 'end', end}            written on a clean stop
+ *           | {t: 'end', end}            written on a clean stop (end.holdersAtEnd: who held each
+ *                                        CLOSE_WAIT socket then, src/trace/holders.ts)
  *
  * Frames are flushed on an interval with synchronous writes, so a killed
  * recorder leaves a file whose complete frames all read back; a missing end
