@@ -3,7 +3,7 @@
  * as a child process through its CLI. Every wait is bounded.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { release, tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +13,8 @@ export const FIXTURES = join(ROOT, 'test/fixtures');
 export const CLI = join(ROOT, 'bin/tcptrace.js');
 export const WORK = join(tmpdir(), `tcptrace-test-${process.pid}`);
 mkdirSync(WORK, { recursive: true });
+// one folder per test process (compiled fixtures, recordings): gone with it, as its children are
+process.on('exit', () => rmSync(WORK, { recursive: true, force: true }));
 
 /** null when root, else the reason to skip */
 export function needRoot(): string | null {
