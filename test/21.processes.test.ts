@@ -48,58 +48,41 @@ describe('a Node server that never ends half-closed sockets', { skip: skip ?? fa
   });
 });
 
-describe('a forking server traced with --children', { skip: skip ?? false }, () => {
-  let server: Server;
-  let report: any;
-  let holders: Map<string, number>;
-  before(async () => {
-    server = await startServer(buildC('leaky_server', ['-O2', '-g']), ['0', 'fork']);
-    // ss names the child processes that hold the sockets
-    ({ report, seen: holders } = await traceClients(['--pid', String(server.pid), '--children'], server.port, 3, 2, 500, () =>
-      new Map([...ssCloseWaitHolders()].filter(([k]) => k.startsWith(`127.0.0.1:${server.port} `))),
-    ));
-  });
-  after(() => server?.stop()); // the whole process group: parent and forked children
+/**
+ * A forking server: the parent accepts, forks a child that handles the socket, and closes its
+ * own fd. With --children the fork is followed; without it the child is untraced, and no
+ * transition says the parent closed its copy: the holders read at the end name the child.
+ */
+for (const children of [true, false]) {
+  describe(`a forking server traced ${children ? 'with' : 'without'} --children`, { skip: skip ?? false }, () => {
+    let server: Server;
+    let report: any;
+    let holders: Map<string, number>;
+    before(async () => {
+      server = await startServer(buildC('leaky_server', ['-O2', '-g']), ['0', 'fork']);
+      // ss names the child processes that hold the sockets
+      const args = ['--pid', String(server.pid), '--leak-after', '0.1', ...(children ? ['--children'] : [])];
+      ({ report, seen: holders } = await traceClients(args, server.port, 3, 2, 500, () =>
+        new Map([...ssCloseWaitHolders()].filter(([k]) => k.startsWith(`127.0.0.1:${server.port} `))),
+      ));
+    });
+    after(() => server?.stop()); // the whole process group: parent and forked children
 
-  test('each leaked socket is reported with the child that holds it', () => {
-    assert.equal(holders.size, 3);
-    const ours = new Map(report.closeWait.map((e: any) => [`${e.local} ${e.remote}`, e.pid]));
-    assert.deepEqual(ours, holders);
-    for (const e of report.closeWait) {
-      assert.equal(e.acquiredBy, server.pid, 'accepted by the parent');
-      assert.notEqual(e.pid, server.pid, 'held by a forked child');
-    }
+    test('each leaked socket is reported with the child that holds it, not the parent that accepted it', () => {
+      assert.equal(holders.size, 3);
+      const ours = new Map(report.closeWait.map((e: any) => [`${e.local} ${e.remote}`, e.pid]));
+      assert.deepEqual(ours, holders);
+      for (const e of report.closeWait) {
+        assert.equal(e.acquiredBy, server.pid, 'accepted by the parent');
+        assert.notEqual(e.pid, server.pid, 'held by a forked child');
+        assert.equal(e.comm, 'leaky_server');
+        assert.ok(e.fd >= 3, `the child's fd: ${e.fd}`);
+      }
+      const notes = report.leaks.flatMap((g: any) => g.notes);
+      assert.ok(notes.some((n: string) => /which closed its fd/.test(n)), `notes: ${notes.join(' | ')}`);
+    });
   });
-});
-
-describe('a forking server traced without --children', { skip: skip ?? false }, () => {
-  let server: Server;
-  let report: any;
-  let holders: Map<string, number>;
-  before(async () => {
-    server = await startServer(buildC('leaky_server', ['-O2', '-g']), ['0', 'fork']);
-    // the parent accepts and closes its fd; the untraced child it forked keeps the socket, and no
-    // transition says the parent closed its copy: the holders at the end do
-    ({ report, seen: holders } = await traceClients(['--pid', String(server.pid), '--leak-after', '0.1'], server.port, 3, 2, 500, () =>
-      new Map([...ssCloseWaitHolders()].filter(([k]) => k.startsWith(`127.0.0.1:${server.port} `))),
-    ));
-  });
-  after(() => server?.stop());
-
-  test('each leaked socket is reported with the child that holds it, not the parent that accepted it', () => {
-    assert.equal(holders.size, 3);
-    const ours = new Map(report.closeWait.map((e: any) => [`${e.local} ${e.remote}`, e.pid]));
-    assert.deepEqual(ours, holders);
-    for (const e of report.closeWait) {
-      assert.equal(e.acquiredBy, server.pid, 'accepted by the parent');
-      assert.notEqual(e.pid, server.pid, 'held by a forked child');
-      assert.equal(e.comm, 'leaky_server');
-      assert.ok(e.fd >= 3, `the child's fd: ${e.fd}`);
-    }
-    const notes = report.leaks.flatMap((g: any) => g.notes);
-    assert.ok(notes.some((n: string) => /which closed its fd/.test(n)), `notes: ${notes.join(' | ')}`);
-  });
-});
+}
 
 describe('more --pid targets than the kernel checks without a map lookup', { skip: skip ?? false }, () => {
   let server: Server;
