@@ -463,20 +463,17 @@ export class SocketTable {
       const rec = byAddr.get(`${h.netns} ${h.local} ${h.remote}`);
       if (!rec || !h.holders.length) continue;
       const owner = h.holders.find((x) => x.pid === rec.pid);
-      const others = h.holders.filter((x) => x !== owner).map((x) => x.pid);
+      const holder = owner ?? h.holders[0];
+      rec.sharedWith = h.holders.filter((x) => x !== holder).map((x) => x.pid);
       if (owner) {
         if (rec.fd < 0) rec.fd = owner.fd;
-        rec.sharedWith = others;
       } else if (!rec.pid) {
-        const first = h.holders[0];
-        rec.pid = first.pid;
-        rec.comm = first.comm;
-        rec.fd = first.fd;
-        rec.sharedWith = others.filter((p) => p !== first.pid);
+        rec.pid = holder.pid;
+        rec.comm = holder.comm;
+        rec.fd = holder.fd;
       } else {
         rec.fdClosedAt ??= ts;
-        rec.heldBy = h.holders[0];
-        rec.sharedWith = others;
+        rec.heldBy = holder;
       }
     }
   }

@@ -10,10 +10,8 @@
  * socket open, whoever it is, traced or not.
  */
 import { TCP } from '../model/states.js';
-import { endpoint } from '../model/addr.js';
 import { logger } from '../log.js';
-import { processComm } from '../sys/procfs.js';
-import { snapshotSockets } from './snapshot.js';
+import { diagEndpoints, snapshotSockets } from './snapshot.js';
 
 const log = logger('holders');
 
@@ -34,25 +32,7 @@ export interface HeldSocket {
 /** The CLOSE_WAIT sockets of the whole box and their holders ([] if they cannot be listed). */
 export function closeWaitHolders(): HeldSocket[] {
   try {
-    const comms = new Map<number, string>();
-    const comm = (pid: number) => {
-      let c = comms.get(pid);
-      if (c === undefined) {
-        try {
-          c = processComm(pid);
-        } catch {
-          c = ''; // exited since
-        }
-        comms.set(pid, c);
-      }
-      return c;
-    };
-    return snapshotSockets(null, process.pid, 1 << TCP.CLOSE_WAIT).map((s) => ({
-      netns: s.netns,
-      local: endpoint(s.diag.family, s.diag.src, s.diag.sport),
-      remote: endpoint(s.diag.family, s.diag.dst, s.diag.dport),
-      holders: s.holders.map((h) => ({ pid: h.pid, fd: h.fd, comm: comm(h.pid) })),
-    }));
+    return snapshotSockets(null, process.pid, 1 << TCP.CLOSE_WAIT).map((s) => ({ netns: s.netns, ...diagEndpoints(s.diag), holders: s.holders }));
   } catch (err) {
     log.warn({ err: (err as Error).message }, 'cannot list who holds the CLOSE_WAIT sockets at the end: the report names their owners as traced');
     return [];

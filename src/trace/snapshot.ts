@@ -21,8 +21,8 @@ export interface OwnedSocket {
   comm: string;
   /** other pids holding the same socket */
   sharedWith: number[];
-  /** every process holding it, with its fd (the owner first) */
-  holders: { pid: number; fd: number }[];
+  /** every process holding it, with its fd and name (the owner first) */
+  holders: { pid: number; fd: number; comm: string }[];
 }
 
 /** A process that vanished (or hides) while we looked simply contributes nothing. */
@@ -56,6 +56,10 @@ export function snapshotSockets(pids: number[] | null, exclude: number = process
   }
   const out: OwnedSocket[] = [];
   const comms = new Map<number, string>();
+  const comm = (pid: number): string => {
+    if (!comms.has(pid)) comms.set(pid, orEmpty(() => processComm(pid), ''));
+    return comms.get(pid)!;
+  };
   for (const [ns, pid] of netnsPids) {
     let diags: DiagSocket[];
     try {
@@ -68,19 +72,23 @@ export function snapshotSockets(pids: number[] | null, exclude: number = process
       const owners = d.inode ? byInode.get(d.inode) : undefined;
       if (!owners) continue;
       const first = owners.reduce((a, b) => (b.pid < a.pid ? b : a));
-      if (!comms.has(first.pid)) comms.set(first.pid, orEmpty(() => processComm(first.pid), ''));
       out.push({
         diag: d,
         netns: ns,
         pid: first.pid,
         fd: first.fd,
-        comm: comms.get(first.pid)!,
+        comm: comm(first.pid),
         sharedWith: owners.filter((o) => o.pid !== first.pid).map((o) => o.pid),
-        holders: [first, ...owners.filter((o) => o !== first)],
+        holders: [first, ...owners.filter((o) => o !== first)].map((o) => ({ ...o, comm: comm(o.pid) })),
       });
     }
   }
   return out;
+}
+
+/** a dumped socket's local and remote endpoints, formatted as events have them */
+export function diagEndpoints(d: DiagSocket): { local: string; remote: string } {
+  return { local: endpoint(d.family, d.src, d.sport), remote: endpoint(d.family, d.dst, d.dport) };
 }
 
 export function toPresentEvent(s: OwnedSocket, ts: bigint): PresentEvent {
@@ -91,8 +99,7 @@ export function toPresentEvent(s: OwnedSocket, ts: bigint): PresentEvent {
     cookie: s.diag.cookie,
     state: s.diag.state,
     family: s.diag.family,
-    local: endpoint(s.diag.family, s.diag.src, s.diag.sport),
-    remote: endpoint(s.diag.family, s.diag.dst, s.diag.dport),
+    ...diagEndpoints(s.diag),
     netns: s.netns,
     pid: s.pid,
     fd: s.fd,
