@@ -5,6 +5,7 @@
       "sources": [
         "native/addon.cc",
         "native/bpf_error.cc",
+        "native/direct_writer.cc",
         "native/libbpf_log.cc",
         "native/probe.cc",
         "native/ring_poller.cc",

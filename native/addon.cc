@@ -3,10 +3,12 @@
 // JS thread; the one worker thread per started Tracer is described in
 // ring_poller.h; short-lived helper threads exist only inside a call (namespace
 // switches in tracefs.cc and sock_diag.cc) and are joined before it returns;
-// writeBehind() queues its blocking calls on the libuv thread pool.
+// writeBehind() and DirectWriter.write() queue their blocking calls on the
+// libuv thread pool (write_behind.h, direct_writer.h).
 #include <napi.h>
 
 #include "bpf_error.h"
+#include "direct_writer.h"
 #include "libbpf_log.h"
 #include "probe.h"
 #include "sock_diag.h"
@@ -24,6 +26,7 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   Tracer::Init(env, exports);
   StackResolver::Init(env, exports);
   InitWriteBehind(env, exports);
+  DirectWriter::Init(env, exports);
   return exports;
 }
 

@@ -129,6 +129,19 @@ export interface Native {
   Tracer: new (opts: NativeTracerOptions) => NativeTracer;
   /** on the thread pool: start writeback of [from, to) of fd, then write back and drop [dropFrom, from) from the page cache */
   writeBehind(fd: number, from: number, to: number, dropFrom: number): Promise<void>;
+  /** a second descriptor of an existing file, opened O_DIRECT (throws where the file system refuses it) */
+  DirectWriter: (new (path: string) => NativeDirectWriter) & { readonly align: number };
+}
+
+/** Direct-I/O appends (native/direct_writer.h). */
+export interface NativeDirectWriter {
+  /**
+   * On the thread pool: writes the largest whole number of `align`-byte blocks
+   * the buffers hold, in order, at offset (a multiple of align); resolves with
+   * that count (0, at once, when they hold less than a block). One at a time.
+   */
+  write(buffers: Buffer[], offset: number): Promise<number>;
+  close(): void;
 }
 
 let cached: Native | undefined;

@@ -1,8 +1,11 @@
 /**
- * The recording writer against the real page cache: what it wrote leaves the
- * cache one flush behind (write-behind, native/write_behind.h), the bytes on
- * disk are the bytes written, and outputs that are not regular files (a pipe,
- * /dev/null) are written without fsync or write-behind. Needs no root.
+ * The recording writer against the real page cache and disk: a regular file
+ * is written with direct I/O (native/direct_writer.h), so the cache holds at
+ * most its partial last block, and a killed writer leaves every flush; through
+ * the page cache, what it wrote leaves the cache one flush behind
+ * (write-behind, native/write_behind.h); the bytes on disk are the bytes
+ * written either way; outputs that are not regular files (a pipe, /dev/null)
+ * are written without fsync, direct I/O or write-behind. Needs no root.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -24,11 +27,21 @@ function resident(path: string): number | null {
 
 const noFincore = spawnSync('fincore', ['--version']).status === 0 ? false : 'fincore (util-linux) is not installed';
 
-test('a recording leaves the page cache one flush behind, and reads back intact', { skip: noFincore }, async () => {
+/** each chunk whole, in order, after its frame head */
+function assertChunks(back: Buffer, chunks: Buffer[]): void {
+  let at = 0;
+  for (const [i, c] of chunks.entries()) {
+    at = back.indexOf(c.subarray(0, 64), at);
+    assert.ok(at >= 0 && back.subarray(at, at + c.length).equals(c), `chunk ${i + 1} is in the file, whole`);
+    at += c.length;
+  }
+}
+
+test('a recording through the page cache leaves it one flush behind, and reads back intact', { skip: noFincore }, async () => {
   mkdirSync(WORK, { recursive: true });
   const file = join(WORK, 'write-behind.tcptrace');
   try {
-    const w = new RecordWriter(file, 60_000);
+    const w = new RecordWriter(file, 60_000, { direct: false });
     const chunks = [1, 2, 3, 4].map((i) => Buffer.alloc(8 * MB, i));
     for (const c of chunks) {
       w.batch(c); // 8 MB: flushed at once
@@ -40,15 +53,37 @@ test('a recording leaves the page cache one flush behind, and reads back intact'
     const res = resident(file)!;
     // the last flush's writeback is started, the three before it are dropped
     assert.ok(res <= 9 * MB, `${(res / MB).toFixed(1)} MB of ${(size / MB).toFixed(1)} MB still in the page cache`);
-    w.finish(END);
-    const back = readFileSync(file);
-    // each chunk whole, in order, after its frame head
-    let at = 0;
-    for (const [i, c] of chunks.entries()) {
-      at = back.indexOf(c.subarray(0, 64), at);
-      assert.ok(at >= 0 && back.subarray(at, at + c.length).equals(c), `chunk ${i + 1} is in the file, whole`);
-      at += c.length;
+    await w.finish(END);
+    assertChunks(readFileSync(file), chunks);
+  } finally {
+    rmSync(file, { force: true });
+  }
+});
+
+test('a recording written with direct I/O stays out of the page cache, and reads back intact', { skip: noFincore }, async () => {
+  mkdirSync(WORK, { recursive: true });
+  const file = join(WORK, 'direct.tcptrace');
+  try {
+    const w = new RecordWriter(file, 60_000);
+    // odd sizes: the frames straddle blocks, and each flush leaves a partial one
+    const chunks = [1, 2, 3, 4].map((i) => Buffer.alloc(8 * MB + 1000 * i + 8, i));
+    for (const c of chunks) {
+      w.batch(c); // past 8 MB: flushed at once
+      await w.idle();
     }
+    assert.ok(w.bytesWritten >= 32 * MB, `${w.bytesWritten} bytes written`);
+    assert.ok(w.bytesWritten % 4096 === 0, `direct I/O wrote whole blocks (${w.bytesWritten} bytes)`);
+    assert.equal(statSync(file).size, w.bytesWritten, 'nothing past the whole blocks while they were written');
+    // a flush with less than a block pending writes it through the page cache, after the whole ones
+    w.flush();
+    const size = statSync(file).size;
+    assert.ok(size > w.bytesWritten && size < w.bytesWritten + 4096, `file ${size} bytes, ${w.bytesWritten} written direct`);
+    const res = resident(file)!;
+    assert.ok(res <= 2 * 4096, `${res} bytes of ${(size / MB).toFixed(1)} MB in the page cache`);
+    await w.finish(END);
+    const back = readFileSync(file);
+    assert.equal(back.length, w.bytesWritten);
+    assertChunks(back, chunks);
   } finally {
     rmSync(file, { force: true });
   }
@@ -59,5 +94,5 @@ test('a recording to /dev/null is written without fsync or write-behind', async 
   w.batch(Buffer.alloc(9 * MB, 7));
   await w.idle();
   assert.equal(w.bytesWritten > 9 * MB, true);
-  w.finish(END);
+  await w.finish(END);
 });

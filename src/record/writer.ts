@@ -1,14 +1,21 @@
 /**
  * A TraceSink that writes a recording (see format.ts). Batches are written on
- * an interval; into a regular file, write-behind (native/write_behind.h) then
- * writes back and drops all but the last flush from the page cache.
+ * an interval. A regular file is written with direct I/O (native/direct_writer.h):
+ * whole blocks go to the disk from one reused buffer, past the page cache, on
+ * the thread pool; less than a block is written through the page cache, so
+ * that a quiet recorder that is killed still leaves what it flushed. Where
+ * the file system refuses direct I/O, everything goes through the page cache
+ * and write-behind (native/write_behind.h) writes back and drops all but the
+ * last flush from it.
  */
 import { closeSync, fstatSync, fsyncSync, openSync, writevSync } from 'node:fs';
 import { constants } from 'node:os';
+import { getSystemErrorName } from 'node:util';
 import { BpfError, TcptraceError } from '../errors.js';
 import { logger } from '../log.js';
 import { native } from '../native.js';
 import type { PresentEvent } from '../model/events.js';
+import type { NativeDirectWriter } from '../native.js';
 import type { ResolvedStack } from '../stacks/types.js';
 import type { Counters, SessionEnd, SessionInfo, TraceSink } from '../trace/types.js';
 import { batchFrameHead, encodeFrame, RECORD_FORMAT, RECORD_VERSION, toWire } from './format.js';
@@ -25,9 +32,14 @@ export class RecordWriter implements TraceSink {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private timer: NodeJS.Timeout;
-  bytesWritten = 0;
-  /** a regular file, not a pipe or a device (-o /dev/stdout): only it is fsynced and written behind */
+  private written = 0;
+  /** the end of what is in the file: written, and direct I/O's partial block after it */
+  private extent = 0;
+  /** a regular file, not a pipe or a device (-o /dev/stdout): only it is written direct or behind, and fsynced */
   private readonly regular: boolean;
+  /** direct I/O of whole blocks, one write at a time; null: through the page cache */
+  private direct: NativeDirectWriter | null = null;
+  private directJob: Promise<void> | null = null;
   /** write-behind: writeback queued up to `started`, pages dropped below `dropped`; one job at a time */
   private writeBehind: boolean;
   private started = 0;
@@ -36,16 +48,20 @@ export class RecordWriter implements TraceSink {
   /** the first write that failed: every call after it throws it, and nothing more is written */
   private failure: TcptraceError | null = null;
 
+  /** direct: false writes a regular file through the page cache too (tests of that path) */
   constructor(
     readonly path: string,
     flushMs = 1000,
+    { direct = true }: { direct?: boolean } = {},
   ) {
     try {
       this.fd = openSync(path, 'w', 0o600);
     } catch (err) {
       throw new TcptraceError('CANNOT_WRITE', `cannot write ${path}: ${(err as Error).message}`);
     }
-    this.regular = this.writeBehind = fstatSync(this.fd).isFile();
+    this.regular = fstatSync(this.fd).isFile();
+    if (this.regular && direct) this.direct = openDirect(path);
+    this.writeBehind = this.regular && !this.direct;
     this.timer = setInterval(() => {
       try {
         this.flush();
@@ -81,31 +97,88 @@ export class RecordWriter implements TraceSink {
     return this.failure;
   }
 
+  /** the byte count of the file's content a flush has handed to the kernel */
+  get bytesWritten(): number {
+    return this.written;
+  }
+
   flush(): void {
     this.check();
-    const bufs = this.pending;
-    if (!bufs.length) return;
-    this.pending = [];
-    this.pendingBytes = 0;
-    // one writev per IOV_MAX buffers, resumed after a short write
+    if (this.direct) return this.flushDirect();
+    if (!this.pending.length) return;
+    this.writeAt(this.pending, this.written);
+    this.consumed(this.pendingBytes);
+    this.behind();
+  }
+
+  /**
+   * Whole blocks to the direct writer, unless it is busy (the next flush takes
+   * them). Less than a block: through the page cache, at its offset, to be
+   * written again whole by a later direct write. Only then: written beside a
+   * direct write, it would lie past a hole if that write failed (a full disk).
+   */
+  private flushDirect(): void {
+    if (this.directJob || !this.pending.length) return;
+    const align = native().DirectWriter.align;
+    const whole = this.pendingBytes - (this.pendingBytes % align);
+    if (!whole) return this.writeAt(this.pending, this.written);
+    const at = this.written;
+    this.directJob = this.direct!.write(this.pending.slice(), at)
+      .then(
+        (n) => this.consumed(n),
+        (err: BpfError) => {
+          if (err.errno === constants.errno.EINVAL && at === 0) {
+            // refused at the first write (an alignment the file system wants larger): through the page cache
+            log.info({ err: err.message }, `direct I/O refused for ${this.path}: writing through the page cache`);
+            this.direct?.close();
+            this.direct = null;
+            this.writeBehind = true;
+          } else this.failed(`${getSystemErrorName(-err.errno)}: ${err.message}; the recording reads up to there (${this.extent} bytes)`);
+        },
+      )
+      .finally(() => {
+        this.directJob = null;
+        try {
+          if (this.pendingBytes >= FLUSH_BYTES) this.flush();
+        } catch {
+          // failed() kept it: the session's next call throws it
+        }
+      });
+  }
+
+  /** every buffer whole at offset (null: a pipe or device, at its position); one writev per IOV_MAX, resumed after a short one */
+  private writeAt(bufs: Buffer[], offset: number): void {
+    const at = this.regular ? offset : null;
+    let done = 0;
     for (let i = 0; i < bufs.length; ) {
       let n: number;
       try {
-        n = writevSync(this.fd, bufs.slice(i, i + IOV_MAX));
+        n = writevSync(this.fd, bufs.slice(i, i + IOV_MAX), at === null ? undefined : at + done);
       } catch (err) {
-        throw this.failed(`${(err as Error).message}; the recording reads up to there (${this.bytesWritten} bytes)`);
+        throw this.failed(`${(err as Error).message}; the recording reads up to there (${this.extent} bytes)`);
       }
-      this.bytesWritten += n;
+      done += n;
+      if (at !== null) this.extent = Math.max(this.extent, at + done);
       while (i < bufs.length && n >= bufs[i].length) n -= bufs[i++].length;
-      if (n > 0) bufs[i] = bufs[i].subarray(n);
+      if (n > 0) bufs = [...bufs.slice(0, i), bufs[i].subarray(n), ...bufs.slice(i + 1)];
     }
-    this.behind();
+  }
+
+  /** n bytes from the front of pending are in the file */
+  private consumed(n: number): void {
+    this.written += n;
+    this.extent = Math.max(this.extent, this.written);
+    this.pendingBytes -= n;
+    let i = 0;
+    while (i < this.pending.length && n >= this.pending[i].length) n -= this.pending[i++].length;
+    this.pending.splice(0, i);
+    if (n > 0) this.pending[0] = this.pending[0].subarray(n);
   }
 
   /** a flush while a job runs is covered by the next one */
   private behind(): void {
-    if (!this.writeBehind || this.behindJob || this.bytesWritten === this.started) return;
-    const [from, to] = [this.started, this.bytesWritten];
+    if (!this.writeBehind || this.behindJob || this.written === this.started) return;
+    const [from, to] = [this.started, this.written];
     let job: Promise<void>;
     try {
       job = native().writeBehind(this.fd, from, to, this.dropped);
@@ -134,9 +207,9 @@ export class RecordWriter implements TraceSink {
       });
   }
 
-  /** resolves when no write-behind job is running */
+  /** resolves when no direct write or write-behind job is running */
   async idle(): Promise<void> {
-    await this.behindJob;
+    while (this.directJob || this.behindJob) await (this.directJob ?? this.behindJob);
   }
 
   begin(info: SessionInfo): void {
@@ -160,11 +233,28 @@ export class RecordWriter implements TraceSink {
     this.push({ t: 'counters', c });
   }
 
-  finish(end: SessionEnd): void {
+  /** the rest, direct I/O's partial last block included, through the page cache; then fsync */
+  async finish(end: SessionEnd): Promise<void> {
     this.push({ t: 'end', end: toWire(end) });
-    this.flush();
     clearInterval(this.timer);
-    if (this.regular) fsyncSync(this.fd);
-    closeSync(this.fd);
+    try {
+      while (this.directJob) await this.directJob;
+      this.direct?.close();
+      this.direct = null;
+      this.flush();
+      if (this.regular) fsyncSync(this.fd);
+    } finally {
+      closeSync(this.fd);
+    }
+  }
+}
+
+/** a direct writer for path, or null (logged) where the file system refuses O_DIRECT */
+function openDirect(path: string): NativeDirectWriter | null {
+  try {
+    return new (native().DirectWriter)(path);
+  } catch (err) {
+    log.info({ err: (err as Error).message }, `direct I/O refused for ${path}: writing through the page cache`);
+    return null;
   }
 }
