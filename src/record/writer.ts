@@ -23,6 +23,8 @@ import { batchFrameHead, encodeFrame, RECORD_FORMAT, RECORD_VERSION, toWire } fr
 const IOV_MAX = 1024;
 /** pending bytes that are written at once rather than at the next interval */
 const FLUSH_BYTES = 8 << 20;
+/** the most one direct write takes (the rest: the next one), which bounds its aligned buffer */
+const DIRECT_MAX = 16 << 20;
 const log = logger('record');
 /** write-behind failures that mean written data did not reach the disk */
 const LOST_DATA = new Set([constants.errno.EIO, constants.errno.ENOSPC, constants.errno.EDQUOT]);
@@ -120,10 +122,10 @@ export class RecordWriter implements TraceSink {
   private flushDirect(): void {
     if (this.directJob || !this.pending.length) return;
     const align = native().DirectWriter.align;
-    const whole = this.pendingBytes - (this.pendingBytes % align);
+    const whole = Math.min(this.pendingBytes - (this.pendingBytes % align), DIRECT_MAX);
     if (!whole) return this.writeAt(this.pending, this.written);
     const at = this.written;
-    this.directJob = this.direct!.write(this.pending.slice(), at)
+    this.directJob = this.direct!.write(headOf(this.pending, whole), at)
       .then(
         (n) => this.consumed(n),
         (err: BpfError) => {
@@ -235,9 +237,9 @@ export class RecordWriter implements TraceSink {
 
   /** the rest, direct I/O's partial last block included, through the page cache; then fsync */
   async finish(end: SessionEnd): Promise<void> {
-    this.push({ t: 'end', end: toWire(end) });
     clearInterval(this.timer);
     try {
+      this.push({ t: 'end', end: toWire(end) });
       while (this.directJob) await this.directJob;
       this.direct?.close();
       this.direct = null;
@@ -257,4 +259,15 @@ function openDirect(path: string): NativeDirectWriter | null {
     log.info({ err: (err as Error).message }, `direct I/O refused for ${path}: writing through the page cache`);
     return null;
   }
+}
+
+/** the first n bytes of bufs (whole buffers and, last, a view of part of one) */
+function headOf(bufs: Buffer[], n: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (const b of bufs) {
+    if (n <= 0) break;
+    out.push(n >= b.length ? b : b.subarray(0, n));
+    n -= b.length;
+  }
+  return out;
 }
