@@ -99,6 +99,11 @@ export class RecordWriter implements TraceSink {
     return this.failure;
   }
 
+  /** how the file is written: direct I/O, through the page cache (written behind), or a stream (pipe, device) */
+  get mode(): 'direct' | 'page cache' | 'stream' {
+    return this.direct ? 'direct' : this.regular ? 'page cache' : 'stream';
+  }
+
   /** the byte count of the file's content a flush has handed to the kernel */
   get bytesWritten(): number {
     return this.written;
