@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { decodeFrame, fromWire } from '../src/record/format.js';
 import { RecordWriter } from '../src/record/writer.js';
 import { zeroCounters, type SessionEnd } from '../src/trace/types.js';
 import { needRoot, WORK } from './helpers/proc.js';
@@ -86,6 +87,39 @@ test('a recording written with direct I/O stays out of the page cache, and reads
     const back = readFileSync(file);
     assert.equal(back.length, w.bytesWritten);
     assertChunks(back, chunks);
+  } finally {
+    rmSync(file, { force: true });
+  }
+});
+
+/** the recording's last frame, decoded */
+function lastFrame(file: string): Record<string, unknown> {
+  const data = readFileSync(file);
+  let last: Record<string, unknown> = {};
+  for (let off = 0; off + 4 <= data.length; ) {
+    const len = data.readUInt32BE(off);
+    last = decodeFrame(data.subarray(off + 4, off + 4 + len));
+    off += 4 + len;
+  }
+  return last;
+}
+
+test('past its backlog bound, direct I/O drops whole batches, and the recording counts them', async () => {
+  mkdirSync(WORK, { recursive: true });
+  const file = join(WORK, 'backlog.tcptrace');
+  try {
+    const w = new RecordWriter(file, 60_000, { backlogMax: 32 * MB });
+    assert.equal(w.mode, 'direct');
+    // all in one tick: the first direct write cannot settle, so the rest back up behind it
+    // (the backlog counts the bytes of the write in flight too: they are held until it settles)
+    const chunks = [1, 2, 3, 4, 5].map((i) => Buffer.alloc(8 * MB, i));
+    for (const c of chunks) w.batch(c);
+    assert.deepEqual(w.shed, { batches: 2, bytes: 16 * MB });
+    await w.finish(END);
+    const end = fromWire<SessionEnd>(lastFrame(file).end);
+    assert.equal(end.counters.droppedBatches, 2);
+    assert.equal(end.counters.droppedBytes, 16 * MB);
+    assertChunks(readFileSync(file), chunks.slice(0, 3));
   } finally {
     rmSync(file, { force: true });
   }

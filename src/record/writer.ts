@@ -24,6 +24,14 @@ const IOV_MAX = 1024;
 const FLUSH_BYTES = 8 << 20;
 /** the most one direct write takes (the rest: the next one), which bounds its aligned buffer */
 const DIRECT_MAX = 16 << 20;
+/**
+ * The backlog direct I/O may build when the disk is slower than the trace:
+ * past it, whole batches are dropped and counted (as dropped in the agent, in
+ * the recording's counters). Direct writes do not block the agent as writes
+ * through the page cache do (which leave it to the ring poller to drop, when
+ * its hand-overs back up), so without a bound the backlog would grow in memory.
+ */
+const BACKLOG_MAX = 256 << 20;
 const log = logger('record');
 /** write-behind failures that mean written data did not reach the disk */
 const LOST_DATA = new Set([constants.errno.EIO, constants.errno.ENOSPC, constants.errno.EDQUOT]);
@@ -46,15 +54,20 @@ export class RecordWriter implements TraceSink {
   private started = 0;
   private dropped = 0;
   private behindJob: Promise<void> | null = null;
+  private readonly backlogMax: number;
+  /** batches dropped past backlogMax, and their bytes */
+  private shedBatches = 0;
+  private shedBytes = 0;
   /** the first write that failed: every call after it throws it, and nothing more is written */
   private failure: TcptraceError | null = null;
 
-  /** direct: false writes a regular file through the page cache too (tests of that path) */
+  /** direct: false writes a regular file through the page cache too; both options are for tests */
   constructor(
     readonly path: string,
     flushMs = 1000,
-    { direct = true }: { direct?: boolean } = {},
+    { direct = true, backlogMax = BACKLOG_MAX }: { direct?: boolean; backlogMax?: number } = {},
   ) {
+    this.backlogMax = backlogMax;
     try {
       this.fd = openSync(path, 'w', 0o600);
     } catch (err) {
@@ -101,6 +114,11 @@ export class RecordWriter implements TraceSink {
   /** how the file is written: direct I/O, through the page cache (written behind), or a stream (pipe, device) */
   get mode(): 'direct' | 'page cache' | 'stream' {
     return this.direct ? 'direct' : this.regular ? 'page cache' : 'stream';
+  }
+
+  /** batches (and bytes) dropped because the disk did not keep up with direct I/O */
+  get shed(): { batches: number; bytes: number } {
+    return { batches: this.shedBatches, bytes: this.shedBytes };
   }
 
   /** the byte count of the file's content a flush has handed to the kernel */
@@ -224,7 +242,18 @@ export class RecordWriter implements TraceSink {
   }
 
   batch(buf: Buffer): void {
+    this.check();
+    if (this.direct && this.pendingBytes + buf.length > this.backlogMax) {
+      if (!this.shedBatches++) log.warn({ path: this.path, backlogBytes: this.pendingBytes }, 'the disk does not keep up with the recording: batches are dropped, and counted');
+      this.shedBytes += buf.length;
+      return;
+    }
     this.enqueue(batchFrameHead(buf.length), buf);
+  }
+
+  /** c, with the batches dropped here counted as dropped in the agent */
+  private withShed(c: Counters): Counters {
+    return this.shedBatches ? { ...c, droppedBatches: c.droppedBatches + this.shedBatches, droppedBytes: c.droppedBytes + this.shedBytes } : c;
   }
 
   stacks(items: ResolvedStack[]): void {
@@ -236,14 +265,14 @@ export class RecordWriter implements TraceSink {
   }
 
   counters(c: Counters): void {
-    this.push({ t: 'counters', c });
+    this.push({ t: 'counters', c: this.withShed(c) });
   }
 
   /** the rest, direct I/O's partial last block included, through the page cache; then fsync */
   async finish(end: SessionEnd): Promise<void> {
     clearInterval(this.timer);
     try {
-      this.push({ t: 'end', end: toWire(end) });
+      this.push({ t: 'end', end: toWire({ ...end, counters: this.withShed(end.counters) }) });
       while (this.directJob) await this.directJob;
       this.direct?.close();
       this.direct = null;
