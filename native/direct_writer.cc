@@ -78,6 +78,7 @@ class DirectWriteWorker : public Napi::AsyncWorker {
         if (errno == EINTR) continue;
         return Fail("write (direct I/O)", errno);
       }
+      if (w == 0) return Fail("write (direct I/O)", ENOSPC);  // no progress: never loop on it
       // a short direct write (a full disk) ends on a block boundary or not at all; what it
       // wrote is kept and the rest is tried again, where ENOSPC then says why
       done += static_cast<size_t>(w);
@@ -148,10 +149,10 @@ Napi::Value DirectWriter::Write(const Napi::CallbackInfo& info) {
     total += b.Length();
   }
   size_t whole = total & ~(kAlign - 1);
-  auto deferred = Napi::Promise::Deferred::New(env);
   if (whole == 0) {
-    deferred.Resolve(Napi::Number::New(env, 0));
-    return deferred.Promise();
+    auto none = Napi::Promise::Deferred::New(env);
+    none.Resolve(Napi::Number::New(env, 0));
+    return none.Promise();
   }
   if (state_->busy.exchange(true)) throw ToJsError(env, {"BAD_STATE", 0, "direct write", "a direct write is already running", ""});
   auto* w = new DirectWriteWorker(env, state_, arr, std::move(spans), whole, offset);
