@@ -12,6 +12,9 @@ export function recordCommand(): Command {
       'after',
       `
 The file is flushed every second: a recorder that is killed leaves a readable file.
+It is written with direct I/O where the file system allows it, past the page cache
+(else through it, dropping what was written back); if the disk cannot keep up, batches
+past a 256 MiB backlog are dropped and counted.
 --leak-after, --top and --interval are stored in it as the defaults of \`tcptrace report\`.
 Stacks are symbolized while the processes live; raw stack bytes are never written.
 Examples:
