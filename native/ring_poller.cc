@@ -5,6 +5,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <time.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstddef>
@@ -16,6 +18,15 @@ namespace tcptrace {
 
 namespace {
 constexpr size_t kFlushBytes = 4 << 20;  // hand over mid-drain past this, to bound batch size
+// Several rings: records younger than this at a wake-up wait for the next one. A record's
+// time is read before its reserve, and programs are preemptible on some kernels (7.0+).
+constexpr uint64_t kHoldNs = 10'000'000;
+
+uint64_t MonotonicNs() {
+  timespec t{};
+  clock_gettime(CLOCK_MONOTONIC, &t);  // bpf_ktime_get_ns()'s clock
+  return static_cast<uint64_t>(t.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(t.tv_nsec);
+}
 
 // One hand-over to JS: the packed records, and where the full stack records among them start
 // (found while copying, so JS never walks the batch's headers a second time to find them).
@@ -25,8 +36,25 @@ struct Batch {
 };
 }  // namespace
 
+struct PollState;
+
+// One ring's records read but not handed over yet (several rings only).
+struct RingStage {
+  struct Rec {
+    uint64_t ts;
+    uint32_t off;
+    uint32_t size;
+  };
+  PollState* s = nullptr;
+  std::vector<uint8_t> bytes;
+  std::vector<Rec> recs;
+  size_t head = 0;  // the first record not handed over
+};
+
 struct PollState {
   ring_buffer* rb = nullptr;
+  std::vector<RingStage> stages;  // one per ring when there are several; empty: straight to the batch
+  uint64_t last_ts = 0;           // the newest record handed over (poll thread only)
   int epfd = -1;
   int stopfd = -1;
   int interval_ms = 100;
@@ -37,7 +65,7 @@ struct PollState {
   Batch* batch = nullptr;                 // poll thread only
   uint64_t batch_records = 0;             // poll thread only
   std::atomic<size_t> inflight{0};
-  std::atomic<uint64_t> batches{0}, records{0}, bytes{0}, dropped_batches{0}, dropped_bytes{0};
+  std::atomic<uint64_t> batches{0}, records{0}, bytes{0}, dropped_batches{0}, dropped_bytes{0}, out_of_order{0};
   Napi::Promise::Deferred* stopped = nullptr;  // JS thread only
   bool stopping = false;                       // JS thread only
 
@@ -54,19 +82,74 @@ struct PollState {
     if (write(stopfd, &one, sizeof(one)) < 0) { /* the thread still wakes on its timeout */ }
   }
 
+  // one ring: straight into the batch
   static int OnRecord(void* ctx, void* data, size_t size) {
-    auto* s = static_cast<PollState*>(ctx);
+    static_cast<PollState*>(ctx)->Append(static_cast<const uint8_t*>(data), size);
+    return 0;
+  }
+
+  // several rings: into the ring's stage, for Merge()
+  static int OnStaged(void* ctx, void* data, size_t size) {
+    auto* st = static_cast<RingStage*>(ctx);
     const auto* p = static_cast<const uint8_t*>(data);
-    std::vector<uint8_t>& out = s->batch->bytes;
+    uint64_t ts = 0;
+    if (size >= sizeof(tt_hdr)) std::memcpy(&ts, p + offsetof(tt_hdr, ts_ns), sizeof(ts));
+    st->recs.push_back({ts, static_cast<uint32_t>(st->bytes.size()), static_cast<uint32_t>(size)});
+    st->bytes.insert(st->bytes.end(), p, p + size);
+    return 0;
+  }
+
+  void Append(const uint8_t* p, size_t size) {
+    std::vector<uint8_t>& out = batch->bytes;
     uint16_t kind = 0;
     if (size >= sizeof(tt_hdr)) std::memcpy(&kind, p + offsetof(tt_hdr, kind), sizeof(kind));
     // full stack copies leave the batch (raw stack bytes are user data); references stay inline
-    if (kind == TT_KIND_STACK) s->batch->stack_offsets.push_back(static_cast<uint32_t>(out.size()));
+    if (kind == TT_KIND_STACK) batch->stack_offsets.push_back(static_cast<uint32_t>(out.size()));
     // Records are 8-byte multiples (struct alignment), so they stay aligned when packed.
     out.insert(out.end(), p, p + size);
-    s->batch_records++;
-    if (out.size() >= kFlushBytes) s->Flush();
-    return 0;
+    batch_records++;
+    if (out.size() >= kFlushBytes) Flush();
+  }
+
+  // Hands over the staged records with a time up to cutoff, oldest first across the rings
+  // (a heap of rings by their first record's time); each ring's later ones stay staged.
+  void Merge(uint64_t cutoff) {
+    auto ready = [&](size_t i) { return stages[i].head < stages[i].recs.size() && stages[i].recs[stages[i].head].ts <= cutoff; };
+    auto later = [&](size_t a, size_t b) { return stages[a].recs[stages[a].head].ts > stages[b].recs[stages[b].head].ts; };
+    std::vector<size_t> heap;
+    for (size_t i = 0; i < stages.size(); i++)
+      if (ready(i)) heap.push_back(i);
+    std::make_heap(heap.begin(), heap.end(), later);
+    while (!heap.empty()) {
+      std::pop_heap(heap.begin(), heap.end(), later);
+      RingStage& st = stages[heap.back()];
+      const RingStage::Rec& r = st.recs[st.head++];
+      if (r.ts < last_ts) out_of_order++;
+      else last_ts = r.ts;
+      Append(st.bytes.data() + r.off, r.size);
+      if (ready(heap.back())) std::push_heap(heap.begin(), heap.end(), later);
+      else heap.pop_back();
+    }
+    for (RingStage& st : stages) {
+      if (st.head == st.recs.size()) {
+        st.bytes.clear();
+        st.recs.clear();
+      } else if (st.head > 0) {
+        const uint32_t base = st.recs[st.head].off;
+        st.bytes.erase(st.bytes.begin(), st.bytes.begin() + base);
+        st.recs.erase(st.recs.begin(), st.recs.begin() + static_cast<std::ptrdiff_t>(st.head));
+        for (RingStage::Rec& rec : st.recs) rec.off -= base;
+      }
+      st.head = 0;
+    }
+  }
+
+  // One wake-up's reads: every ring, then (several rings) what is old enough, or all when stopping.
+  void Drain(bool last) {
+    const uint64_t now = MonotonicNs();
+    ring_buffer__consume(rb);
+    if (!stages.empty()) Merge(last ? UINT64_MAX : (now > kHoldNs ? now - kHoldNs : 0));
+    Flush();
   }
 
   // Sized like the last batch handed over (plus a quarter): a busy ring fills
@@ -131,22 +214,36 @@ struct PollState {
       for (int i = 0; i < n; i++) {
         if (evs[i].data.u32 == 1) stop = true;
       }
-      ring_buffer__consume(rb);
-      Flush();
+      Drain(false);
     }
-    ring_buffer__consume(rb);  // whatever arrived while stopping
-    Flush();
+    Drain(true);  // whatever arrived while stopping, and all still staged
     tsfn.Release();
   }
 };
 
-RingPoller::RingPoller(Napi::Env env, int ring_fd, Napi::Function on_batch, int interval_ms,
+RingPoller::RingPoller(Napi::Env env, const std::vector<int>& ring_fds, Napi::Function on_batch, int interval_ms,
                        size_t max_inflight_bytes)
     : state_(std::make_shared<PollState>()) {
   PollState* s = state_.get();
   s->interval_ms = interval_ms;
   s->max_inflight = max_inflight_bytes;
-  s->rb = ring_buffer__new(ring_fd, &PollState::OnRecord, s, nullptr);
+  if (ring_fds.empty()) {
+    s->error = "no ring buffer";
+    return;
+  }
+  if (ring_fds.size() == 1) {
+    s->rb = ring_buffer__new(ring_fds[0], &PollState::OnRecord, s, nullptr);
+  } else {
+    s->stages.resize(ring_fds.size());  // never resized again: libbpf holds pointers to them
+    for (RingStage& st : s->stages) st.s = s;
+    s->rb = ring_buffer__new(ring_fds[0], &PollState::OnStaged, &s->stages[0], nullptr);
+    for (size_t i = 1; s->rb != nullptr && i < ring_fds.size(); i++) {
+      if (ring_buffer__add(s->rb, ring_fds[i], &PollState::OnStaged, &s->stages[i]) != 0) {
+        s->error = std::string("ring_buffer__add: ") + std::strerror(errno);
+        return;
+      }
+    }
+  }
   if (s->rb == nullptr) {
     s->error = std::string("ring_buffer__new: ") + std::strerror(errno);
     return;
@@ -216,6 +313,7 @@ PollerStats RingPoller::Stats() const {
   out.bytes = s->bytes.load();
   out.dropped_batches = s->dropped_batches.load();
   out.dropped_bytes = s->dropped_bytes.load();
+  out.out_of_order = s->out_of_order.load();
   return out;
 }
 

@@ -1,4 +1,4 @@
-// Drains the BPF ring buffer on a worker thread and hands records to JS in batches.
+// Drains the BPF ring buffers on a worker thread and hands records to JS in batches.
 //
 // Threading model:
 //  - The poll thread owns the libbpf ring_buffer (libbpf's consumer is not
@@ -14,6 +14,13 @@
 //    (onBatch(buffer, stackOffsets?)), so JS splits them out without a pass;
 //    stack references (56 bytes, no user data) stay inline and are decoded
 //    with the other records.
+//  - With one ring per CPU, each ring's records are in the order its CPU
+//    reserved them, but a socket's transitions run on any CPU: each wake-up
+//    stages the records of every ring, then hands over those older than the
+//    wake-up minus a hold-back (kHoldNs), merged by hdr.ts_ns; the younger ones
+//    wait for the next wake-up, in case another CPU's older record is still
+//    between its clock read and its commit. One handed over behind a newer one
+//    (a program held longer than the hold-back) is counted (out_of_order).
 //  - Batches waiting for the JS thread are bounded by bytes; past the bound a
 //    batch is dropped and counted (dropped_batches/dropped_bytes), never silently.
 //  - Stop(): the JS thread signals the eventfd; the poll thread does a last
@@ -41,14 +48,15 @@ struct PollerStats {
   uint64_t bytes = 0;
   uint64_t dropped_batches = 0;
   uint64_t dropped_bytes = 0;
+  uint64_t out_of_order = 0;  // records handed over behind a newer one (several rings)
 };
 
 struct PollState;
 
 class RingPoller {
  public:
-  // ring_fd: the BPF_MAP_TYPE_RINGBUF map fd. Check ok() after construction.
-  RingPoller(Napi::Env env, int ring_fd, Napi::Function on_batch, int interval_ms,
+  // ring_fds: the BPF_MAP_TYPE_RINGBUF map fds (several: merged by time). Check ok() after construction.
+  RingPoller(Napi::Env env, const std::vector<int>& ring_fds, Napi::Function on_batch, int interval_ms,
              size_t max_inflight_bytes);
   // Stops the thread (joins it) if Stop() was never called.
   ~RingPoller();

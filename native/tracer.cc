@@ -158,11 +158,31 @@ Tracer::Tracer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tracer>(info) 
   skel_->rodata->targ_stack_bytes = std::min<uint32_t>(GetU32(o, "stackBytes", 16384), TT_STACK_MAX);
   skel_->rodata->targ_stack_rate = std::max<uint32_t>(GetU32(o, "stackRate", 2000), 1);
   uint32_t ring = GetU32(o, "ringBytes", 8u << 20);
-  skel_->rodata->targ_wakeup_bytes = GetU32(o, "wakeupBytes", ring / 4);
+  // --ring-size is split among the CPUs' rings: a power of two each, at least kMinCpuRing
+  const uint32_t ncpu = static_cast<uint32_t>(std::max(libbpf_num_possible_cpus(), 1));
+  ring_per_cpu_ = GetBool(o, "ringPerCpu", true) && ncpu > 1;
+  ring_bytes_ = ring;
+  if (ring_per_cpu_) {
+    constexpr uint32_t kMinCpuRing = 64 * 1024;
+    uint32_t each = kMinCpuRing;
+    while (each * 2 <= ring / ncpu) each *= 2;
+    ring_bytes_ = each;
+  }
+  skel_->rodata->targ_ring_per_cpu = ring_per_cpu_;
+  skel_->rodata->targ_wakeup_bytes = GetU32(o, "wakeupBytes", ring_bytes_ / 4);
   uint32_t max_sockets = GetU32(o, "maxSockets", 65536);
   uint32_t max_targets = GetU32(o, "maxTargets", 4096);
 
-  int err = bpf_map__set_max_entries(skel_->maps.events, ring);
+  // the ring that is not used gets one page; the inner map template is this tracer's, sized
+  ring_template_ = OwnedFd(bpf_map_create(BPF_MAP_TYPE_RINGBUF, "tt_ring_tmpl", 0, 0, ring_per_cpu_ ? ring_bytes_ : 4096, nullptr));
+  if (ring_template_.get() < 0) {
+    int e = errno;
+    CloseAll();
+    throw ToJsError(env, MakeError("create ring buffer template", e));
+  }
+  int err = bpf_map__set_max_entries(skel_->maps.events, ring_per_cpu_ ? 4096 : ring);
+  if (!err) err = bpf_map__set_max_entries(skel_->maps.rings, ring_per_cpu_ ? ncpu : 1);
+  if (!err) err = bpf_map__set_inner_map_fd(skel_->maps.rings, ring_template_.get());
   // unused without targ_owners: one entry each instead of preallocated megabytes
   if (!err) err = bpf_map__set_max_entries(skel_->maps.owners, owners ? max_sockets : 1);
   if (!err) err = bpf_map__set_max_entries(skel_->maps.seeds, owners ? max_sockets : 1);
@@ -197,6 +217,22 @@ Napi::Value Tracer::Load(const Napi::CallbackInfo& info) {
     if (log.find("BEGIN PROG LOAD LOG") != std::string::npos || log.find("processed ") != std::string::npos)
       e.code = "VERIFIER";
     throw ToJsError(env, e);
+  }
+  ring_template_.Reset();
+  if (ring_per_cpu_) {
+    // before attach: a program that finds its CPU's slot empty counts a full ring
+    int outer = bpf_map__fd(skel_->maps.rings);
+    for (uint32_t cpu = 0; cpu < bpf_map__max_entries(skel_->maps.rings); cpu++) {
+      OwnedFd r(bpf_map_create(BPF_MAP_TYPE_RINGBUF, "tt_ring_cpu", 0, 0, ring_bytes_, nullptr));
+      int fd = r.get();
+      int e = fd < 0 ? errno : 0;
+      if (!e && bpf_map_update_elem(outer, &cpu, &fd, BPF_ANY) != 0) e = errno;
+      if (e) {
+        throw ToJsError(env, MakeError("create the ring buffer of CPU " + std::to_string(cpu), e,
+                                       std::to_string(ring_bytes_) + " bytes each: lower --ring-size, or use --no-ring-per-cpu"));
+      }
+      cpu_rings_.push_back(std::move(r));
+    }
   }
   state_ = kLoaded;
   return env.Undefined();
@@ -337,7 +373,10 @@ Napi::Value Tracer::Start(const Napi::CallbackInfo& info) {
     Napi::Value m = o.Get("maxInflightBytes");
     if (m.IsNumber()) max_inflight = m.As<Napi::Number>().DoubleValue();
   }
-  poller_ = std::make_unique<RingPoller>(env, bpf_map__fd(skel_->maps.events), info[0].As<Napi::Function>(),
+  std::vector<int> rings;
+  for (const OwnedFd& r : cpu_rings_) rings.push_back(r.get());
+  if (rings.empty()) rings.push_back(bpf_map__fd(skel_->maps.events));
+  poller_ = std::make_unique<RingPoller>(env, rings, info[0].As<Napi::Function>(),
                                          static_cast<int>(interval), static_cast<size_t>(max_inflight));
   if (!poller_->ok()) {
     std::string why = poller_->error();
@@ -399,6 +438,8 @@ Napi::Value Tracer::Counters(const Napi::CallbackInfo& info) {
   out.Set("bytes", Napi::BigInt::New(env, s.bytes));
   out.Set("droppedBatches", Napi::BigInt::New(env, s.dropped_batches));
   out.Set("droppedBytes", Napi::BigInt::New(env, s.dropped_bytes));
+  out.Set("outOfOrder", Napi::BigInt::New(env, s.out_of_order));
+  out.Set("rings", Napi::Number::New(env, ring_per_cpu_ ? static_cast<double>(cpu_rings_.size()) : 1));
   return out;
 }
 
@@ -436,6 +477,8 @@ void Tracer::CloseAll() {
     tcpstate_bpf__destroy(skel_);
     skel_ = nullptr;
   }
+  cpu_rings_.clear();
+  ring_template_.Reset();
   state_ = kClosed;
 }
 

@@ -18,8 +18,11 @@
 
 #include <napi.h>
 
+#include <unistd.h>
+
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 struct tcpstate_bpf;
@@ -28,6 +31,32 @@ struct bpf_link;
 namespace tcptrace {
 
 class RingPoller;
+
+// A file descriptor this object closes (the per-CPU rings and their template).
+class OwnedFd {
+ public:
+  OwnedFd() = default;
+  explicit OwnedFd(int fd) : fd_(fd) {}
+  OwnedFd(OwnedFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  OwnedFd& operator=(OwnedFd&& o) noexcept {
+    if (this != &o) {
+      Reset();
+      fd_ = std::exchange(o.fd_, -1);
+    }
+    return *this;
+  }
+  OwnedFd(const OwnedFd&) = delete;
+  OwnedFd& operator=(const OwnedFd&) = delete;
+  ~OwnedFd() { Reset(); }
+  int get() const { return fd_; }
+  void Reset() {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
 
 class Tracer : public Napi::ObjectWrap<Tracer> {
  public:
@@ -57,6 +86,11 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
   std::vector<bpf_link*> links_;
   std::unique_ptr<RingPoller> poller_;
   std::vector<std::string> programs_;
+  // One ring per possible CPU (bpf/tcpstate.bpf.c, "rings"), or none: the shared "events" ring.
+  bool ring_per_cpu_ = false;
+  uint32_t ring_bytes_ = 0;  // each ring's size
+  OwnedFd ring_template_;    // the inner map template, until load
+  std::vector<OwnedFd> cpu_rings_;
 };
 
 }  // namespace tcptrace

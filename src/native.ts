@@ -79,13 +79,20 @@ export interface NativeCounters {
   bytes: bigint;
   droppedBatches: bigint;
   droppedBytes: bigint;
+  /** records handed over behind a newer one (one ring per CPU: merged by time) */
+  outOfOrder: bigint;
+  /** ring buffers read: one per possible CPU, or the one shared ring */
+  rings: number;
 }
 
 export interface NativeTracerOptions {
   programs: string[];
   filter: boolean;
   children: boolean;
+  /** every ring's bytes together: split among the CPUs with ringPerCpu */
   ringBytes: number;
+  /** one ring buffer per possible CPU, merged by time in the poller (default true; one CPU: one ring) */
+  ringPerCpu?: boolean;
   wakeupBytes?: number;
   maxSockets: number;
   maxTargets?: number;

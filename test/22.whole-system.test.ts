@@ -10,6 +10,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildC, FIXTURES, needKernelBtf, needRoot, runClient, runTcptrace, sleep, ssCloseWait, startServer, startTcptrace, WORK, type Server } from './helpers/proc.js';
 import { lifetimes, peerPort, stopRecordedTrace, type Recorded } from './helpers/recording.js';
@@ -55,6 +56,20 @@ describe('tcptrace without --pid (whole system)', { skip: skip ?? false }, () =>
     assert.equal(live.target.pids, null);
     assert.equal(live.counts.lost, 0);
     assert.equal(live.counts.filteredInKernel, 0);
+  });
+
+  test('one ring buffer per CPU, merged into time order', () => {
+    // one ring per possible CPU (what libbpf counts), from "0-1" or "0,2-5"
+    const cpus = readFileSync('/sys/devices/system/cpu/possible', 'utf8').trim().split(',').reduce((n, r) => {
+      const [a, b] = r.split('-').map(Number);
+      return n + (b === undefined ? 1 : b - a + 1);
+    }, 0);
+    assert.equal(live.attach.rings, cpus > 1 ? cpus : 1, `${cpus} possible CPUs`);
+    assert.equal(live.counts.outOfOrder, 0);
+    // every record of the kernel in the recording is in time order, whichever CPU's ring it came from
+    const ts = rec.events.filter((e) => e.type === 'transition' || e.type === 'sockcall').map((e) => (e as TransitionEvent | SockcallEvent).ts);
+    assert.ok(ts.length > 50, `${ts.length} records`);
+    for (let i = 1; i < ts.length; i++) assert.ok(ts[i] >= ts[i - 1], `record ${i} at ${ts[i]} after one at ${ts[i - 1]}`);
   });
 
   test('both servers\' sockets live complete and in order, owned by the server', () => {

@@ -61,6 +61,7 @@ export function demoCommand(): Command {
             attachMode: opts.attachMode,
             syscallHooks: 'auto',
             ringSize: DEFAULTS.ringBytes,
+            ringPerCpu: true,
             maxSockets: DEFAULTS.maxSockets,
             stacks: true,
             stackBytes: DEFAULTS.stackBytes,

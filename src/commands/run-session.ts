@@ -18,6 +18,7 @@ export async function runSession(
       attachMode: opts.attachMode,
       syscallHooks: opts.syscallHooks,
       ringBytes: opts.ringSize,
+      ringPerCpu: opts.ringPerCpu,
       maxSockets: opts.maxSockets,
       drainIntervalMs: DEFAULTS.drainIntervalMs,
       countersIntervalMs: DEFAULTS.countersIntervalMs,

@@ -33,7 +33,7 @@ export interface ReportDoc {
   tool: { name: string; version: string };
   host: string;
   kernel: string;
-  attach: { mode: string; chosenBy: string; hooks: Record<string, string> };
+  attach: { mode: string; chosenBy: string; hooks: Record<string, string>; rings?: number };
   target: { pids: number[] | null; children: boolean; exited: number[] };
   startedAt: string; // ISO wall clock
   durationMs: number;
@@ -48,6 +48,8 @@ export interface ReportDoc {
     /** missedInKernel by BPF program name (only programs that missed) */
     missedInKernelBy: Record<string, number>;
     droppedInAgent: number;
+    /** records handed over behind a newer one of another CPU's ring */
+    outOfOrder: number;
     filteredInKernel: number;
     /** summary mode: transitions of sockets not yet in CLOSE_WAIT or LISTEN, counted in the kernel and not sent */
     summarisedInKernel: number;
@@ -116,6 +118,7 @@ export function buildReport(a: Analyzer, end: SessionEnd): ReportDoc {
     const by = Object.entries(counters.missedBy).map(([prog, n]) => `${prog} ${n}`).join(', ');
     warnings.push(`${counters.missed} events missed: the kernel skipped a hook that interrupted another BPF program on the same CPU${by ? ` (${by})` : ''}${unseen ? `; ${unseen} sockets' CLOSE among them, found when their address was reused` : ''}`);
   }
+  if (counters.outOfOrder) warnings.push(`${counters.outOfOrder} records arrived after newer ones of another CPU (a hook held its record past the merge's hold-back): their sockets' order may be off`);
   if (counters.droppedBatches) warnings.push(`${counters.droppedBatches} batches (${counters.droppedBytes} bytes) dropped in the agent: it fell behind`);
   if (counters.ownersFull) warnings.push(`${counters.ownersFull} sockets not tracked: owners map full (raise --max-sockets)`);
   if (counters.listenersFull) warnings.push(`${counters.listenersFull} listeners not tracked: listeners map full`);
@@ -131,7 +134,7 @@ export function buildReport(a: Analyzer, end: SessionEnd): ReportDoc {
     tool: info.tool,
     host: info.host,
     kernel: info.kernel,
-    attach: { mode: info.attach.mode, chosenBy: info.attach.chosenBy, hooks: info.attach.hooks },
+    attach: { mode: info.attach.mode, chosenBy: info.attach.chosenBy, hooks: info.attach.hooks, ...(info.attach.rings ? { rings: info.attach.rings } : {}) },
     target: { pids: info.selectors.pids, children: info.selectors.children, exited: [...end.exitedPids].sort((x, y) => x - y) },
     startedAt: new Date(Number(wallStart / 1_000_000n)).toISOString(),
     durationMs: Math.round(ms(endNs - startedNs)),
@@ -145,6 +148,7 @@ export function buildReport(a: Analyzer, end: SessionEnd): ReportDoc {
       missedInKernel: counters.missed,
       missedInKernelBy: counters.missedBy,
       droppedInAgent: counters.droppedBatches,
+      outOfOrder: counters.outOfOrder,
       filteredInKernel: counters.filtered,
       summarisedInKernel: counters.summarised,
       heldInKernel: held,

@@ -25,6 +25,8 @@ export interface TraceOptions {
   /** per-syscall tracepoints, or raw sys_enter/sys_exit (the old kernels' path) */
   syscallHooks?: SyscallHooks;
   ringBytes: number;
+  /** one ring buffer per possible CPU (default), merged by time in the poller */
+  ringPerCpu?: boolean;
   maxSockets: number;
   /** how often the agent drains the ring when the kernel does not wake it */
   drainIntervalMs: number;
@@ -92,7 +94,7 @@ export class TraceSession {
       kernel: osRelease(),
       bootId: bootId(),
       clock: clockMapping(),
-      attach: { mode: plan.mode.name, chosenBy: plan.chosenBy, hooks: hooks.hooks, programs: hooks.programs },
+      attach: { mode: plan.mode.name, chosenBy: plan.chosenBy, hooks: hooks.hooks, programs: hooks.programs, rings: tracer.counters().rings ?? 1 },
       selectors: { pids: opts.pids, children: opts.children },
       stacks: opts.stacks ? { bytes: opts.stackBytes, rate: opts.stackRate } : null,
       ...(opts.analysis ? { analysis: opts.analysis } : {}),
@@ -124,6 +126,7 @@ export class TraceSession {
       filter: targets !== null,
       children: opts.children,
       ringBytes: opts.ringBytes,
+      ringPerCpu: opts.ringPerCpu ?? true,
       maxSockets: opts.maxSockets,
       stacks: opts.stacks,
       stackBytes: opts.stackBytes,
@@ -330,5 +333,6 @@ export function toCounters(n: NativeCounters): Counters {
   c.batches = Number(n.batches);
   c.droppedBatches = Number(n.droppedBatches);
   c.droppedBytes = Number(n.droppedBytes);
+  c.outOfOrder = Number(n.outOfOrder ?? 0n);
   return c;
 }

@@ -46,12 +46,14 @@ export interface Counters {
   /** batches dropped in the agent because JS fell too far behind */
   droppedBatches: number;
   droppedBytes: number;
+  /** records handed over behind a newer one: with a ring per CPU, held past the merge's hold-back */
+  outOfOrder: number;
 }
 
 export function zeroCounters(): Counters {
   return {
     events: 0, lost: 0, missed: 0, missedBy: {}, filtered: 0, ownersFull: 0, listenersFull: 0, targetsFull: 0, pendingFull: 0,
-    wakeups: 0, seededHits: 0, stacks: 0, stacksLimited: 0, stacksShort: 0, stacksDeduped: 0, stacksRecalled: 0, stacksBusy: 0, summarised: 0, records: 0, batches: 0, droppedBatches: 0, droppedBytes: 0,
+    wakeups: 0, seededHits: 0, stacks: 0, stacksLimited: 0, stacksShort: 0, stacksDeduped: 0, stacksRecalled: 0, stacksBusy: 0, summarised: 0, records: 0, batches: 0, droppedBatches: 0, droppedBytes: 0, outOfOrder: 0,
   };
 }
 
@@ -62,7 +64,8 @@ export interface SessionInfo {
   bootId: string;
   /** wall = wallNs + (monotonic - monotonicNs) */
   clock: { monotonicNs: bigint; wallNs: bigint };
-  attach: { mode: string; chosenBy: 'probe' | 'option'; hooks: Record<string, string>; programs: string[] };
+  /** rings: the ring buffers read (one per possible CPU, merged by time; or one shared); absent in older recordings */
+  attach: { mode: string; chosenBy: 'probe' | 'option'; hooks: Record<string, string>; programs: string[]; rings?: number };
   selectors: { pids: number[] | null; children: boolean };
   /** stack capture settings (null: off) */
   stacks: { bytes: number; rate: number } | null;
