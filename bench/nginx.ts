@@ -9,7 +9,8 @@
  *   tcptrace --pid    tcptrace --pid <worker> --quiet (the kernel summarises: sockets
  *                     that never enter CLOSE_WAIT stay in the kernel), with and
  *                     without stacks, and with --no-kernel-summary (every event sent)
- *   tcptrace record   tcptrace record, whole system, to a file
+ *   tcptrace record   tcptrace record, whole system, to a file; and with
+ *                     --no-ring-per-cpu (one shared ring, what the per-CPU rings replaced)
  *   tcpstates         libbpf-tools tcpstates (the peer), output to a file
  * Prints, per condition, paired with the baseline of the same round (median
  * [min-max], and a bootstrap 95 % interval for that median):
@@ -94,6 +95,19 @@ const stackNotes: { captured: number; rateLimited: number; distinct: number; ded
 /** the idle process the hooks-only condition traces (nothing of the workload is its) */
 let idle: ReturnType<typeof spawn> | null = null;
 
+/** tcptrace record of the whole system, to a file of the run's folder */
+function recording(name: string, args: string[]): Condition {
+  return {
+    name,
+    start: (_w, dir) => spawnTracer(process.execPath, [CLI, 'record', ...args, '-o', join(dir, 'bench.tcptrace')], /tcptrace: recording/),
+    finish: async (t) => {
+      const m = /recorded (\d+) records .* lost (\d+), dropped (\d+) batches, missed in kernel (\d+)/.exec(t.stderr.join(''));
+      if (!m) return { events: null, lost: null };
+      return { events: Number(m[1]), ...withLoss({ ring: Number(m[2]), agent: Number(m[3]), missed: Number(m[4]) }) };
+    },
+  };
+}
+
 const conditions: Condition[] = [
   { name: 'baseline', start: async () => null, finish: async () => ({ events: null, lost: null }) },
   // every hook attached, nothing traced: the target is an idle process of our own
@@ -104,15 +118,9 @@ const conditions: Condition[] = [
   jsonTrace('tcptrace --pid --no-stacks', (worker) => worker, ['--no-stacks']),
   jsonTrace('tcptrace --pid (attribution)', (worker) => worker, [], (doc) => stackNotes.push(doc.stacks)),
   jsonTrace('tcptrace --pid --no-kernel-summary (attribution)', (worker) => worker, ['--no-kernel-summary']),
-  {
-    name: 'tcptrace record (system)',
-    start: (_w, dir) => spawnTracer(process.execPath, [CLI, 'record', '-o', join(dir, 'bench.tcptrace')], /tcptrace: recording/),
-    finish: async (t) => {
-      const m = /recorded (\d+) records .* lost (\d+), dropped (\d+) batches, missed in kernel (\d+)/.exec(t.stderr.join(''));
-      if (!m) return { events: null, lost: null };
-      return { events: Number(m[1]), ...withLoss({ ring: Number(m[2]), agent: Number(m[3]), missed: Number(m[4]) }) };
-    },
-  },
+  recording('tcptrace record (system)', []),
+  // the shared ring the per-CPU rings replaced, beside them in every round
+  recording('tcptrace record --no-ring-per-cpu (system)', ['--no-ring-per-cpu']),
   {
     name: 'tcpstates (libbpf-tools)',
     // tcpstates block-buffers its output when stdout is a pipe: give it a fixed second to attach

@@ -26,9 +26,11 @@
  *   fork         tp_btf | raw_tp | tracepoint            sched:sched_process_fork
  * Minimum kernel: 5.8 (BPF ring buffer); tp_btf 5.5, fexit 5.5.
  *
- * Transport: one BPF ring buffer; records are submitted without a wake-up and
- * user space drains on a timer, except when the ring fills past a watermark
- * (a wake-up per event costs ~10 us here: see shared/reference/peer-overhead.md).
+ * Transport: one BPF ring buffer per CPU ("rings"; or the shared "events" with
+ * --no-ring-per-cpu), merged by time in user space; records are submitted
+ * without a wake-up and user space drains on a timer, except when a ring fills
+ * past a watermark (a wake-up per event costs ~10 us here: see
+ * shared/reference/peer-overhead.md).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>

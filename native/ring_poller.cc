@@ -19,8 +19,10 @@ namespace tcptrace {
 namespace {
 constexpr size_t kFlushBytes = 4 << 20;  // hand over mid-drain past this, to bound batch size
 // Several rings: records younger than this at a wake-up wait for the next one. A record's
-// time is read before its reserve, and programs are preemptible on some kernels (7.0+).
-constexpr uint64_t kHoldNs = 10'000'000;
+// time is read before its reserve: microseconds, unless a preemptible program (7.0+) loses
+// its CPU in between; one that comes later still is counted (out_of_order).
+constexpr uint64_t kHoldNs = 2'000'000;
+constexpr int kHoldMs = 2;
 
 uint64_t MonotonicNs() {
   timespec t{};
@@ -44,8 +46,8 @@ struct RingStage {
     uint64_t ts;
     uint32_t off;
     uint32_t size;
+    bool stack;  // a full stack copy: the agent learns its stack from it (see Drain)
   };
-  PollState* s = nullptr;
   std::vector<uint8_t> bytes;
   std::vector<Rec> recs;
   size_t head = 0;  // the first record not handed over
@@ -93,8 +95,12 @@ struct PollState {
     auto* st = static_cast<RingStage*>(ctx);
     const auto* p = static_cast<const uint8_t*>(data);
     uint64_t ts = 0;
-    if (size >= sizeof(tt_hdr)) std::memcpy(&ts, p + offsetof(tt_hdr, ts_ns), sizeof(ts));
-    st->recs.push_back({ts, static_cast<uint32_t>(st->bytes.size()), static_cast<uint32_t>(size)});
+    uint16_t kind = 0;
+    if (size >= sizeof(tt_hdr)) {
+      std::memcpy(&ts, p + offsetof(tt_hdr, ts_ns), sizeof(ts));
+      std::memcpy(&kind, p + offsetof(tt_hdr, kind), sizeof(kind));
+    }
+    st->recs.push_back({ts, static_cast<uint32_t>(st->bytes.size()), static_cast<uint32_t>(size), kind == TT_KIND_STACK});
     st->bytes.insert(st->bytes.end(), p, p + size);
     return 0;
   }
@@ -144,12 +150,21 @@ struct PollState {
     }
   }
 
-  // One wake-up's reads: every ring, then (several rings) what is old enough, or all when stopping.
-  void Drain(bool last) {
+  // One wake-up's reads: every ring, then (several rings) what is old enough, or all when
+  // stopping. Returns the wait before the next: the interval, or the hold-back when a full
+  // stack copy is still staged. The kernel wakes the agent for those (until it has unwound
+  // one, every socket on that path costs another copy); they should not wait an interval.
+  int Drain(bool last) {
     const uint64_t now = MonotonicNs();
     ring_buffer__consume(rb);
-    if (!stages.empty()) Merge(last ? UINT64_MAX : (now > kHoldNs ? now - kHoldNs : 0));
+    bool stack_staged = false;
+    if (!stages.empty()) {
+      Merge(last ? UINT64_MAX : (now > kHoldNs ? now - kHoldNs : 0));
+      for (const RingStage& st : stages)
+        for (const RingStage::Rec& r : st.recs) stack_staged = stack_staged || r.stack;
+    }
     Flush();
+    return stack_staged ? std::min(kHoldMs + 1, interval_ms) : interval_ms;
   }
 
   // Sized like the last batch handed over (plus a quarter): a busy ring fills
@@ -208,13 +223,14 @@ struct PollState {
   void Run() {
     struct epoll_event evs[2];
     bool stop = false;
+    int wait_ms = interval_ms;
     while (!stop) {
-      int n = epoll_wait(epfd, evs, 2, interval_ms);
+      int n = epoll_wait(epfd, evs, 2, wait_ms);
       if (n < 0 && errno != EINTR) break;
       for (int i = 0; i < n; i++) {
         if (evs[i].data.u32 == 1) stop = true;
       }
-      Drain(false);
+      wait_ms = Drain(false);
     }
     Drain(true);  // whatever arrived while stopping, and all still staged
     tsfn.Release();
@@ -235,7 +251,6 @@ RingPoller::RingPoller(Napi::Env env, const std::vector<int>& ring_fds, Napi::Fu
     s->rb = ring_buffer__new(ring_fds[0], &PollState::OnRecord, s, nullptr);
   } else {
     s->stages.resize(ring_fds.size());  // never resized again: libbpf holds pointers to them
-    for (RingStage& st : s->stages) st.s = s;
     s->rb = ring_buffer__new(ring_fds[0], &PollState::OnStaged, &s->stages[0], nullptr);
     for (size_t i = 1; s->rb != nullptr && i < ring_fds.size(); i++) {
       if (ring_buffer__add(s->rb, ring_fds[i], &PollState::OnStaged, &s->stages[i]) != 0) {

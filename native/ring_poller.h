@@ -17,9 +17,10 @@
 //  - With one ring per CPU, each ring's records are in the order its CPU
 //    reserved them, but a socket's transitions run on any CPU: each wake-up
 //    stages the records of every ring, then hands over those older than the
-//    wake-up minus a hold-back (kHoldNs), merged by hdr.ts_ns; the younger ones
-//    wait for the next wake-up, in case another CPU's older record is still
-//    between its clock read and its commit. One handed over behind a newer one
+//    wake-up minus a hold-back (kHoldNs, 2 ms), merged by hdr.ts_ns; the younger
+//    ones wait for the next wake-up, in case another CPU's older record is still
+//    between its clock read and its commit (the next wake-up comes after the
+//    hold-back, not the interval, while a full stack copy waits). One handed over behind a newer one
 //    (a program held longer than the hold-back) is counted (out_of_order).
 //  - Batches waiting for the JS thread are bounded by bytes; past the bound a
 //    batch is dropped and counted (dropped_batches/dropped_bytes), never silently.

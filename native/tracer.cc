@@ -158,12 +158,13 @@ Tracer::Tracer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tracer>(info) 
   skel_->rodata->targ_stack_bytes = std::min<uint32_t>(GetU32(o, "stackBytes", 16384), TT_STACK_MAX);
   skel_->rodata->targ_stack_rate = std::max<uint32_t>(GetU32(o, "stackRate", 2000), 1);
   uint32_t ring = GetU32(o, "ringBytes", 8u << 20);
-  // --ring-size is split among the CPUs' rings: a power of two each, at least kMinCpuRing
+  // --ring-size is split among the possible CPUs' rings, a power of two each; below
+  // kMinCpuRing each (many possible CPUs for the size) one shared ring keeps the memory to it
+  constexpr uint32_t kMinCpuRing = 64 * 1024;
   const uint32_t ncpu = static_cast<uint32_t>(std::max(libbpf_num_possible_cpus(), 1));
-  ring_per_cpu_ = GetBool(o, "ringPerCpu", true) && ncpu > 1;
+  ring_per_cpu_ = GetBool(o, "ringPerCpu", true) && ncpu > 1 && ring / ncpu >= kMinCpuRing;
   ring_bytes_ = ring;
   if (ring_per_cpu_) {
-    constexpr uint32_t kMinCpuRing = 64 * 1024;
     uint32_t each = kMinCpuRing;
     while (each * 2 <= ring / ncpu) each *= 2;
     ring_bytes_ = each;

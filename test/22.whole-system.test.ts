@@ -10,9 +10,8 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildC, FIXTURES, needKernelBtf, needRoot, runClient, runTcptrace, sleep, ssCloseWait, startServer, startTcptrace, WORK, type Server } from './helpers/proc.js';
+import { buildC, FIXTURES, needKernelBtf, needRoot, possibleCpus, runClient, runTcptrace, sleep, ssCloseWait, startServer, startTcptrace, WORK, type Server } from './helpers/proc.js';
 import { lifetimes, peerPort, stopRecordedTrace, type Recorded } from './helpers/recording.js';
 import type { SockcallEvent, TransitionEvent } from '../src/model/events.js';
 import { TCP } from '../src/model/states.js';
@@ -59,11 +58,7 @@ describe('tcptrace without --pid (whole system)', { skip: skip ?? false }, () =>
   });
 
   test('one ring buffer per CPU, merged into time order', () => {
-    // one ring per possible CPU (what libbpf counts), from "0-1" or "0,2-5"
-    const cpus = readFileSync('/sys/devices/system/cpu/possible', 'utf8').trim().split(',').reduce((n, r) => {
-      const [a, b] = r.split('-').map(Number);
-      return n + (b === undefined ? 1 : b - a + 1);
-    }, 0);
+    const cpus = possibleCpus();
     assert.equal(live.attach.rings, cpus > 1 ? cpus : 1, `${cpus} possible CPUs`);
     assert.equal(live.counts.outOfOrder, 0);
     // every record of the kernel in the recording is in time order, whichever CPU's ring it came from

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { EXIT, TcptraceError, exitCodeFor } from '../src/errors.js';
 import { planAttach } from '../src/attach/probe.js';
 import type { KernelProbe } from '../src/native.js';
-import { buildC, needRoot, runClient, runTcptrace, sleep, startServer, startTcptrace, WORK } from './helpers/proc.js';
+import { buildC, needRoot, possibleCpus, runClient, runTcptrace, sleep, startServer, startTcptrace, WORK } from './helpers/proc.js';
 
 const ok = { supported: true, reason: '' };
 const probe = (over: Partial<KernelProbe>): KernelProbe => ({
@@ -135,6 +135,19 @@ test('a full disk under --record: the trace stops, the live report is printed, e
     await server.stop();
     spawnSync('umount', [dir]);
   }
+});
+
+test('one ring buffer per possible CPU by default; one shared ring with --no-ring-per-cpu, or when --ring-size leaves less than 64K a CPU', { skip: needRoot() ?? false }, async () => {
+  const cpus = possibleCpus();
+  const rings = async (...args: string[]) => {
+    const r = await runTcptrace(['--duration', '0.5', '--format', 'json', ...args]);
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout).attach.rings;
+  };
+  assert.equal(await rings(), cpus > 1 ? cpus : 1, `${cpus} possible CPUs`);
+  assert.equal(await rings('--no-ring-per-cpu'), 1);
+  // the largest power of two under 64K a CPU
+  assert.equal(await rings('--ring-size', `${2 ** Math.floor(Math.log2(64 * cpus - 1))}K`), 1, 'less than 64K a CPU');
 });
 
 test('--ring-size takes any power of two from 4K; anything else is a usage error', async () => {

@@ -21,6 +21,17 @@ export function needRoot(): string | null {
   return process.getuid?.() === 0 ? null : 'needs root (BPF): run the tests as root';
 }
 
+/** the possible CPUs, as libbpf counts them (a ring buffer each): from "0-1" or "0,2-5" */
+export function possibleCpus(): number {
+  return readFileSync('/sys/devices/system/cpu/possible', 'utf8')
+    .trim()
+    .split(',')
+    .reduce((n, r) => {
+      const [a, b] = r.split('-').map(Number);
+      return n + (b === undefined ? 1 : b - a + 1);
+    }, 0);
+}
+
 export function needKernelBtf(): string | null {
   return existsSync('/sys/kernel/btf/vmlinux') ? null : 'needs kernel BTF (/sys/kernel/btf/vmlinux)';
 }
