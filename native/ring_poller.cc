@@ -119,21 +119,31 @@ struct PollState {
 
   // Hands over the staged records with a time up to cutoff, oldest first across the rings
   // (a heap of rings by their first record's time); each ring's later ones stay staged.
+  // The ring on top gives a run: its records up to the next ring's first, copied at once
+  // (a CPU's records come in bursts: a softirq's transitions, a syscall's).
   void Merge(uint64_t cutoff) {
-    auto ready = [&](size_t i) { return stages[i].head < stages[i].recs.size() && stages[i].recs[stages[i].head].ts <= cutoff; };
-    auto later = [&](size_t a, size_t b) { return stages[a].recs[stages[a].head].ts > stages[b].recs[stages[b].head].ts; };
+    auto first_ts = [&](size_t i) { return stages[i].recs[stages[i].head].ts; };
+    auto ready = [&](size_t i) { return stages[i].head < stages[i].recs.size() && first_ts(i) <= cutoff; };
+    auto later = [&](size_t a, size_t b) { return first_ts(a) > first_ts(b); };
     std::vector<size_t> heap;
     for (size_t i = 0; i < stages.size(); i++)
       if (ready(i)) heap.push_back(i);
     std::make_heap(heap.begin(), heap.end(), later);
     while (!heap.empty()) {
       std::pop_heap(heap.begin(), heap.end(), later);
-      RingStage& st = stages[heap.back()];
-      const RingStage::Rec& r = st.recs[st.head++];
-      if (r.ts < last_ts) out_of_order++;
-      else last_ts = r.ts;
-      Append(st.bytes.data() + r.off, r.size);
-      if (ready(heap.back())) std::push_heap(heap.begin(), heap.end(), later);
+      const size_t i = heap.back();
+      RingStage& st = stages[i];
+      // the rest of the heap is heap[0, size - 1): its top is the next ring's first record
+      const uint64_t bound = heap.size() > 1 ? std::min(cutoff, first_ts(heap.front())) : cutoff;
+      const size_t from = st.head;
+      do {
+        const uint64_t ts = st.recs[st.head].ts;
+        if (ts < last_ts) out_of_order++;
+        else last_ts = ts;
+        st.head++;
+      } while (st.head < st.recs.size() && st.recs[st.head].ts <= bound);
+      AppendRun(st, from, st.head);
+      if (ready(i)) std::push_heap(heap.begin(), heap.end(), later);
       else heap.pop_back();
     }
     for (RingStage& st : stages) {
@@ -148,6 +158,19 @@ struct PollState {
       }
       st.head = 0;
     }
+  }
+
+  // st's records [from, to), contiguous in its bytes, into the batch at once
+  void AppendRun(const RingStage& st, size_t from, size_t to) {
+    std::vector<uint8_t>& out = batch->bytes;
+    const uint32_t start = st.recs[from].off;
+    const RingStage::Rec& last = st.recs[to - 1];
+    const size_t base = out.size();
+    for (size_t k = from; k < to; k++)
+      if (st.recs[k].stack) batch->stack_offsets.push_back(static_cast<uint32_t>(base + st.recs[k].off - start));
+    out.insert(out.end(), st.bytes.data() + start, st.bytes.data() + last.off + last.size);
+    batch_records += to - from;
+    if (out.size() >= kFlushBytes) Flush();
   }
 
   // One wake-up's reads: every ring, then (several rings) what is old enough, or all when
