@@ -130,9 +130,9 @@ struct {
  * One ring per possible CPU (targ_ring_per_cpu; ring buffers as inner maps: 5.8+):
  * a CPU reserves in its own ring, so the rings' locks and producer positions
  * stay on their CPUs. A shared ring's spinlock and positions move between the
- * CPUs that produce; a whole-system recording here (2 CPUs, paired rounds
- * beside one shared ring) measured 0.902 -> 0.916 req/s, the programs 3.09 ->
- * 2.68 us per connection (README, Benchmark). User space creates the rings and merges them by time
+ * CPUs that produce. A whole-system recording here (2 CPUs) ran its programs in
+ * 2.6-2.7 us per connection instead of 3.1-3.2, and the merge costs the agent
+ * about as much (README, Benchmark). User space creates the rings and merges them by time
  * (native/ring_poller.h). The inner map is a template: user space sets its size.
  */
 struct ring_of_cpu {
