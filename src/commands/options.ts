@@ -90,7 +90,7 @@ export function selectorOptions(): Option[] {
     new Option('--attach-mode <mode>', 'force an attach mode instead of the best one the probe finds (see `tcptrace features`)').choices(MODE_NAMES),
     new Option('--syscall-hooks <how>', 'how syscalls are hooked: per-syscall tracepoints (only hooked calls pay), or raw sys_enter/sys_exit on every syscall (the path of kernels without them)').choices(SYSCALL_HOOKS).default('auto'),
     new Option('--ring-size <bytes>', 'BPF ring buffers\' size in all (power of two): split among the CPUs\' rings, 64K each at least (else one shared ring)').argParser(parseRingSize).default(DEFAULTS.ringBytes, '16M'),
-    new Option('--no-ring-per-cpu', 'one ring buffer shared by every CPU, not one per CPU merged by time (the rings\' locks then move between the CPUs)'),
+    new Option('--no-ring-per-cpu', 'one ring buffer shared by every CPU, not one per CPU merged by time (its lock then moves between the CPUs that produce)'),
     new Option('--max-sockets <n>', 'sockets tracked at once in the kernel (map size)').argParser(parseCount).default(DEFAULTS.maxSockets),
     new Option('--stacks', 'capture user stacks for leak attribution (default with --pid)'),
     new Option('--no-stacks', 'do not capture user stacks (no leak attribution; lowest overhead; default for the whole system)'),
