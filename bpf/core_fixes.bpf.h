@@ -112,6 +112,10 @@ static __always_inline __u32 sk_netns_of(const bool btf, const struct sock *sk)
 #define SYSCALL_ARG1(btf, regs) KREAD(btf, regs, di)
 #define SYSCALL_ARG2(btf, regs) KREAD(btf, regs, si)
 #define SYSCALL_NR(btf, regs) KREAD(btf, regs, orig_ax)
+/* the same, of the syscall the current task is in, from current_user_regs() (USER_REG) */
+#define USER_SYSCALL_ARG1(regs) USER_REG(regs, di)
+#define USER_SYSCALL_ARG2(regs) USER_REG(regs, si)
+#define USER_SYSCALL_NR(regs) USER_REG(regs, orig_ax)
 #else
 #error "tcptrace: syscall numbers and registers are only wired up for x86-64"
 #endif

@@ -480,10 +480,10 @@ static __always_inline struct tt_owner *owner_put(__u64 skey, struct tt_owner *o
 static __always_inline __s32 acquiring_syscall_fd(bool listen)
 {
 	struct pt_regs *regs = current_user_regs();
-	long nr = SYSCALL_NR(RAW_PTR, regs);
+	long nr = USER_SYSCALL_NR(regs);
 
 	if (listen ? nr == NR_listen : (nr == NR_connect || nr == NR_sendto || nr == NR_sendmsg))
-		return (__s32)SYSCALL_ARG1(RAW_PTR, regs);
+		return (__s32)USER_SYSCALL_ARG1(regs);
 	return -1;
 }
 
@@ -518,20 +518,20 @@ static __always_inline __u8 releasing_call(const bool btf, const struct sock *sk
 	if (!KREAD(btf, sk, sk_lock.owned))
 		return 0;
 	regs = current_user_regs();
-	nr = USER_REG(regs, orig_ax);
+	nr = USER_SYSCALL_NR(regs);
 	switch (nr) {
 	case NR_close:
-		*fd = (__s32)USER_REG(regs, di);
+		*fd = (__s32)USER_SYSCALL_ARG1(regs);
 		return TT_CALL_CLOSE;
 	case NR_dup2:
 	case NR_dup3:
-		*fd = (__s32)USER_REG(regs, si); /* the fd dup'd over */
+		*fd = (__s32)USER_SYSCALL_ARG2(regs); /* the fd dup'd over */
 		return TT_CALL_CLOSE;
 	case NR_close_range:
 		return TT_CALL_CLOSE;
 	case NR_shutdown:
-		*fd = (__s32)USER_REG(regs, di);
-		*arg = (__s32)USER_REG(regs, si);
+		*fd = (__s32)USER_SYSCALL_ARG1(regs);
+		*arg = (__s32)USER_SYSCALL_ARG2(regs);
 		return TT_CALL_SHUTDOWN;
 	}
 	return 0;
@@ -1139,7 +1139,7 @@ static __always_inline void on_inet_csk_accept(struct sock *sk, __u8 via)
 		return;
 	if (!targ_owners) {
 		/* nothing to claim in: tell the agent, unless accept()'s exit hook is about to, with the fd */
-		long nr = SYSCALL_NR(RAW_PTR, current_user_regs());
+		long nr = USER_SYSCALL_NR(current_user_regs());
 
 		if (nr != NR_accept && nr != NR_accept4)
 			emit_sockcall(RAW_PTR, sk, TT_CALL_ACCEPT, -1, 0, via, NULL);

@@ -24,6 +24,18 @@ constexpr size_t kFlushBytes = 4 << 20;  // hand over mid-drain past this, to bo
 constexpr uint64_t kHoldNs = 2'000'000;
 constexpr int kHoldMs = 2;
 
+// A record's header fields as read from a ring (0 for one too short to have them).
+uint16_t KindOf(const uint8_t* p, size_t size) {
+  uint16_t kind = 0;
+  if (size >= sizeof(tt_hdr)) std::memcpy(&kind, p + offsetof(tt_hdr, kind), sizeof(kind));
+  return kind;
+}
+uint64_t TsOf(const uint8_t* p, size_t size) {
+  uint64_t ts = 0;
+  if (size >= sizeof(tt_hdr)) std::memcpy(&ts, p + offsetof(tt_hdr, ts_ns), sizeof(ts));
+  return ts;
+}
+
 uint64_t MonotonicNs() {
   timespec t{};
   clock_gettime(CLOCK_MONOTONIC, &t);  // bpf_ktime_get_ns()'s clock
@@ -50,7 +62,8 @@ struct RingStage {
   };
   std::vector<uint8_t> bytes;
   std::vector<Rec> recs;
-  size_t head = 0;  // the first record not handed over
+  size_t head = 0;    // the first record not handed over
+  size_t stacks = 0;  // full stack copies among the staged records
 };
 
 struct PollState {
@@ -94,27 +107,25 @@ struct PollState {
   static int OnStaged(void* ctx, void* data, size_t size) {
     auto* st = static_cast<RingStage*>(ctx);
     const auto* p = static_cast<const uint8_t*>(data);
-    uint64_t ts = 0;
-    uint16_t kind = 0;
-    if (size >= sizeof(tt_hdr)) {
-      std::memcpy(&ts, p + offsetof(tt_hdr, ts_ns), sizeof(ts));
-      std::memcpy(&kind, p + offsetof(tt_hdr, kind), sizeof(kind));
-    }
-    st->recs.push_back({ts, static_cast<uint32_t>(st->bytes.size()), static_cast<uint32_t>(size), kind == TT_KIND_STACK});
+    const bool stack = KindOf(p, size) == TT_KIND_STACK;
+    st->stacks += stack;
+    st->recs.push_back({TsOf(p, size), static_cast<uint32_t>(st->bytes.size()), static_cast<uint32_t>(size), stack});
     st->bytes.insert(st->bytes.end(), p, p + size);
     return 0;
   }
 
   void Append(const uint8_t* p, size_t size) {
     std::vector<uint8_t>& out = batch->bytes;
-    uint16_t kind = 0;
-    if (size >= sizeof(tt_hdr)) std::memcpy(&kind, p + offsetof(tt_hdr, kind), sizeof(kind));
     // full stack copies leave the batch (raw stack bytes are user data); references stay inline
-    if (kind == TT_KIND_STACK) batch->stack_offsets.push_back(static_cast<uint32_t>(out.size()));
+    if (KindOf(p, size) == TT_KIND_STACK) batch->stack_offsets.push_back(static_cast<uint32_t>(out.size()));
     // Records are 8-byte multiples (struct alignment), so they stay aligned when packed.
     out.insert(out.end(), p, p + size);
-    batch_records++;
-    if (out.size() >= kFlushBytes) Flush();
+    Appended(1);
+  }
+
+  void Appended(size_t records) {
+    batch_records += records;
+    if (batch->bytes.size() >= kFlushBytes) Flush();
   }
 
   // Hands over the staged records with a time up to cutoff, oldest first across the rings
@@ -161,16 +172,18 @@ struct PollState {
   }
 
   // st's records [from, to), contiguous in its bytes, into the batch at once
-  void AppendRun(const RingStage& st, size_t from, size_t to) {
+  void AppendRun(RingStage& st, size_t from, size_t to) {
     std::vector<uint8_t>& out = batch->bytes;
     const uint32_t start = st.recs[from].off;
     const RingStage::Rec& last = st.recs[to - 1];
     const size_t base = out.size();
-    for (size_t k = from; k < to; k++)
-      if (st.recs[k].stack) batch->stack_offsets.push_back(static_cast<uint32_t>(base + st.recs[k].off - start));
+    for (size_t k = from; k < to; k++) {
+      if (!st.recs[k].stack) continue;
+      batch->stack_offsets.push_back(static_cast<uint32_t>(base + st.recs[k].off - start));
+      st.stacks--;
+    }
     out.insert(out.end(), st.bytes.data() + start, st.bytes.data() + last.off + last.size);
-    batch_records += to - from;
-    if (out.size() >= kFlushBytes) Flush();
+    Appended(to - from);
   }
 
   // One wake-up's reads: every ring, then (several rings) what is old enough, or all when
@@ -183,8 +196,7 @@ struct PollState {
     bool stack_staged = false;
     if (!stages.empty()) {
       Merge(last ? UINT64_MAX : (now > kHoldNs ? now - kHoldNs : 0));
-      for (const RingStage& st : stages)
-        for (const RingStage::Rec& r : st.recs) stack_staged = stack_staged || r.stack;
+      for (const RingStage& st : stages) stack_staged = stack_staged || st.stacks > 0;
     }
     Flush();
     return stack_staged ? std::min(kHoldMs + 1, interval_ms) : interval_ms;

@@ -104,6 +104,7 @@ void Tracer::Init(Napi::Env env, Napi::Object exports) {
                                         InstanceMethod("start", &Tracer::Start),
                                         InstanceMethod("stop", &Tracer::Stop),
                                         InstanceMethod("counters", &Tracer::Counters),
+                                        InstanceMethod("rings", &Tracer::Rings),
                                         InstanceMethod("heldStates", &Tracer::HeldStates),
                                         InstanceMethod("close", &Tracer::Close),
                                     });
@@ -440,8 +441,12 @@ Napi::Value Tracer::Counters(const Napi::CallbackInfo& info) {
   out.Set("droppedBatches", Napi::BigInt::New(env, s.dropped_batches));
   out.Set("droppedBytes", Napi::BigInt::New(env, s.dropped_bytes));
   out.Set("outOfOrder", Napi::BigInt::New(env, s.out_of_order));
-  out.Set("rings", Napi::Number::New(env, ring_per_cpu_ ? static_cast<double>(cpu_rings_.size()) : 1));
   return out;
+}
+
+// rings(): the ring buffers records come through, after load: one per possible CPU, or the shared one
+Napi::Value Tracer::Rings(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(std::max<size_t>(cpu_rings_.size(), 1)));
 }
 
 // heldStates(): sockets the kernel holds in summary mode (never published), counted

@@ -81,8 +81,6 @@ export interface NativeCounters {
   droppedBytes: bigint;
   /** records handed over behind a newer one (one ring per CPU: merged by time) */
   outOfOrder: bigint;
-  /** ring buffers read: one per possible CPU, or the one shared ring */
-  rings: number;
 }
 
 export interface NativeTracerOptions {
@@ -123,6 +121,8 @@ export interface NativeTracer {
   start(onBatch: (batch: Buffer, stackOffsets?: Uint32Array) => void, opts?: { intervalMs?: number; maxInflightBytes?: number }): void;
   stop(): Promise<void>;
   counters(): NativeCounters;
+  /** the ring buffers records come through, after load(): one per possible CPU, or the one shared ring */
+  rings(): number;
   /** summary mode: sockets the kernel holds (never sent to user space), counted by TCP state (index) */
   heldStates(): number[];
   close(): void;

@@ -31,8 +31,8 @@ Examples:
     const end = await runSession(opts, [writer], (s) =>
       process.stderr.write(`tcptrace: recording ${describeTargets(opts)} to ${opts.output} (attach mode ${s.info.attach.mode}); Ctrl-C to stop\n`),
     );
-    const c = end.counters;
-    process.stderr.write(`tcptrace: recorded ${c.records} records (${writer.bytesWritten} bytes) to ${opts.output}; lost ${c.lost}, dropped ${c.droppedBatches + writer.shed.batches} batches, missed in kernel ${c.missed}\n`);
+    const c = writer.withShed(end.counters);
+    process.stderr.write(`tcptrace: recorded ${c.records} records (${writer.bytesWritten} bytes) to ${opts.output}; lost ${c.lost}, dropped ${c.droppedBatches} batches, missed in kernel ${c.missed}\n`);
     if (end.failure) throw end.failure;
     if (end.reason === 'target-exited') process.exitCode = EXIT.TARGET_EXITED;
   });

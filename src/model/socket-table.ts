@@ -10,6 +10,7 @@ import type { Endpoints, PresentEvent, SockcallEvent, TraceEvent, TransitionEven
 import { isBirth, TCP } from './states.js';
 import type { ResolvedStack, Site } from '../stacks/types.js';
 import type { HeldSocket } from '../trace/holders.js';
+import type { SocketHolder } from '../trace/snapshot.js';
 
 export type Origin = 'accept' | 'connect' | 'listen' | 'preexisting' | 'accept-pending' | 'unknown';
 
@@ -51,7 +52,7 @@ export class SocketRecord implements TupleSink {
   shutdownAt: number | null = null;
   sharedWith: number[] = NO_SHARING;
   /** who held it at the end of the trace, when that was not the owner (applyHolders) */
-  heldBy: { pid: number; fd: number; comm: string } | null = null;
+  heldBy: SocketHolder | null = null;
   /** transitions seen for this socket */
   transitions = 0;
   /** stack ids at its sites (see ResolvedStack.stackId) */

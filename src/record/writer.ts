@@ -42,8 +42,6 @@ export class RecordWriter implements TraceSink {
   private pendingBytes = 0;
   private timer: NodeJS.Timeout;
   private written = 0;
-  /** the end of what is in the file: written, and direct I/O's partial block after it */
-  private extent = 0;
   /** a regular file, not a pipe or a device (-o /dev/stdout): only it is written direct or behind, and fsynced */
   private readonly regular: boolean;
   /** direct I/O of whole blocks, one write at a time; null: through the page cache */
@@ -111,6 +109,17 @@ export class RecordWriter implements TraceSink {
     return this.failure;
   }
 
+  /** a failed write's why, and what a reader of the file gets: its size (direct I/O's partial block included), or what a stream was given */
+  private readsUpTo(why: string): string {
+    let bytes = this.written;
+    try {
+      if (this.regular) bytes = fstatSync(this.fd).size;
+    } catch {
+      // the written count stands
+    }
+    return `${why}; the recording reads up to there (${bytes} bytes)`;
+  }
+
   /** how the file is written: direct I/O, through the page cache (written behind), or a stream (pipe, device) */
   get mode(): 'direct' | 'page cache' | 'stream' {
     return this.direct ? 'direct' : this.regular ? 'page cache' : 'stream';
@@ -153,11 +162,11 @@ export class RecordWriter implements TraceSink {
         (err: BpfError) => {
           if (err.errno === constants.errno.EINVAL && at === 0) {
             // refused at the first write (an alignment the file system wants larger): through the page cache
-            log.info({ err: err.message }, `direct I/O refused for ${this.path}: writing through the page cache`);
+            refused(this.path, err);
             this.direct?.close();
             this.direct = null;
             this.writeBehind = true;
-          } else this.failed(`${getSystemErrorName(-err.errno)}: ${err.message}; the recording reads up to there (${this.extent} bytes)`);
+          } else this.failed(this.readsUpTo(`${getSystemErrorName(-err.errno)}: ${err.message}`));
         },
       )
       .finally(() => {
@@ -179,10 +188,9 @@ export class RecordWriter implements TraceSink {
       try {
         n = writevSync(this.fd, bufs.slice(i, i + IOV_MAX), at === null ? undefined : at + done);
       } catch (err) {
-        throw this.failed(`${(err as Error).message}; the recording reads up to there (${this.extent} bytes)`);
+        throw this.failed(this.readsUpTo((err as Error).message));
       }
       done += n;
-      if (at !== null) this.extent = Math.max(this.extent, at + done);
       while (i < bufs.length && n >= bufs[i].length) n -= bufs[i++].length;
       if (n > 0) bufs = [...bufs.slice(0, i), bufs[i].subarray(n), ...bufs.slice(i + 1)];
     }
@@ -191,7 +199,6 @@ export class RecordWriter implements TraceSink {
   /** n bytes from the front of pending are in the file */
   private consumed(n: number): void {
     this.written += n;
-    this.extent = Math.max(this.extent, this.written);
     this.pendingBytes -= n;
     let i = 0;
     while (i < this.pending.length && n >= this.pending[i].length) n -= this.pending[i++].length;
@@ -251,8 +258,8 @@ export class RecordWriter implements TraceSink {
     this.enqueue(batchFrameHead(buf.length), buf);
   }
 
-  /** c, with the batches dropped here counted as dropped in the agent */
-  private withShed(c: Counters): Counters {
+  /** c, with the batches dropped here counted as dropped in the agent (as the recording has them) */
+  withShed(c: Counters): Counters {
     return this.shedBatches ? { ...c, droppedBatches: c.droppedBatches + this.shedBatches, droppedBytes: c.droppedBytes + this.shedBytes } : c;
   }
 
@@ -289,9 +296,13 @@ function openDirect(path: string): NativeDirectWriter | null {
   try {
     return new (native().DirectWriter)(path);
   } catch (err) {
-    log.info({ err: (err as Error).message }, `direct I/O refused for ${path}: writing through the page cache`);
+    refused(path, err as Error);
     return null;
   }
+}
+
+function refused(path: string, err: Error): void {
+  log.info({ err: err.message }, `direct I/O refused for ${path}: writing through the page cache`);
 }
 
 /** the first n bytes of bufs (whole buffers and, last, a view of part of one) */

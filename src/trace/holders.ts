@@ -11,15 +11,9 @@
  */
 import { TCP } from '../model/states.js';
 import { logger } from '../log.js';
-import { diagEndpoints, snapshotSockets } from './snapshot.js';
+import { diagEndpoints, snapshotSockets, type SocketHolder } from './snapshot.js';
 
 const log = logger('holders');
-
-export interface SocketHolder {
-  pid: number;
-  fd: number;
-  comm: string;
-}
 
 /** A CLOSE_WAIT socket at the end of a trace and every process holding it (owner first: the lowest pid). */
 export interface HeldSocket {

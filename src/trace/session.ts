@@ -94,7 +94,7 @@ export class TraceSession {
       kernel: osRelease(),
       bootId: bootId(),
       clock: clockMapping(),
-      attach: { mode: plan.mode.name, chosenBy: plan.chosenBy, hooks: hooks.hooks, programs: hooks.programs, rings: tracer.counters().rings ?? 1 },
+      attach: { mode: plan.mode.name, chosenBy: plan.chosenBy, hooks: hooks.hooks, programs: hooks.programs, rings: tracer.rings() },
       selectors: { pids: opts.pids, children: opts.children },
       stacks: opts.stacks ? { bytes: opts.stackBytes, rate: opts.stackRate } : null,
       ...(opts.analysis ? { analysis: opts.analysis } : {}),

@@ -13,6 +13,13 @@ import type { PresentEvent } from '../model/events.js';
 
 const log = logger('snapshot');
 
+/** a process holding a socket: one of its fds, and its name */
+export interface SocketHolder {
+  pid: number;
+  fd: number;
+  comm: string;
+}
+
 export interface OwnedSocket {
   diag: DiagSocket;
   netns: number;
@@ -22,7 +29,7 @@ export interface OwnedSocket {
   /** other pids holding the same socket */
   sharedWith: number[];
   /** every process holding it, with its fd and name (the owner first) */
-  holders: { pid: number; fd: number; comm: string }[];
+  holders: SocketHolder[];
 }
 
 /** A process that vanished (or hides) while we looked simply contributes nothing. */
@@ -72,14 +79,13 @@ export function snapshotSockets(pids: number[] | null, exclude: number = process
       const owners = d.inode ? byInode.get(d.inode) : undefined;
       if (!owners) continue;
       const first = owners.reduce((a, b) => (b.pid < a.pid ? b : a));
+      const holders = [first, ...owners.filter((o) => o !== first)].map((o) => ({ ...o, comm: comm(o.pid) }));
       out.push({
         diag: d,
         netns: ns,
-        pid: first.pid,
-        fd: first.fd,
-        comm: comm(first.pid),
-        sharedWith: owners.filter((o) => o.pid !== first.pid).map((o) => o.pid),
-        holders: [first, ...owners.filter((o) => o !== first)].map((o) => ({ ...o, comm: comm(o.pid) })),
+        ...holders[0],
+        sharedWith: holders.filter((h) => h.pid !== first.pid).map((h) => h.pid),
+        holders,
       });
     }
   }
