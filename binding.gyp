@@ -8,6 +8,7 @@
         "native/direct_writer.cc",
         "native/libbpf_log.cc",
         "native/probe.cc",
+        "native/ring_map.cc",
         "native/ring_poller.cc",
         "native/sock_diag.cc",
         "native/stack_resolver.cc",

@@ -1,6 +1,5 @@
 #include "ring_poller.h"
 
-#include <bpf/libbpf.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -10,8 +9,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstddef>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 
+#include "ring_map.h"
 #include "tcpstate.h"
 
 namespace tcptrace {
@@ -42,34 +44,48 @@ uint64_t MonotonicNs() {
   return static_cast<uint64_t>(t.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(t.tv_nsec);
 }
 
+// Bytes appended without being zeroed first (std::vector::resize would write each byte twice).
+class ByteBuf {
+ public:
+  explicit ByteBuf(size_t cap) : data_(static_cast<uint8_t*>(std::malloc(cap))), cap_(data_ ? cap : 0) {}
+  ~ByteBuf() { std::free(data_); }
+  ByteBuf(const ByteBuf&) = delete;
+  ByteBuf& operator=(const ByteBuf&) = delete;
+  void Append(const uint8_t* p, size_t n) {
+    if (size_ + n > cap_) Grow(size_ + n);
+    std::memcpy(data_ + size_, p, n);
+    size_ += n;
+  }
+  uint8_t* data() { return data_; }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  void clear() { size_ = 0; }
+
+ private:
+  void Grow(size_t need) {
+    size_t cap = std::max(need, cap_ * 2);
+    auto* p = static_cast<uint8_t*>(std::realloc(data_, cap));
+    if (p == nullptr) throw std::bad_alloc();
+    data_ = p;
+    cap_ = cap;
+  }
+  uint8_t* data_;
+  size_t cap_;
+  size_t size_ = 0;
+};
+
 // One hand-over to JS: the packed records, and where the full stack records among them start
 // (found while copying, so JS never walks the batch's headers a second time to find them).
 struct Batch {
-  std::vector<uint8_t> bytes;
+  explicit Batch(size_t cap) : bytes(cap) {}
+  ByteBuf bytes;
   std::vector<uint32_t> stack_offsets;
 };
 }  // namespace
 
-struct PollState;
-
-// One ring's records read but not handed over yet (several rings only).
-struct RingStage {
-  struct Rec {
-    uint64_t ts;
-    uint32_t off;
-    uint32_t size;
-    bool stack;  // a full stack copy: the agent learns its stack from it (see Drain)
-  };
-  std::vector<uint8_t> bytes;
-  std::vector<Rec> recs;
-  size_t head = 0;    // the first record not handed over
-  size_t stacks = 0;  // full stack copies among the staged records
-};
-
 struct PollState {
-  ring_buffer* rb = nullptr;
-  std::vector<RingStage> stages;  // one per ring when there are several; empty: straight to the batch
-  uint64_t last_ts = 0;           // the newest record handed over (poll thread only)
+  std::vector<std::unique_ptr<RingMap>> rings;
+  uint64_t last_ts = 0;  // the newest record handed over (poll thread only)
   int epfd = -1;
   int stopfd = -1;
   int interval_ms = 100;
@@ -87,7 +103,6 @@ struct PollState {
   ~PollState() {
     delete batch;
     delete stopped;
-    if (rb != nullptr) ring_buffer__free(rb);
     if (epfd >= 0) close(epfd);
     if (stopfd >= 0) close(stopfd);
   }
@@ -97,118 +112,107 @@ struct PollState {
     if (write(stopfd, &one, sizeof(one)) < 0) { /* the thread still wakes on its timeout */ }
   }
 
-  // one ring: straight into the batch
-  static int OnRecord(void* ctx, void* data, size_t size) {
-    static_cast<PollState*>(ctx)->Append(static_cast<const uint8_t*>(data), size);
-    return 0;
-  }
-
-  // several rings: into the ring's stage, for Merge()
-  static int OnStaged(void* ctx, void* data, size_t size) {
-    auto* st = static_cast<RingStage*>(ctx);
-    const auto* p = static_cast<const uint8_t*>(data);
-    const bool stack = KindOf(p, size) == TT_KIND_STACK;
-    st->stacks += stack;
-    st->recs.push_back({TsOf(p, size), static_cast<uint32_t>(st->bytes.size()), static_cast<uint32_t>(size), stack});
-    st->bytes.insert(st->bytes.end(), p, p + size);
-    return 0;
-  }
-
   void Append(const uint8_t* p, size_t size) {
-    std::vector<uint8_t>& out = batch->bytes;
+    Batch& b = *batch;
     // full stack copies leave the batch (raw stack bytes are user data); references stay inline
-    if (KindOf(p, size) == TT_KIND_STACK) batch->stack_offsets.push_back(static_cast<uint32_t>(out.size()));
+    if (KindOf(p, size) == TT_KIND_STACK) b.stack_offsets.push_back(static_cast<uint32_t>(b.bytes.size()));
     // Records are 8-byte multiples (struct alignment), so they stay aligned when packed.
-    out.insert(out.end(), p, p + size);
-    Appended(1);
+    b.bytes.Append(p, size);
+    batch_records++;
+    if (b.bytes.size() >= kFlushBytes) Flush();
   }
 
-  void Appended(size_t records) {
-    batch_records += records;
-    if (batch->bytes.size() >= kFlushBytes) Flush();
+  // One ring: every committed record straight into the batch, in ring order, each released
+  // as soon as it is copied (the producer gets its space back during a long drain).
+  void DrainOne(RingMap& m) {
+    uint32_t size;
+    for (const uint8_t* p; (p = m.Peek(&size)) != nullptr;) {
+      Append(p, size);
+      m.Next(size);
+      m.Release();
+    }
+    m.Release();  // discarded records at the end
   }
 
-  // Hands over the staged records with a time up to cutoff, oldest first across the rings
-  // (a heap of rings by their first record's time); each ring's later ones stay staged.
-  // The ring on top gives a run: its records up to the next ring's first, copied at once
-  // (a CPU's records come in bursts: a softirq's transitions, a syscall's).
+  // Several rings: copies the records with a time up to cutoff into the batch, oldest first
+  // across the rings (a heap of rings by the time of the record at their read position),
+  // reading each in place; each ring's later ones stay in it, unreleased. The ring on top
+  // gives a run: its records up to the next ring's first (a CPU's records come in bursts:
+  // a softirq's transitions, a syscall's).
   void Merge(uint64_t cutoff) {
-    auto first_ts = [&](size_t i) { return stages[i].recs[stages[i].head].ts; };
-    auto ready = [&](size_t i) { return stages[i].head < stages[i].recs.size() && first_ts(i) <= cutoff; };
-    auto later = [&](size_t a, size_t b) { return first_ts(a) > first_ts(b); };
+    struct Head {
+      uint64_t ts;
+      const uint8_t* p;
+      uint32_t size;
+    };
+    std::vector<Head> heads(rings.size());
+    auto peek = [&](size_t i) {  // whether ring i has a record to hand over now
+      Head& h = heads[i];
+      h.p = rings[i]->Peek(&h.size);
+      if (h.p == nullptr) return false;
+      h.ts = TsOf(h.p, h.size);
+      return h.ts <= cutoff;
+    };
+    auto later = [&](size_t a, size_t b) { return heads[a].ts > heads[b].ts; };
     std::vector<size_t> heap;
-    for (size_t i = 0; i < stages.size(); i++)
-      if (ready(i)) heap.push_back(i);
+    for (size_t i = 0; i < rings.size(); i++) {
+      rings[i]->Refresh();
+      if (peek(i)) heap.push_back(i);
+    }
     std::make_heap(heap.begin(), heap.end(), later);
     while (!heap.empty()) {
       std::pop_heap(heap.begin(), heap.end(), later);
       const size_t i = heap.back();
-      RingStage& st = stages[i];
+      RingMap& m = *rings[i];
       // the rest of the heap is heap[0, size - 1): its top is the next ring's first record
-      const uint64_t bound = heap.size() > 1 ? std::min(cutoff, first_ts(heap.front())) : cutoff;
-      const size_t from = st.head;
+      const uint64_t bound = heap.size() > 1 ? std::min(cutoff, heads[heap.front()].ts) : cutoff;
+      bool more;
       do {
-        const uint64_t ts = st.recs[st.head].ts;
-        if (ts < last_ts) out_of_order++;
-        else last_ts = ts;
-        st.head++;
-      } while (st.head < st.recs.size() && st.recs[st.head].ts <= bound);
-      AppendRun(st, from, st.head);
-      if (ready(i)) std::push_heap(heap.begin(), heap.end(), later);
+        const Head& h = heads[i];
+        if (h.ts < last_ts) out_of_order++;
+        else last_ts = h.ts;
+        Append(h.p, h.size);
+        m.Next(h.size);
+        more = peek(i);
+      } while (more && heads[i].ts <= bound);
+      m.Release();
+      if (more) std::push_heap(heap.begin(), heap.end(), later);
       else heap.pop_back();
     }
-    for (RingStage& st : stages) {
-      if (st.head == st.recs.size()) {
-        st.bytes.clear();
-        st.recs.clear();
-      } else if (st.head > 0) {
-        const uint32_t base = st.recs[st.head].off;
-        st.bytes.erase(st.bytes.begin(), st.bytes.begin() + base);
-        st.recs.erase(st.recs.begin(), st.recs.begin() + static_cast<std::ptrdiff_t>(st.head));
-        for (RingStage::Rec& rec : st.recs) rec.off -= base;
-      }
-      st.head = 0;
-    }
+    for (auto& m : rings) m->Release();  // discarded records before a held one
   }
 
-  // st's records [from, to), contiguous in its bytes, into the batch at once
-  void AppendRun(RingStage& st, size_t from, size_t to) {
-    std::vector<uint8_t>& out = batch->bytes;
-    const uint32_t start = st.recs[from].off;
-    const RingStage::Rec& last = st.recs[to - 1];
-    const size_t base = out.size();
-    for (size_t k = from; k < to; k++) {
-      if (!st.recs[k].stack) continue;
-      batch->stack_offsets.push_back(static_cast<uint32_t>(base + st.recs[k].off - start));
-      st.stacks--;
-    }
-    out.insert(out.end(), st.bytes.data() + start, st.bytes.data() + last.off + last.size);
-    Appended(to - from);
+  // Whether a full stack copy waits among the held records.
+  bool StackHeld() const {
+    bool held = false;
+    for (const auto& m : rings)
+      m->ForEachAhead([&](const uint8_t* p, uint32_t size) { held = held || KindOf(p, size) == TT_KIND_STACK; });
+    return held;
   }
 
   // One wake-up's reads: every ring, then (several rings) what is old enough, or all when
   // stopping. Returns the wait before the next: the interval, or the hold-back when a full
-  // stack copy is still staged. The kernel wakes the agent for those (until it has unwound
+  // stack copy is still held. The kernel wakes the agent for those (until it has unwound
   // one, every socket on that path costs another copy); they should not wait an interval.
   int Drain(bool last) {
-    const uint64_t now = MonotonicNs();
-    ring_buffer__consume(rb);
-    bool stack_staged = false;
-    if (!stages.empty()) {
+    bool stack_held = false;
+    if (rings.size() == 1) {
+      rings[0]->Refresh();
+      DrainOne(*rings[0]);
+    } else {
+      const uint64_t now = MonotonicNs();
       Merge(last ? UINT64_MAX : (now > kHoldNs ? now - kHoldNs : 0));
-      for (const RingStage& st : stages) stack_staged = stack_staged || st.stacks > 0;
+      stack_held = StackHeld();
     }
     Flush();
-    return stack_staged ? std::min(kHoldMs + 1, interval_ms) : interval_ms;
+    return stack_held ? std::min(kHoldMs + 1, interval_ms) : interval_ms;
   }
 
   // Sized like the last batch handed over (plus a quarter): a busy ring fills
   // megabytes between polls, and growing a vector from 64 KiB by doubling copies
   // every byte about twice more.
   static Batch* NewBatch(size_t last_bytes = 0) {
-    auto* b = new Batch();
-    b->bytes.reserve(std::min(kFlushBytes + kFlushBytes / 4, std::max<size_t>(64 * 1024, last_bytes + last_bytes / 4)));
-    return b;
+    return new Batch(std::min(kFlushBytes + kFlushBytes / 4, std::max<size_t>(64 * 1024, last_bytes + last_bytes / 4)));
   }
 
   void Flush() {
@@ -256,18 +260,18 @@ struct PollState {
   }
 
   void Run() {
-    struct epoll_event evs[2];
+    struct epoll_event evs[16];  // any ring's event means the same: drain them all
     bool stop = false;
     int wait_ms = interval_ms;
     while (!stop) {
-      int n = epoll_wait(epfd, evs, 2, wait_ms);
+      int n = epoll_wait(epfd, evs, 16, wait_ms);
       if (n < 0 && errno != EINTR) break;
       for (int i = 0; i < n; i++) {
         if (evs[i].data.u32 == 1) stop = true;
       }
       wait_ms = Drain(false);
     }
-    Drain(true);  // whatever arrived while stopping, and all still staged
+    Drain(true);  // whatever arrived while stopping, and all still held
     tsfn.Release();
   }
 };
@@ -282,32 +286,28 @@ RingPoller::RingPoller(Napi::Env env, const std::vector<int>& ring_fds, Napi::Fu
     s->error = "no ring buffer";
     return;
   }
-  if (ring_fds.size() == 1) {
-    s->rb = ring_buffer__new(ring_fds[0], &PollState::OnRecord, s, nullptr);
-  } else {
-    s->stages.resize(ring_fds.size());  // never resized again: libbpf holds pointers to them
-    s->rb = ring_buffer__new(ring_fds[0], &PollState::OnStaged, &s->stages[0], nullptr);
-    for (size_t i = 1; s->rb != nullptr && i < ring_fds.size(); i++) {
-      if (ring_buffer__add(s->rb, ring_fds[i], &PollState::OnStaged, &s->stages[i]) != 0) {
-        s->error = std::string("ring_buffer__add: ") + std::strerror(errno);
-        return;
-      }
-    }
-  }
-  if (s->rb == nullptr) {
-    s->error = std::string("ring_buffer__new: ") + std::strerror(errno);
-    return;
-  }
   s->epfd = epoll_create1(EPOLL_CLOEXEC);
   s->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (s->epfd < 0 || s->stopfd < 0) {
     s->error = std::string("epoll/eventfd: ") + std::strerror(errno);
     return;
   }
+  s->rings.resize(ring_fds.size());
+  for (size_t i = 0; i < ring_fds.size(); i++) {
+    s->rings[i] = RingMap::Open(ring_fds[i], &s->error);
+    if (!s->rings[i]) return;
+    // Edge-triggered: a ring whose records are held back still has data, and would keep a
+    // level-triggered wait returning at once. The kernel wakes us only past the watermark.
+    struct epoll_event ev = {};
+    ev.events = EPOLLIN | EPOLLET;
+    ev.data.u32 = 0;
+    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, ring_fds[i], &ev) != 0) {
+      s->error = std::string("epoll_ctl ring buffer: ") + std::strerror(errno);
+      return;
+    }
+  }
   struct epoll_event ev = {};
   ev.events = EPOLLIN;
-  ev.data.u32 = 0;
-  epoll_ctl(s->epfd, EPOLL_CTL_ADD, ring_buffer__epoll_fd(s->rb), &ev);
   ev.data.u32 = 1;
   epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->stopfd, &ev);
 

@@ -1,10 +1,10 @@
 // Drains the BPF ring buffers on a worker thread and hands records to JS in batches.
 //
 // Threading model:
-//  - The poll thread owns the libbpf ring_buffer (libbpf's consumer is not
-//    thread-safe) and is the only thread that calls ring_buffer__consume(). It
-//    sleeps in epoll_wait on the ring's epoll fd and a stop eventfd, waking on
-//    the interval timeout (the kernel side submits with BPF_RB_NO_WAKEUP) or
+//  - The poll thread owns the rings' mappings (RingMap, ring_map.h: the ring is read in
+//    place, not through libbpf's consumer) and is the only thread that reads or releases
+//    them. It sleeps in epoll_wait on the ring fds (edge-triggered) and a stop eventfd,
+//    waking on the interval timeout (the kernel side submits with BPF_RB_NO_WAKEUP) or
 //    when the kernel forces a wake-up past the watermark.
 //  - Each wake-up copies every available record out of the ring into one
 //    std::vector (records never point into ring memory) and posts that vector to
@@ -16,12 +16,14 @@
 //    with the other records.
 //  - With one ring per CPU, each ring's records are in the order its CPU
 //    reserved them, but a socket's transitions run on any CPU: each wake-up
-//    stages the records of every ring, then hands over those older than the
-//    wake-up minus a hold-back (kHoldNs, 2 ms), merged by hdr.ts_ns; the younger
-//    ones wait for the next wake-up, in case another CPU's older record is still
-//    between its clock read and its commit (the next wake-up comes after the
-//    hold-back, not the interval, while a full stack copy waits). One handed over behind a newer one
-//    (a program held longer than the hold-back) is counted (out_of_order).
+//    notes where every ring's new records lie, then copies those older than the
+//    wake-up minus a hold-back (kHoldNs, 2 ms) into the batch, merged by hdr.ts_ns,
+//    and releases each ring up to the first record it holds back; the younger ones
+//    stay in the ring for the next wake-up, in case another CPU's older record is
+//    still between its clock read and its commit (the next wake-up comes after the
+//    hold-back, not the interval, while a full stack copy waits). Each record is
+//    copied once. One handed over behind a newer one (a program held longer than
+//    the hold-back) is counted (out_of_order).
 //  - Batches waiting for the JS thread are bounded by bytes; past the bound a
 //    batch is dropped and counted (dropped_batches/dropped_bytes), never silently.
 //  - Stop(): the JS thread signals the eventfd; the poll thread does a last
@@ -38,8 +40,6 @@
 #include <cstdint>
 #include <thread>
 #include <vector>
-
-struct ring_buffer;
 
 namespace tcptrace {
 
