@@ -20,7 +20,7 @@ namespace tcptrace {
 
 namespace {
 constexpr size_t kFlushBytes = 4 << 20;  // hand over mid-drain past this, to bound batch size
-// Several rings: records younger than this at a wake-up wait for the next one. A record's
+// Several rings: records younger than this at a wake-up stay in their ring for the next. A record's
 // time is read before its reserve: microseconds, unless a preemptible program (7.0+) loses
 // its CPU in between; one that comes later still is counted (out_of_order).
 constexpr uint64_t kHoldNs = 2'000'000;

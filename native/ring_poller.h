@@ -7,9 +7,9 @@
 //    waking on the interval timeout (the kernel side submits with BPF_RB_NO_WAKEUP) or
 //    when the kernel forces a wake-up past the watermark.
 //  - Each wake-up copies every available record out of the ring into one
-//    std::vector (records never point into ring memory) and posts that vector to
+//    buffer (records never point into ring memory) and posts that buffer to
 //    the JS thread through a ThreadSafeFunction: one JS call per batch, never
-//    one per event. The JS Buffer wraps the vector without another copy. The
+//    one per event. The JS Buffer wraps it without another copy. The
 //    offsets of full stack records are noted while copying and passed along
 //    (onBatch(buffer, stackOffsets?)), so JS splits them out without a pass;
 //    stack references (56 bytes, no user data) stay inline and are decoded
@@ -23,7 +23,10 @@
 //    still between its clock read and its commit (the next wake-up comes after the
 //    hold-back, not the interval, while a full stack copy waits). Each record is
 //    copied once. One handed over behind a newer one (a program held longer than
-//    the hold-back) is counted (out_of_order).
+//    the hold-back) is counted (out_of_order). Held records still count toward the
+//    kernel's watermark (the ring's available data): a ring that fills its quarter
+//    within the hold-back is drained at each wake-up the kernel allows (one per
+//    CPU per ms), not every interval.
 //  - Batches waiting for the JS thread are bounded by bytes; past the bound a
 //    batch is dropped and counted (dropped_batches/dropped_bytes), never silently.
 //  - Stop(): the JS thread signals the eventfd; the poll thread does a last
