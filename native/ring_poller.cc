@@ -272,6 +272,7 @@ struct PollState {
       wait_ms = Drain(false);
     }
     Drain(true);  // whatever arrived while stopping, and all still held
+    rings.clear();  // unmapped now: this state lives on until JS has taken every batch
     tsfn.Release();
   }
 };
