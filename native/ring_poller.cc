@@ -209,7 +209,7 @@ struct PollState {
   }
 
   // Sized like the last batch handed over (plus a quarter): a busy ring fills
-  // megabytes between polls, and growing a vector from 64 KiB by doubling copies
+  // megabytes between polls, and growing a buffer from 64 KiB by doubling copies
   // every byte about twice more.
   static Batch* NewBatch(size_t last_bytes = 0) {
     return new Batch(std::min(kFlushBytes + kFlushBytes / 4, std::max<size_t>(64 * 1024, last_bytes + last_bytes / 4)));
