@@ -1042,22 +1042,44 @@ static __always_inline void handle_transition(const bool btf, const struct sock 
 		bpf_map_delete_elem(&listeners, &lk);
 	}
 
+/* the fields both transition records have (tt_transition, tt_transition4), from handle_transition's locals */
+#define FILL_TRANSITION(r, kind)                                                                     \
+	do {                                                                                         \
+		fill_hdr_at(&(r)->hdr, kind, sizeof(*(r)), flags, now);                              \
+		(r)->sk = skey;                                                                      \
+		(r)->cookie = early ? 0 : sk_cookie_of(btf, sk); /* early clone: the listener's (< 6.15) */ \
+		(r)->netns = netns;                                                                  \
+		(r)->oldstate = oldstate;                                                            \
+		(r)->newstate = newstate;                                                            \
+		(r)->cpu_tgid = id >> 32;                                                            \
+		(r)->cpu_tid = (__u32)id;                                                            \
+		current_comm((r)->cpu_comm);                                                         \
+		(r)->call = call;                                                                    \
+		(r)->call_fd = call_fd;                                                              \
+		(r)->call_arg = call_arg;                                                            \
+	} while (0)
+	if (!o && t.family == AF_INET) {
+		/* no owner to carry, 4-byte addresses: the compact record (tt_transition4) */
+		struct tt_transition4 *c = reserve(sizeof(*c));
+
+		if (!c)
+			goto out;
+		FILL_TRANSITION(c, TT_KIND_TRANSITION4);
+		__builtin_memcpy(c->saddr, t.saddr, 4);
+		__builtin_memcpy(c->daddr, t.daddr, 4);
+		c->sport = t.sport;
+		c->dport = t.dport;
+		c->pad = 0;
+		c->pad2 = 0;
+		submit(c);
+		goto out;
+	}
 	e = reserve(sizeof(*e));
 	if (!e)
 		goto out;
-	fill_hdr_at(&e->hdr, TT_KIND_TRANSITION, sizeof(*e), flags, now);
-	e->sk = skey;
-	e->cookie = early ? 0 : sk_cookie_of(btf, sk); /* early clone: the listener's cookie (< 6.15) */
+	FILL_TRANSITION(e, TT_KIND_TRANSITION);
+#undef FILL_TRANSITION
 	e->tuple = t;
-	e->netns = netns;
-	e->oldstate = oldstate;
-	e->newstate = newstate;
-	e->cpu_tgid = id >> 32;
-	e->cpu_tid = (__u32)id;
-	current_comm(e->cpu_comm);
-	e->call = call;
-	e->call_fd = call_fd;
-	e->call_arg = call_arg;
 	if (o) {
 		e->owner_tgid = o->tgid;
 		e->owner_fd = o->fd;

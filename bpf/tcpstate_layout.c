@@ -9,6 +9,7 @@
 struct tt_hdr layout_hdr;
 struct tt_tuple layout_tuple;
 struct tt_transition layout_transition;
+struct tt_transition4 layout_transition4;
 struct tt_sockcall layout_sockcall;
 struct tt_fork layout_fork;
 struct tt_owner layout_owner;

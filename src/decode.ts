@@ -15,7 +15,7 @@
 import * as G from './generated/events.js';
 import type { ForkEvent, SockcallEvent, StackRefEvent, TraceEvent, TransitionEvent } from './model/events.js';
 import { SITE_NAMES, type Site } from './stacks/types.js';
-import { endpoint, formatIp, type TupleSink } from './model/addr.js';
+import { AF_INET, endpoint, formatIp, type TupleSink } from './model/addr.js';
 
 export class DecodeError extends Error {}
 
@@ -114,14 +114,31 @@ abstract class SocketView extends KeyedView {
   }
 }
 
+/** Where a transition record kind keeps the fields both kinds have (generated offsets). */
+interface TransitionFields {
+  oldState: number;
+  newState: number;
+  cpuTgid: number;
+  cpuTid: number;
+  cpuComm: number;
+  call: number;
+  callFd: number;
+  callArg: number;
+}
+const TRANSITION_FIELDS: TransitionFields = {
+  oldState: G.O_TRANSITION_OLDSTATE, newState: G.O_TRANSITION_NEWSTATE, cpuTgid: G.O_TRANSITION_CPU_TGID, cpuTid: G.O_TRANSITION_CPU_TID,
+  cpuComm: G.O_TRANSITION_CPU_COMM, call: G.O_TRANSITION_CALL, callFd: G.O_TRANSITION_CALL_FD, callArg: G.O_TRANSITION_CALL_ARG,
+};
+
 export class TransitionView extends SocketView implements TransitionEvent {
   readonly type = 'transition' as const;
-  protected readonly L = TRANSITION;
+  protected readonly L: SocketLayout = TRANSITION;
+  protected readonly F: TransitionFields = TRANSITION_FIELDS;
   get oldState(): number {
-    return this.dv.getUint8(this.o + G.O_TRANSITION_OLDSTATE);
+    return this.dv.getUint8(this.o + this.F.oldState);
   }
   get newState(): number {
-    return this.dv.getUint8(this.o + G.O_TRANSITION_NEWSTATE);
+    return this.dv.getUint8(this.o + this.F.newState);
   }
   get ownerKnown(): boolean {
     return (this.dv.getUint16(this.o + G.O_HDR_FLAGS, true) & 1) !== 0;
@@ -142,27 +159,74 @@ export class TransitionView extends SocketView implements TransitionEvent {
     return this.dv.getUint8(this.o + G.O_TRANSITION_ORIGIN);
   }
   get cpuPid(): number {
-    return this.dv.getUint32(this.o + G.O_TRANSITION_CPU_TGID, true);
+    return this.dv.getUint32(this.o + this.F.cpuTgid, true);
   }
   get cpuTid(): number {
-    return this.dv.getUint32(this.o + G.O_TRANSITION_CPU_TID, true);
+    return this.dv.getUint32(this.o + this.F.cpuTid, true);
   }
   get cpuComm(): string {
-    return comm(this.b, this.dv, this.o + G.O_TRANSITION_CPU_COMM);
+    return comm(this.b, this.dv, this.o + this.F.cpuComm);
   }
   /** the close()/shutdown() that made this transition (TT_CALL), 0 for none; records of 136 bytes (older recordings) have 0 */
   get call(): number {
-    return this.dv.getUint8(this.o + G.O_TRANSITION_CALL);
+    return this.dv.getUint8(this.o + this.F.call);
   }
   get callFd(): number {
-    return this.call === 0 ? -1 : this.dv.getInt32(this.o + G.O_TRANSITION_CALL_FD, true);
+    return this.call === 0 ? -1 : this.dv.getInt32(this.o + this.F.callFd, true);
   }
   get callArg(): number {
-    return this.call === 0 ? 0 : this.dv.getInt32(this.o + G.O_TRANSITION_CALL_ARG, true);
+    return this.call === 0 ? 0 : this.dv.getInt32(this.o + this.F.callArg, true);
   }
   materialize(): TransitionEvent {
     const { type, ts, sk, cookie, oldState, newState, family, localPort, local, remote, netns, ownerKnown, ownerPid, ownerFd, ownerComm, ownerFirstNs, origin, cpuPid, cpuTid, cpuComm, call, callFd, callArg } = this;
     return { type, ts, sk, cookie, oldState, newState, family, localPort, local, remote, netns, ownerKnown, ownerPid, ownerFd, ownerComm, ownerFirstNs, origin, cpuPid, cpuTid, cpuComm, call, callFd, callArg };
+  }
+}
+
+/**
+ * A compact transition record (tt_transition4: an IPv4 socket, no owner in the record),
+ * read as the same event as a full one: family AF_INET, owner unknown.
+ */
+export class Transition4View extends TransitionView {
+  // tuple: no struct tt_tuple here; every getter that would read one is overridden
+  protected override readonly L: SocketLayout = { sk: G.O_TRANSITION4_SK, cookie: G.O_TRANSITION4_COOKIE, tuple: -1, netns: G.O_TRANSITION4_NETNS };
+  protected override readonly F: TransitionFields = {
+    oldState: G.O_TRANSITION4_OLDSTATE, newState: G.O_TRANSITION4_NEWSTATE, cpuTgid: G.O_TRANSITION4_CPU_TGID, cpuTid: G.O_TRANSITION4_CPU_TID,
+    cpuComm: G.O_TRANSITION4_CPU_COMM, call: G.O_TRANSITION4_CALL, callFd: G.O_TRANSITION4_CALL_FD, callArg: G.O_TRANSITION4_CALL_ARG,
+  };
+  override get family(): number {
+    return AF_INET;
+  }
+  override get localPort(): number {
+    return this.dv.getUint16(this.o + G.O_TRANSITION4_SPORT, true);
+  }
+  override get local(): string {
+    return endpoint(AF_INET, formatIp(AF_INET, this.b, this.o + G.O_TRANSITION4_SADDR), this.localPort);
+  }
+  override get remote(): string {
+    return endpoint(AF_INET, formatIp(AF_INET, this.b, this.o + G.O_TRANSITION4_DADDR), this.dv.getUint16(this.o + G.O_TRANSITION4_DPORT, true));
+  }
+  override copyTuple(to: TupleSink): void {
+    const o = this.o;
+    to.setRawTuple4(this.dv, o + G.O_TRANSITION4_SADDR, o + G.O_TRANSITION4_DADDR, this.localPort, this.dv.getUint16(o + G.O_TRANSITION4_DPORT, true));
+  }
+  override get ownerKnown(): boolean {
+    return false;
+  }
+  override get ownerPid(): number {
+    return 0;
+  }
+  override get ownerFd(): number {
+    return -1;
+  }
+  override get ownerComm(): string {
+    return '';
+  }
+  override get ownerFirstNs(): number {
+    return 0;
+  }
+  override get origin(): number {
+    return 0;
   }
 }
 
@@ -250,12 +314,13 @@ export type RecordView = TransitionView | SockcallView | ForkView | StackRefView
  */
 export function forEachRecord(buf: Buffer, fn: (v: RecordView) => void, stats?: DecodeStats): void {
   const tv = new TransitionView();
+  const t4 = new Transition4View();
   const sv = new SockcallView();
   const fv = new ForkView();
   const rv = new StackRefView();
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  tv.b = sv.b = fv.b = rv.b = buf;
-  tv.dv = sv.dv = fv.dv = rv.dv = dv;
+  tv.b = t4.b = sv.b = fv.b = rv.b = buf;
+  tv.dv = t4.dv = sv.dv = fv.dv = rv.dv = dv;
   let off = 0;
   const len = buf.length;
   while (off < len) {
@@ -272,6 +337,11 @@ export function forEachRecord(buf: Buffer, fn: (v: RecordView) => void, stats?: 
         if (size < G.O_TRANSITION_CALL_FD || (size < G.SIZE_TRANSITION && dv.getUint8(off + G.O_TRANSITION_CALL) !== 0)) throw new DecodeError(`short transition record (${size} bytes)`);
         tv.o = off;
         fn(tv);
+        break;
+      case G.TT_KIND.TRANSITION4:
+        if (size < G.SIZE_TRANSITION4) throw new DecodeError(`short compact transition record (${size} bytes)`);
+        t4.o = off;
+        fn(t4);
         break;
       case G.TT_KIND.SOCKCALL:
         if (size < G.SIZE_SOCKCALL) throw new DecodeError(`short sockcall record (${size} bytes)`);

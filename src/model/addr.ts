@@ -1,12 +1,17 @@
 /** Socket address formatting, shared by the live decoder and sock_diag records. */
 const AF_INET6 = 10;
 
+/** AF_INET: the family of a compact transition record (tt_transition4) */
+export const AF_INET = 2;
+
 /**
- * Something that can take a decoded record's address tuple (struct tt_tuple at
- * off) as raw numbers and format it only if it is ever printed (SocketRecord).
+ * Something that can take a decoded record's address tuple as raw numbers and
+ * format it only if it is ever printed (SocketRecord): a struct tt_tuple at off,
+ * or an IPv4 pair (addresses in network byte order, ports in host byte order).
  */
 export interface TupleSink {
   setRawTuple(dv: DataView, off: number): void;
+  setRawTuple4(dv: DataView, saddr: number, daddr: number, sport: number, dport: number): void;
 }
 
 const scratch = Buffer.alloc(16);

@@ -5,7 +5,7 @@
  * Retired sockets are summarised, not kept, so memory stays bounded under churn.
  */
 import { O_TUPLE_DADDR, O_TUPLE_DPORT, O_TUPLE_FAMILY, O_TUPLE_SADDR, O_TUPLE_SPORT, TT_CALL, TT_ORIGIN } from '../generated/events.js';
-import { endpoint, endpointPort, formatIpWords, type TupleSink } from './addr.js';
+import { AF_INET, endpoint, endpointPort, formatIpWords, type TupleSink } from './addr.js';
 import type { Endpoints, PresentEvent, SockcallEvent, TraceEvent, TransitionEvent } from './events.js';
 import { isBirth, TCP } from './states.js';
 import type { ResolvedStack, Site } from '../stacks/types.js';
@@ -115,6 +115,16 @@ export class SocketRecord implements TupleSink {
     this.r1 = dv.getInt32(off + O_TUPLE_DADDR + 4);
     this.r2 = dv.getInt32(off + O_TUPLE_DADDR + 8);
     this.r3 = dv.getInt32(off + O_TUPLE_DADDR + 12);
+  }
+
+  setRawTuple4(dv: DataView, saddr: number, daddr: number, sport: number, dport: number): void {
+    this.localStr = this.remoteStr = null;
+    this.tFamily = AF_INET;
+    this.lPort = sport;
+    this.rPort = dport;
+    this.l0 = dv.getInt32(saddr);
+    this.r0 = dv.getInt32(daddr);
+    this.l1 = this.l2 = this.l3 = this.r1 = this.r2 = this.r3 = 0;
   }
 
   /** takes an event's endpoints: raw from a decoder view, else its strings */

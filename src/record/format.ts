@@ -1,15 +1,17 @@
 /**
- * Recording file format (version 2; version 1 files still read).
+ * Recording file format (version 3; versions 1 and 2 still read).
  *
  *   file   := frame*
  *   frame  := u32 big-endian payload length, then a msgpack payload
- *   payload:= {t: 'header', format: 'tcptrace-record', version: 2, info}
+ *   payload:= {t: 'header', format: 'tcptrace-record', version: 3, info}
  *           | {t: 'present', events}     sockets present at attach
  *           | {t: 'batch', data}         ring-buffer records, byte for byte (bpf/tcpstate.h),
  *                                        except full stack records: raw stack bytes are user data.
  *                                        Stack references (tt_stack_ref: a stack id, no stack
  *                                        bytes) stay in the batch (version 2; version 1 turned
- *                                        them into 'stacks' items)
+ *                                        them into 'stacks' items). Version 3 batches may hold
+ *                                        compact transitions (tt_transition4), which a build
+ *                                        that reads only version 2 would skip
  *           | {t: 'stacks', items}       full stacks, unwound and symbolized at capture time
  *           | {t: 'counters', c}         kernel and agent counters, sampled
  *           | {t: 'end', end}            written on a clean stop (end.holdersAtEnd: who held each
@@ -22,9 +24,9 @@
 import { Packr, Unpackr } from 'msgpackr';
 
 export const RECORD_FORMAT = 'tcptrace-record';
-export const RECORD_VERSION = 2;
-/** versions this build reads: 1 differs only in where stack references went */
-export const RECORD_VERSIONS_READ = [1, 2];
+export const RECORD_VERSION = 3;
+/** versions this build reads: 1 differs only in where stack references went, 2 in having no compact transitions */
+export const RECORD_VERSIONS_READ = [1, 2, 3];
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 const unpackr = new Unpackr({ useRecords: false });

@@ -1,6 +1,7 @@
 /** Reads a recording back into decoded events, for assertions. */
 import assert from 'node:assert/strict';
 import { decodeBatch } from '../../src/decode.js';
+import { O_HDR_KIND, O_HDR_SIZE } from '../../src/generated/events.js';
 import { endpointPort } from '../../src/model/addr.js';
 import type { PresentEvent, TraceEvent, TransitionEvent } from '../../src/model/events.js';
 import { isBirth, TCP } from '../../src/model/states.js';
@@ -22,6 +23,9 @@ export interface Recorded {
    * kernel's (SessionInfo.owners 'kernel') or the table's own attribution ('agent').
    */
   owner: Map<TraceEvent, { pid: number; comm: string; fd: number }>;
+  /** the batches' bytes, and their records by kind (TT_KIND) */
+  batchBytes: number;
+  kinds: Map<number, number>;
 }
 
 /** Stops a `--format json --record FILE` trace with SIGINT: its live report, and its recording read back. */
@@ -32,11 +36,13 @@ export async function stopRecordedTrace(t: Running, file: string): Promise<{ liv
 }
 
 export async function readRecording(path: string): Promise<Recorded> {
-  const rec: Partial<Recorded> & { events: TraceEvent[]; present: PresentEvent[]; stacks: ResolvedStack[]; owner: Recorded['owner'] } = {
+  const rec: Partial<Recorded> & { events: TraceEvent[]; present: PresentEvent[]; stacks: ResolvedStack[]; owner: Recorded['owner']; batchBytes: number; kinds: Recorded['kinds'] } = {
     events: [],
     present: [],
     stacks: [],
     owner: new Map(),
+    batchBytes: 0,
+    kinds: new Map(),
   };
   const full = new Map<number, ResolvedStack>();
   let table: SocketTable;
@@ -54,6 +60,11 @@ export async function readRecording(path: string): Promise<Recorded> {
       for (const ev of p) table.apply(ev);
     },
     batch: (buf) => {
+      rec.batchBytes += buf.length;
+      for (let off = 0; off < buf.length; off += (buf.readUInt16LE(off + O_HDR_SIZE) + 7) & ~7) {
+        const kind = buf.readUInt16LE(off + O_HDR_KIND);
+        rec.kinds.set(kind, (rec.kinds.get(kind) ?? 0) + 1);
+      }
       const from = rec.events.length;
       decodeBatch(buf, rec.events);
       for (let i = from; i < rec.events.length; i++) {
