@@ -199,10 +199,24 @@ async function main(): Promise<void> {
   const only = OPT.conditions;
   const conds = only ? conditions.filter((c) => c.name === 'baseline' || only.split(',').some((o) => c.name.includes(o))) : conditions;
   const dir = mkdtempSync(join(tmpdir(), 'tcptrace-bench-'));
+  try {
+    await benchIn(dir, conds);
+  } finally {
+    rmSync(dir, { recursive: true, force: true }); // nginx's config and logs, the recordings
+  }
+}
+
+async function benchIn(dir: string, conds: Condition[]): Promise<void> {
   // the peer (libbpf-tools tcpstates) reads tracepoint ids from tracefs: mount it for the run if needed
   const mountedTracefs =
     conds.some((c) => c.name.startsWith('tcpstates')) && spawnSync('mountpoint', ['-q', '/sys/kernel/tracing']).status !== 0 && spawnSync('mount', ['-t', 'tracefs', 'nodev', '/sys/kernel/tracing']).status === 0;
-  const nginx = startNginx(dir);
+  let nginx: ReturnType<typeof startNginx>;
+  try {
+    nginx = startNginx(dir);
+  } catch (err) {
+    if (mountedTracefs) spawnSync('umount', ['/sys/kernel/tracing']);
+    throw err;
+  }
   const runs = new Map<string, Run[]>(conds.map((c) => [c.name, []]));
   const steal: StealLog = { retried: 0, keptAbove: 0 };
   process.stderr.write(`bench: nginx master ${nginx.master}, worker ${nginx.worker}; ${ROUNDS} rounds x ${conds.length} conditions x ${SECONDS} s\n`);
@@ -284,7 +298,6 @@ async function main(): Promise<void> {
         `unwind ${cap ? ((uw * 1000) / cap).toFixed(1) : '-'} us/stack, symbolize ${cap ? ((sy * 1000) / cap).toFixed(1) : '-'} us/stack\n`,
     );
   }
-  rmSync(dir, { recursive: true, force: true });
 }
 
 run(main);
