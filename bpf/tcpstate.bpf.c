@@ -343,10 +343,13 @@ static __always_inline void *out_ring(void)
 	return bpf_map_lookup_elem(&rings, &cpu);
 }
 
-static __always_inline void *reserve(__u32 size)
+/* a record of size in this CPU's ring (NULL: none, counted); *ring: the ring to submit it to */
+static __always_inline void *reserve(__u32 size, void **ring)
 {
-	void *ring = out_ring();
-	void *rec = ring ? bpf_ringbuf_reserve(ring, size, 0) : NULL;
+	void *rec;
+
+	*ring = out_ring();
+	rec = *ring ? bpf_ringbuf_reserve(*ring, size, 0) : NULL;
 
 	if (!rec)
 		count(TT_CNT_RB_FULL);
@@ -383,13 +386,12 @@ static __always_inline __u64 wakeup_flags(__u32 slot, __u64 gap_ns)
 }
 
 /* Submit without a wake-up unless the ring is past the watermark (then at most one per CPU per gap). */
-static __always_inline void submit(void *rec)
+static __always_inline void submit(void *ring, void *rec)
 {
 	__u64 flags = BPF_RB_NO_WAKEUP;
-	void *ring = targ_wakeup_bytes ? out_ring() : NULL;
 
-	/* the record's CPU: programs run with migration disabled, so this is the ring it was reserved in */
-	if (ring && bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) >= targ_wakeup_bytes)
+	/* ring: the one reserve() reserved rec in */
+	if (targ_wakeup_bytes && bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) >= targ_wakeup_bytes)
 		flags = wakeup_flags(WAKE_WATERMARK, targ_wakeup_gap_ns);
 	bpf_ringbuf_submit(rec, flags);
 	count(TT_CNT_EVENTS);
@@ -634,7 +636,8 @@ static __always_inline struct walk_memo *recall_walk(const struct walk_key *wk, 
 static __always_inline void send_stack_ref(const bool btf, const struct sock *sk, __u8 site, __u32 stack_id, __u32 tgid, __u32 tid,
 					   __u64 hash, __u32 depth)
 {
-	struct tt_stack_ref *e = reserve(sizeof(*e));
+	void *ring;
+	struct tt_stack_ref *e = reserve(sizeof(*e), &ring);
 
 	if (!e)
 		return; /* counted as lost */
@@ -647,7 +650,7 @@ static __always_inline void send_stack_ref(const bool btf, const struct sock *sk
 	e->stack_id = stack_id;
 	e->site = site;
 	e->depth = depth;
-	submit(e);
+	submit(ring, e);
 	count(TT_CNT_STACKS_DEDUPED);
 }
 
@@ -905,7 +908,8 @@ static __always_inline void emit_sockcall(const bool btf, const struct sock *sk,
 					  const struct tt_owner *as)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct tt_sockcall *e = reserve(sizeof(*e));
+	void *ring;
+	struct tt_sockcall *e = reserve(sizeof(*e), &ring);
 
 	if (!e)
 		return;
@@ -928,7 +932,7 @@ static __always_inline void emit_sockcall(const bool btf, const struct sock *sk,
 		e->tid = (__u32)id;
 		current_comm(e->comm);
 	}
-	submit(e);
+	submit(ring, e);
 }
 
 /*
@@ -977,6 +981,7 @@ static __always_inline void handle_transition(const bool btf, const struct sock 
 	__u64 skey = (__u64)sk;
 	__u64 now = 0; /* set by learn_owner when it makes an entry: one clock read for both */
 	struct tt_transition *e;
+	void *ring;
 	struct tt_owner *o, fresh = {};
 	struct tt_tuple t = {};
 	__u32 netns;
@@ -1060,7 +1065,7 @@ static __always_inline void handle_transition(const bool btf, const struct sock 
 	} while (0)
 	if (!o && t.family == AF_INET) {
 		/* no owner to carry, 4-byte addresses: the compact record (tt_transition4) */
-		struct tt_transition4 *c = reserve(sizeof(*c));
+		struct tt_transition4 *c = reserve(sizeof(*c), &ring);
 
 		if (!c)
 			goto out;
@@ -1071,10 +1076,10 @@ static __always_inline void handle_transition(const bool btf, const struct sock 
 		c->dport = t.dport;
 		c->pad = 0;
 		c->pad2 = 0;
-		submit(c);
+		submit(ring, c);
 		goto out;
 	}
-	e = reserve(sizeof(*e));
+	e = reserve(sizeof(*e), &ring);
 	if (!e)
 		goto out;
 	FILL_TRANSITION(e, TT_KIND_TRANSITION);
@@ -1089,7 +1094,7 @@ static __always_inline void handle_transition(const bool btf, const struct sock 
 	} else {
 		e->owner_fd = -1;
 	}
-	submit(e);
+	submit(ring, e);
 	/* a close of its fd held back: after the transition that gives user space the socket */
 	if (o && (o->flags & TT_OWNER_FD_CLOSED)) {
 		o->flags &= ~TT_OWNER_FD_CLOSED;
@@ -1320,6 +1325,7 @@ static __always_inline void on_fork(__u32 parent_tgid, __u32 child_tgid)
 {
 	__u8 one = 1;
 	struct tt_fork *e;
+	void *ring;
 
 	if (!targ_children || !targ_filter || parent_tgid == child_tgid)
 		return;
@@ -1330,14 +1336,14 @@ static __always_inline void on_fork(__u32 parent_tgid, __u32 child_tgid)
 		return;
 	}
 	targets_spilled = true;
-	e = reserve(sizeof(*e));
+	e = reserve(sizeof(*e), &ring);
 	if (!e)
 		return;
 	fill_hdr(&e->hdr, TT_KIND_FORK, sizeof(*e), 0);
 	e->parent_tgid = parent_tgid;
 	e->child_tgid = child_tgid;
 	current_comm(e->comm);
-	submit(e);
+	submit(ring, e);
 }
 
 /*
