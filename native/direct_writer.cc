@@ -13,19 +13,17 @@
 #include <vector>
 
 #include "bpf_error.h"
+#include "owned_fd.h"
 
 namespace tcptrace {
 
 struct DirectWriter::State {
-  int fd = -1;
+  OwnedFd fd;
   uint8_t* buf = nullptr;  // kAlign-aligned, reused: grows to the largest write
   size_t cap = 0;
   std::atomic<bool> busy{false};
 
-  ~State() {
-    if (fd >= 0) close(fd);
-    free(buf);
-  }
+  ~State() { free(buf); }
 
   // 0, or the errno of the allocation
   int Reserve(size_t n) {
@@ -73,7 +71,7 @@ class DirectWriteWorker : public Napi::AsyncWorker {
       if (at == bytes_) break;
     }
     for (size_t done = 0; done < bytes_;) {
-      ssize_t w = pwrite(s.fd, s.buf + done, bytes_ - done, offset_ + static_cast<int64_t>(done));
+      ssize_t w = pwrite(s.fd.get(), s.buf + done, bytes_ - done, offset_ + static_cast<int64_t>(done));
       if (w < 0) {
         if (errno == EINTR) continue;
         return Fail("write (direct I/O)", errno);
@@ -123,8 +121,8 @@ DirectWriter::DirectWriter(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Di
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "DirectWriter(path): a path expected");
   std::string path = info[0].As<Napi::String>().Utf8Value();
-  state_->fd = open(path.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);
-  if (state_->fd < 0) throw ToJsError(env, MakeError("open " + path + " for direct I/O", errno));
+  state_->fd = OwnedFd(open(path.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC));
+  if (state_->fd.get() < 0) throw ToJsError(env, MakeError("open " + path + " for direct I/O", errno));
 }
 
 // write(buffers, offset): writes the largest whole number of aligned blocks the
@@ -134,7 +132,7 @@ Napi::Value DirectWriter::Write(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsArray() || !info[1].IsNumber())
     throw Napi::TypeError::New(env, "write(buffers, offset): an array of Buffers and a number expected");
-  if (!state_ || state_->fd < 0) throw ToJsError(env, {"CLOSED", 0, "direct write", "direct writer is closed", ""});
+  if (!state_ || state_->fd.get() < 0) throw ToJsError(env, {"CLOSED", 0, "direct write", "direct writer is closed", ""});
   Napi::Array arr = info[0].As<Napi::Array>();
   int64_t offset = info[1].As<Napi::Number>().Int64Value();
   if (offset < 0 || offset % static_cast<int64_t>(kAlign) != 0)

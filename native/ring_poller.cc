@@ -13,6 +13,7 @@
 #include <cstring>
 #include <new>
 
+#include "owned_fd.h"
 #include "ring_map.h"
 #include "tcpstate.h"
 
@@ -86,8 +87,8 @@ struct Batch {
 struct PollState {
   std::vector<std::unique_ptr<RingMap>> rings;
   uint64_t last_ts = 0;  // the newest record handed over (poll thread only)
-  int epfd = -1;
-  int stopfd = -1;
+  OwnedFd epfd;
+  OwnedFd stopfd;
   int interval_ms = 100;
   size_t max_inflight = 0;
   std::string error;
@@ -103,13 +104,11 @@ struct PollState {
   ~PollState() {
     delete batch;
     delete stopped;
-    if (epfd >= 0) close(epfd);
-    if (stopfd >= 0) close(stopfd);
   }
 
   void Signal() {
     uint64_t one = 1;
-    if (write(stopfd, &one, sizeof(one)) < 0) { /* the thread still wakes on its timeout */ }
+    if (write(stopfd.get(), &one, sizeof(one)) < 0) { /* the thread still wakes on its timeout */ }
   }
 
   void Append(const uint8_t* p, size_t size) {
@@ -264,7 +263,7 @@ struct PollState {
     bool stop = false;
     int wait_ms = interval_ms;
     while (!stop) {
-      int n = epoll_wait(epfd, evs, 16, wait_ms);
+      int n = epoll_wait(epfd.get(), evs, 16, wait_ms);
       if (n < 0 && errno != EINTR) break;
       for (int i = 0; i < n; i++) {
         if (evs[i].data.u32 == 1) stop = true;
@@ -287,9 +286,9 @@ RingPoller::RingPoller(Napi::Env env, const std::vector<int>& ring_fds, Napi::Fu
     s->error = "no ring buffer";
     return;
   }
-  s->epfd = epoll_create1(EPOLL_CLOEXEC);
-  s->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (s->epfd < 0 || s->stopfd < 0) {
+  s->epfd = OwnedFd(epoll_create1(EPOLL_CLOEXEC));
+  s->stopfd = OwnedFd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (s->epfd.get() < 0 || s->stopfd.get() < 0) {
     s->error = std::string("epoll/eventfd: ") + std::strerror(errno);
     return;
   }
@@ -302,7 +301,7 @@ RingPoller::RingPoller(Napi::Env env, const std::vector<int>& ring_fds, Napi::Fu
     struct epoll_event ev = {};
     ev.events = EPOLLIN | EPOLLET;
     ev.data.u32 = 0;
-    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, ring_fds[i], &ev) != 0) {
+    if (epoll_ctl(s->epfd.get(), EPOLL_CTL_ADD, ring_fds[i], &ev) != 0) {
       s->error = std::string("epoll_ctl ring buffer: ") + std::strerror(errno);
       return;
     }
@@ -310,7 +309,7 @@ RingPoller::RingPoller(Napi::Env env, const std::vector<int>& ring_fds, Napi::Fu
   struct epoll_event ev = {};
   ev.events = EPOLLIN;
   ev.data.u32 = 1;
-  epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->stopfd, &ev);
+  epoll_ctl(s->epfd.get(), EPOLL_CTL_ADD, s->stopfd.get(), &ev);
 
   auto* keep = new std::shared_ptr<PollState>(state_);
   s->tsfn = Napi::ThreadSafeFunction::New(

@@ -19,12 +19,11 @@
 
 #include <napi.h>
 
-#include <unistd.h>
-
 #include <memory>
 #include <string>
-#include <utility>
 #include <vector>
+
+#include "owned_fd.h"
 
 struct tcpstate_bpf;
 struct bpf_link;
@@ -32,32 +31,6 @@ struct bpf_link;
 namespace tcptrace {
 
 class RingPoller;
-
-// A file descriptor this object closes (the per-CPU rings and their template).
-class OwnedFd {
- public:
-  OwnedFd() = default;
-  explicit OwnedFd(int fd) : fd_(fd) {}
-  OwnedFd(OwnedFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  OwnedFd& operator=(OwnedFd&& o) noexcept {
-    if (this != &o) {
-      Reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  OwnedFd(const OwnedFd&) = delete;
-  OwnedFd& operator=(const OwnedFd&) = delete;
-  ~OwnedFd() { Reset(); }
-  int get() const { return fd_; }
-  void Reset() {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 class Tracer : public Napi::ObjectWrap<Tracer> {
  public:
