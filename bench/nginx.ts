@@ -12,6 +12,9 @@
  *   tcptrace record   tcptrace record, whole system, to a file; and with
  *                     --no-ring-per-cpu (one shared ring, what the per-CPU rings replaced)
  *   tcpstates         libbpf-tools tcpstates (the peer), output to a file
+ *   floor             the issue's yardsticks (bench/floor/floor.bpf.c): a program
+ *                     that only counts transitions, and one that sends each
+ *                     to a ring buffer drained every 50 ms (no wake-ups)
  * Prints, per condition, paired with the baseline of the same round (median
  * [min-max], and a bootstrap 95 % interval for that median):
  *   req/s ratio     what the issue's targets are stated in
@@ -31,7 +34,8 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { belowSteal, CLI, CLK_TCK, killOnInterrupt, median, PAIRED_HEADER, parseOptions, pairedCells, roundOrder, run, sampleNote, sleep, spawnTracer, stealNote, stopTracer, table, type Sample, type StealLog, type Tracer } from './common.js';
 import { measureWrk, startNginx, stopNginx, wrk } from './nginx-server.js';
 import { bpfUsPerConn, costNote, programCosts, progCounts, withBpfStats, type ProgCost } from './bpf-profile.js';
@@ -108,6 +112,35 @@ function recording(name: string, args: string[]): Condition {
   };
 }
 
+/** bench/floor in the checkout (dist/bench/nginx.js is two levels below it) */
+const FLOOR_SRC = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'floor');
+
+/** Builds the floor programs and their loader into dir (clang and libbpf: the set-up step installs both). */
+function buildFloor(dir: string): void {
+  const arch = spawnSync('gcc', ['-dumpmachine'], { encoding: 'utf8' }).stdout.trim();
+  const steps: [string, string[]][] = [
+    ['clang', ['-g', '-O2', '-Wall', '-Werror', '-target', 'bpf', `-I/usr/include/${arch}`, '-c', join(FLOOR_SRC, 'floor.bpf.c'), '-o', join(dir, 'floor.bpf.o')]],
+    ['sh', ['-c', `cc -O2 -Wall -Werror -o "${join(dir, 'floor')}" "${join(FLOOR_SRC, 'floor.c')}" $(pkg-config --cflags --libs libbpf)`]],
+  ];
+  for (const [cmd, args] of steps) {
+    const r = spawnSync(cmd, args, { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`building bench/floor: ${cmd} failed: ${(r.stderr || r.error?.message || '').trim()}`);
+  }
+}
+
+/** a floor program (bench/floor) on inet_sock_set_state, built into the run's folder by buildFloor */
+function floor(name: string, mode: 'count' | 'ring'): Condition {
+  return {
+    name,
+    start: (_w, dir) => spawnTracer(join(dir, 'floor'), [join(dir, 'floor.bpf.o'), mode], /floor: attached/),
+    finish: async (t) => {
+      const m = /transitions (\d+) read (\d+) lost (\d+)/.exec(t.stdout.join(''));
+      if (!m) return { events: null, lost: null };
+      return { events: Number(mode === 'ring' ? m[2] : m[1]), ...withLoss({ ring: Number(m[3]) }) };
+    },
+  };
+}
+
 const conditions: Condition[] = [
   { name: 'baseline', start: async () => null, finish: async () => ({ events: null, lost: null }) },
   // every hook attached, nothing traced: the target is an idle process of our own
@@ -121,6 +154,8 @@ const conditions: Condition[] = [
   recording('tcptrace record (system)', []),
   // the shared ring the per-CPU rings replaced, beside them in every round
   recording('tcptrace record --no-ring-per-cpu (system)', ['--no-ring-per-cpu']),
+  floor('floor: count transitions (tp_btf)', 'count'),
+  floor('floor: 64-byte records to a ring, 50 ms drain', 'ring'),
   {
     name: 'tcpstates (libbpf-tools)',
     // tcpstates block-buffers its output when stdout is a pipe: give it a fixed second to attach
@@ -212,6 +247,7 @@ async function benchIn(dir: string, conds: Condition[]): Promise<void> {
     conds.some((c) => c.name.startsWith('tcpstates')) && spawnSync('mountpoint', ['-q', '/sys/kernel/tracing']).status !== 0 && spawnSync('mount', ['-t', 'tracefs', 'nodev', '/sys/kernel/tracing']).status === 0;
   let nginx: ReturnType<typeof startNginx>;
   try {
+    if (conds.some((c) => c.name.startsWith('floor'))) buildFloor(dir);
     nginx = startNginx(dir);
   } catch (err) {
     if (mountedTracefs) spawnSync('umount', ['/sys/kernel/tracing']);

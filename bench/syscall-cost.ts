@@ -1,12 +1,18 @@
 /**
  * What tcptrace's syscall hooks cost every other program on the box: ns per
- * syscall for an unrelated syscall (getppid) and for a hooked one that is not
- * a target's (close(-1)), measured in interleaved rounds under:
- *   none        no tracer
- *   tracepoint  tcptrace --pid <idle process>   (per-syscall tracepoints: the default)
- *   raw         the same with --syscall-hooks raw (raw sys_enter/sys_exit programs)
- * Any syscall hook puts every task on the traced syscall path; the difference
- * between the two is whether unrelated syscalls also run a BPF program.
+ * syscall for two syscalls no mode hooks, getppid and close(-1) (close() has
+ * no hook of its own: its transition carries it, releasing_call in
+ * bpf/tcpstate.bpf.c), measured in interleaved rounds under:
+ *   none                    no tracer
+ *   tracepoint, --no-stacks tcptrace --pid <idle process> --no-stacks: the accept
+ *                           exit tracepoints only (sys_exit probes)
+ *   tracepoint, stacks      the same with stacks, the default: also the connect()
+ *                           and listen() entry tracepoints (sys_enter probes too)
+ *   raw                     --no-stacks --syscall-hooks raw: a raw sys_exit program
+ *                           that runs on every syscall
+ * Any syscall tracepoint puts every task on the traced syscall path; the
+ * conditions differ in which of its probes run, and whether a BPF program runs
+ * for unrelated syscalls too.
  *
  * usage: node dist/bench/syscall-cost.js [--rounds N] [--calls N]
  */
@@ -53,8 +59,9 @@ async function main(): Promise<void> {
   const idle = killOnInterrupt(spawn('sleep', ['3600'], { stdio: 'ignore' }));
   const conds: { name: string; extra: string[] | null }[] = [
     { name: 'none', extra: null },
-    { name: 'tracepoint (default)', extra: [] },
-    { name: 'raw sys_enter/sys_exit', extra: ['--syscall-hooks', 'raw'] },
+    { name: 'tracepoint, --no-stacks', extra: ['--no-stacks'] },
+    { name: 'tracepoint, stacks (default)', extra: [] },
+    { name: 'raw sys_enter/sys_exit', extra: ['--no-stacks', '--syscall-hooks', 'raw'] },
   ];
   const res = new Map(conds.map((c) => [c.name, { getppid: [] as number[], close: [] as number[] }]));
   try {
@@ -62,7 +69,7 @@ async function main(): Promise<void> {
       const order = r % 2 ? [...conds].reverse() : conds;
       for (const c of order) {
         const t = c.extra
-          ? await spawnTracer(process.execPath, [CLI, '--pid', String(idle.pid), '--quiet', '--no-stacks', '--format', 'json', ...c.extra], /tcptrace: tracing/)
+          ? await spawnTracer(process.execPath, [CLI, '--pid', String(idle.pid), '--quiet', '--format', 'json', ...c.extra], /tcptrace: tracing/)
           : null;
         const out = spawnSync(join(dir, 'loop'), [String(CALLS)], { encoding: 'utf8' }).stdout.trim().split(' ').map(Number);
         if (t) await stopTracer(t);
