@@ -34,9 +34,8 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { belowSteal, CLI, CLK_TCK, killOnInterrupt, median, PAIRED_HEADER, parseOptions, pairedCells, roundOrder, run, sampleNote, sleep, spawnTracer, stealNote, stopTracer, table, type Sample, type StealLog, type Tracer } from './common.js';
+import { join } from 'node:path';
+import { belowSteal, CLI, CLK_TCK, killOnInterrupt, median, PAIRED_HEADER, parseOptions, pairedCells, ROOT, roundOrder, run, sampleNote, sleep, spawnTracer, stealNote, stopTracer, table, type Sample, type StealLog, type Tracer } from './common.js';
 import { measureWrk, startNginx, stopNginx, wrk } from './nginx-server.js';
 import { bpfUsPerConn, costNote, programCosts, progCounts, withBpfStats, type ProgCost } from './bpf-profile.js';
 
@@ -112,8 +111,8 @@ function recording(name: string, args: string[]): Condition {
   };
 }
 
-/** bench/floor in the checkout (dist/bench/nginx.js is two levels below it) */
-const FLOOR_SRC = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'floor');
+/** bench/floor in the checkout */
+const FLOOR_SRC = join(ROOT, 'bench', 'floor');
 
 /** Builds the floor programs and their loader into dir (clang and libbpf: the set-up step installs both). */
 function buildFloor(dir: string): void {

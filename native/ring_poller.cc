@@ -86,6 +86,14 @@ struct Batch {
 
 struct PollState {
   std::vector<std::unique_ptr<RingMap>> rings;
+  // Merge()'s scratch, kept between wake-ups (poll thread only): each ring's next record, and the heap of rings by its time
+  struct Head {
+    uint64_t ts;
+    const uint8_t* p;
+    uint32_t size;
+  };
+  std::vector<Head> heads;
+  std::vector<size_t> heap;
   uint64_t last_ts = 0;  // the newest record handed over (poll thread only)
   OwnedFd epfd;
   OwnedFd stopfd;
@@ -125,6 +133,7 @@ struct PollState {
   // as soon as it is copied (the producer gets its space back during a long drain).
   void DrainOne(RingMap& m) {
     uint32_t size;
+    m.Refresh();
     for (const uint8_t* p; (p = m.Peek(&size)) != nullptr;) {
       Append(p, size);
       m.Next(size);
@@ -139,12 +148,8 @@ struct PollState {
   // gives a run: its records up to the next ring's first (a CPU's records come in bursts:
   // a softirq's transitions, a syscall's).
   void Merge(uint64_t cutoff) {
-    struct Head {
-      uint64_t ts;
-      const uint8_t* p;
-      uint32_t size;
-    };
-    std::vector<Head> heads(rings.size());
+    heads.resize(rings.size());
+    heap.clear();
     auto peek = [&](size_t i) {  // whether ring i has a record to hand over now
       Head& h = heads[i];
       h.p = rings[i]->Peek(&h.size);
@@ -153,7 +158,6 @@ struct PollState {
       return h.ts <= cutoff;
     };
     auto later = [&](size_t a, size_t b) { return heads[a].ts > heads[b].ts; };
-    std::vector<size_t> heap;
     for (size_t i = 0; i < rings.size(); i++) {
       rings[i]->Refresh();
       if (peek(i)) heap.push_back(i);
@@ -196,7 +200,6 @@ struct PollState {
   int Drain(bool last) {
     bool stack_held = false;
     if (rings.size() == 1) {
-      rings[0]->Refresh();
       DrainOne(*rings[0]);
     } else {
       const uint64_t now = MonotonicNs();
