@@ -4,9 +4,10 @@
 //   2. src/generated/events.ts from the BTF of bpf/tcpstate.h (scripts/gen-events.mjs)
 //   3. the native addon (node-gyp)
 //   4. the TypeScript (tsc)
+//   5. dist/build-info.json: what `tcptrace --version --verbose` says of the build
 // Missing system tools are reported with the one command that installs them.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -43,7 +44,8 @@ if (missing.length) fail(`missing ${missing.join(', ')}: run scripts/setup.sh (a
 mkdirSync(out, { recursive: true });
 const multiarch = execFileSync('gcc', ['-print-multiarch'], { encoding: 'utf8' }).trim();
 const common = ['-Ibpf', `-Ibpf/vmlinux/${arch}`, `-I/usr/include/${multiarch}`];
-const headers = ['bpf/tcpstate.h', 'bpf/core_fixes.bpf.h'].map((h) => join(root, h));
+// every header a BPF object may include: the boundary, the drift file, and the helpers by area (bpf/lib)
+const headers = ['bpf/tcpstate.h', 'bpf/core_fixes.bpf.h', ...readdirSync(join(root, 'bpf/lib')).map((f) => `bpf/lib/${f}`)].map((h) => join(root, h));
 
 for (const name of ['tcpstate', 'probe']) {
   const src = join(root, `bpf/${name}.bpf.c`);
@@ -72,3 +74,19 @@ const gypArgs = nodedir ? [`--nodedir=${nodedir}`] : [];
 if (!existsSync(join(root, 'build/Makefile'))) run('GYP', process.execPath, [gyp, 'configure', ...gypArgs], { label: 'configure' });
 run('ADDON', process.execPath, [gyp, 'build', '-j', '2', ...gypArgs], { label: 'build/Release/tcptrace.node', stdio: quiet ? ['ignore', 'ignore', 'inherit'] : 'inherit' });
 run('TSC', process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], { label: 'dist/' });
+
+// The build's own facts, for `tcptrace --version --verbose` and bug reports.
+const firstLine = (cmd, args) => {
+  const r = spawnSync(cmd, args, { cwd: root, encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.split('\n')[0].trim() : null;
+};
+const commit = firstLine('git', ['rev-parse', '--short=12', 'HEAD']);
+const buildInfo = {
+  commit,
+  dirty: commit ? firstLine('git', ['status', '--porcelain', '--untracked-files=no']) !== '' : null,
+  builtAt: new Date().toISOString(),
+  clang: firstLine('clang', ['--version']),
+  bpftool: firstLine('bpftool', ['--version']),
+  node: process.version,
+};
+(await import('node:fs')).writeFileSync(join(root, 'dist/build-info.json'), JSON.stringify(buildInfo, null, 2) + '\n');

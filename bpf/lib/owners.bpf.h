@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Who owns a socket. ESTABLISHED -> CLOSE_WAIT (the peer's FIN) and most other
+ * transitions run in softirq context, or on loopback in the *peer's* task, so
+ * the owner is learnt in process context (connect, listen, accept, or seeded
+ * from user space for sockets that predate attach) and carried per struct sock
+ * in the owners map until the socket reaches TCP_CLOSE. Also summary mode's
+ * hold: a socket's records are kept back until it matters (held()). How a
+ * transition finds its owner is in transition.bpf.h.
+ */
+#ifndef TCPTRACE_LIB_OWNERS_BPF_H
+#define TCPTRACE_LIB_OWNERS_BPF_H
+
+#include "config.bpf.h"
+
+bool seeded = false; /* the seeds map has entries: look up unknown sockets by cookie */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536); /* resized by user space (--max-sockets) */
+	__type(key, __u64);	    /* struct sock * */
+	__type(value, struct tt_owner);
+} owners SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64); /* socket cookie, from sock_diag */
+	__type(value, struct tt_owner);
+} seeds SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct tt_listen_key);
+	__type(value, struct tt_owner);
+} listeners SEC(".maps");
+
+/*
+ * Summary mode: a held socket's transitions and calls are only counted until it
+ * is published (TT_OWNER_PUBLISHED in tcpstate.h). Only --pid sockets have an
+ * owners entry to hold them in.
+ */
+static __always_inline bool held(const struct tt_owner *o)
+{
+	return targ_summary && o && !(o->flags & TT_OWNER_PUBLISHED);
+}
+
+static __always_inline void owner_here(struct tt_owner *o, __s32 fd, __u8 origin, __u64 now)
+{
+	o->first_ns = now;
+	o->state = TCP_CLOSE; /* until a transition or the caller says otherwise */
+	o->tgid = bpf_get_current_pid_tgid() >> 32;
+	o->fd = fd;
+	o->origin = origin;
+	current_comm(o->comm);
+}
+
+/*
+ * Stores a new owners entry. Only summary mode writes an entry after making it
+ * (state, flags and held stack ids); otherwise the caller's copy, which must
+ * live as long as the caller uses it, stands for the entry and the lookup back
+ * is saved (two hash lookups per connection in a whole-system recording).
+ */
+static __always_inline struct tt_owner *owner_put(__u64 skey, struct tt_owner *o)
+{
+	if (bpf_map_update_elem(&owners, &skey, o, BPF_ANY)) {
+		count(TT_CNT_OWNERS_FULL);
+		return NULL;
+	}
+	if (!targ_summary)
+		return o;
+	return bpf_map_lookup_elem(&owners, &skey);
+}
+
+/*
+ * The accepted socket now belongs to the caller; returns its owners entry.
+ * Sockets already reset (CLOSE) are not tracked.
+ */
+static __always_inline struct tt_owner *claim_accepted(const bool btf, struct sock *sk, __s32 fd, struct tt_owner *fresh)
+{
+	__u64 skey = (__u64)sk;
+	struct tt_owner *o;
+	__u8 state;
+
+	if (!targ_owners)
+		return NULL; /* the accept record itself tells the agent's table */
+	o = bpf_map_lookup_elem(&owners, &skey);
+	state = KREAD(btf, sk, __sk_common.skc_state);
+
+	if (state == TCP_CLOSE) {
+		if (o)
+			bpf_map_delete_elem(&owners, &skey);
+		return NULL;
+	}
+	if (o) {
+		/* keep first_ns: the socket was ours (as a listener's child) since SYN_RECV */
+		o->tgid = bpf_get_current_pid_tgid() >> 32;
+		if (fd >= 0)
+			o->fd = fd;
+		o->origin = TT_ORIGIN_ACCEPT;
+		current_comm(o->comm);
+		return o;
+	}
+	owner_here(fresh, fd, TT_ORIGIN_ACCEPT, bpf_ktime_get_ns());
+	fresh->state = state;
+	return owner_put(skey, fresh);
+}
+
+#endif /* TCPTRACE_LIB_OWNERS_BPF_H */
