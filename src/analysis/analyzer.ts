@@ -9,24 +9,18 @@ import type { TransitionEvent, SockcallEvent } from '../model/events.js';
 import { SocketTable, type Applied } from '../model/socket-table.js';
 import type { PresentEvent } from '../model/events.js';
 import { zeroCounters, type Counters, type SessionEnd, type SessionInfo, type TraceSink } from '../trace/types.js';
-import { buildReport, type ReportDoc } from '../report/build.js';
+import { buildReport, type ReportDoc } from './report-doc.js';
 import type { Frame, ResolvedStack } from '../stacks/types.js';
+import { DEFAULT_ANALYSIS, type AnalysisOptions, type AnalysisState } from './state.js';
 
-export interface AnalysisOptions {
-  /** a socket in CLOSE_WAIT this long, not closed, is leaked */
-  leakAfterMs: number;
-  /** leak groups (and closed-path groups) in the report */
-  top: number;
-}
-
-export const DEFAULT_ANALYSIS: AnalysisOptions = { leakAfterMs: 5000, top: 10 };
+export { DEFAULT_ANALYSIS, type AnalysisOptions } from './state.js';
 
 export interface LiveLine {
   ev: TransitionEvent | SockcallEvent;
   applied: Applied | null;
 }
 
-export class Analyzer implements TraceSink {
+export class Analyzer implements TraceSink, AnalysisState {
   table!: SocketTable;
   info!: SessionInfo;
   lastCounters: Counters = zeroCounters();

@@ -4,7 +4,7 @@
  * EOF stack) the way memleak groups outstanding allocations by stack; and, for
  * the code paths that did close, how long their sockets sat in CLOSE_WAIT.
  */
-import type { Analyzer } from '../analysis/analyzer.js';
+import type { AnalysisState } from './state.js';
 import type { SocketRecord } from '../model/socket-table.js';
 import { TCP } from '../model/states.js';
 import type { Frame, Site } from '../stacks/types.js';
@@ -56,7 +56,7 @@ const quantile = (xs: number[], q: number) => {
 
 const SITE_TEXT: Record<Site, string> = { acquire: 'acquisition', io: 'first write/send', eof: 'EOF read' };
 
-export function buildLeaks(a: Analyzer, endNs: number, startedNs: number): LeakGroup[] {
+export function buildLeaks(a: AnalysisState, endNs: number, startedNs: number): LeakGroup[] {
   const { table, stacksById, options } = a;
   const groups = new Map<string, { recs: SocketRecord[]; ages: number[]; holder: number; attach: boolean }>();
   for (const rec of table.live.values()) {
@@ -124,7 +124,7 @@ export function buildLeaks(a: Analyzer, endNs: number, startedNs: number): LeakG
   return out.slice(0, options.top);
 }
 
-export function buildClosedPaths(a: Analyzer): ClosedPath[] {
+export function buildClosedPaths(a: AnalysisState): ClosedPath[] {
   const out: ClosedPath[] = [];
   for (const h of a.table.closedCloseWait.values()) {
     const ms = h.recentNs.map((n) => n / 1e6);

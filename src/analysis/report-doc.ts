@@ -1,8 +1,9 @@
 /**
  * The final report: one JSON document (schema tcptrace.report/1, documented in
- * docs/report-json.md), also the source of the text rendering.
+ * docs/report-json.md), built from the analysis. Rendering it is src/report's:
+ * analysis produces, report renders, and the imports run that way only.
  */
-import type { Analyzer } from '../analysis/analyzer.js';
+import type { AnalysisState } from './state.js';
 import { stateName, TCP } from '../model/states.js';
 import type { SocketRecord } from '../model/socket-table.js';
 import type { SessionEnd } from '../trace/types.js';
@@ -90,7 +91,7 @@ export interface ReportDoc {
 
 const ms = (ns: number): number => ns / 1e6;
 
-export function buildReport(a: Analyzer, end: SessionEnd): ReportDoc {
+export function buildReport(a: AnalysisState, end: SessionEnd): ReportDoc {
   const { table, info } = a;
   const counters = a.lastCounters;
   const endNs = Number(end.endedNs);

@@ -2,8 +2,8 @@
 import type { Analyzer, LiveLine } from '../analysis/analyzer.js';
 import { TT_CALL } from '../generated/events.js';
 import { stateName } from '../model/states.js';
-import type { ReportDoc } from './build.js';
-import type { LeakGroup } from './leaks.js';
+import type { ReportDoc } from '../analysis/report-doc.js';
+import type { LeakGroup } from '../analysis/leaks.js';
 import type { Frame } from '../stacks/types.js';
 
 const n = (x: number) => x.toLocaleString('en-US');
