@@ -160,11 +160,25 @@ Napi::Value ProbeKernel(const Napi::CallbackInfo& info) {
 
 Napi::Value DrainLog(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), DrainLibbpfLog()); }
 
+// What `tcptrace --version --verbose` says of the addon: the libbpf it runs with
+// (the shared library's own answer, libbpf 0.7+) and the one it was compiled
+// against, and the C++ compiler.
+Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("libbpf", libbpf_version_string());
+  out.Set("libbpfHeaders", std::to_string(LIBBPF_MAJOR_VERSION) + "." + std::to_string(LIBBPF_MINOR_VERSION));
+  out.Set("compiler", std::string("g++ ") + __VERSION__);
+  out.Set("napiVersion", NAPI_VERSION);
+  return out;
+}
+
 }  // namespace
 
 void InitProbe(Napi::Env env, Napi::Object exports) {
   exports.Set("probeKernel", Napi::Function::New(env, ProbeKernel, "probeKernel"));
   exports.Set("drainLibbpfLog", Napi::Function::New(env, DrainLog, "drainLibbpfLog"));
+  exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
 }
 
 }  // namespace tcptrace

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian 12 machine for tcptrace, as root: installs the Debian
-# packages that are missing (and only those), then `npm install`, which builds
+# packages that are missing (and only those), then `npm ci` (the committed lock,
+# unchanged), which builds
 # the BPF objects, the native addon and the TypeScript.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,4 +27,5 @@ if ((${#missing[@]})); then
   apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # The Debian nginx package may start a system nginx on :80; tcptrace's bench uses its own config.
-npm install --no-audit --no-fund
+# npm ci installs exactly the committed lock (npm install would rewrite it on a fresh machine)
+npm ci --no-audit --no-fund

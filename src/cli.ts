@@ -11,6 +11,7 @@ import { doctorCommand } from './commands/doctor.js';
 import { recordCommand } from './commands/record.js';
 import { reportCommand } from './commands/report.js';
 import { traceCommand } from './commands/trace.js';
+import { addVersionOptions, answerVersion } from './commands/version.js';
 
 const program = new Command('tcptrace')
   .description(
@@ -22,6 +23,7 @@ const program = new Command('tcptrace')
   .addHelpText('after', `\n${EXIT_HELP}`)
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride();
+addVersionOptions(program);
 
 program.addCommand(traceCommand(), { isDefault: true });
 program.addCommand(recordCommand());
@@ -41,6 +43,7 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
 
 export async function main(argv: string[]): Promise<number> {
   try {
+    if (answerVersion(argv.slice(2))) return EXIT.OK;
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.OK;
   } catch (err) {

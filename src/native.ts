@@ -132,6 +132,8 @@ export interface Native {
   initialize(errorClass: typeof BpfError): void;
   probeKernel(): KernelProbe;
   drainLibbpfLog(): string;
+  /** the addon's build: libbpf at run time and at compile time, compiler, Node-API version */
+  buildInfo(): { libbpf: string; libbpfHeaders: string; compiler: string; napiVersion: number };
   sockDiag(opts?: { netnsPid?: number; states?: number; families?: number[] }): DiagSocket[];
   Tracer: new (opts: NativeTracerOptions) => NativeTracer;
   /** on the thread pool: start writeback of [from, to) of fd, then write back and drop [dropFrom, from) from the page cache */

@@ -1,13 +1,14 @@
 /** Every error path: one clear line on stderr and its own exit code. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { release } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { EXIT, TcptraceError, exitCodeFor } from '../src/errors.js';
 import { planAttach } from '../src/attach/probe.js';
 import type { KernelProbe } from '../src/native.js';
-import { buildC, needRoot, possibleCpus, runClient, runTcptrace, sleep, startServer, startTcptrace, WORK } from './helpers/proc.js';
+import { buildC, needRoot, possibleCpus, runClient, runTcptrace, sleep, startServer, startTcptrace, ROOT, WORK } from './helpers/proc.js';
 
 const ok = { supported: true, reason: '' };
 const probe = (over: Partial<KernelProbe>): KernelProbe => ({
@@ -25,6 +26,26 @@ test('unknown option: usage error 64', async () => {
   const r = await runTcptrace(['--bogus']);
   assert.equal(r.code, EXIT.USAGE);
   assert.match(r.stderr, /unknown option '--bogus'/);
+});
+
+test('--version / -V: the version from package.json; --verbose: libbpf, kernel, attach mode, build', async () => {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
+  for (const flag of ['--version', '-V']) {
+    const r = await runTcptrace([flag]);
+    assert.equal(r.code, EXIT.OK, r.stderr);
+    assert.equal(r.stdout, `tcptrace ${pkg.version}\n`);
+  }
+  const v = await runTcptrace(['--verbose', '-V']);
+  assert.equal(v.code, EXIT.OK, v.stderr);
+  const libbpf = spawnSync('pkg-config', ['--modversion', 'libbpf'], { encoding: 'utf8' }).stdout.trim();
+  assert.match(v.stdout, new RegExp(`^  libbpf  v${libbpf.replace(/\.\d+$/, '').replace(/\./g, '\\.')}\\b`, 'm'), v.stdout);
+  assert.match(v.stdout, new RegExp(`^  kernel  ${release().replace(/[.+]/g, '\\$&')}$`, 'm'));
+  assert.match(v.stdout, process.getuid?.() === 0 ? /^  attach  (tp_btf|fentry|raw_tp|kprobe|tracepoint) /m : /^  attach  not probed: needs root/m);
+  const head = spawnSync('git', ['rev-parse', '--short=12', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).stdout.trim();
+  if (head) assert.match(v.stdout, new RegExp(`^  build   ${head}`, 'm'));
+  // with anything else, --version is not answered alone: a subcommand keeps its meaning
+  const other = await runTcptrace(['--version', 'features', '--format', 'bogus']);
+  assert.equal(other.code, EXIT.USAGE);
 });
 
 test('a pid that is not a number: usage error 64', async () => {
