@@ -11,12 +11,11 @@
  * identical to this build's. --live also formats live lines (as without --quiet).
  * Prints ns/record per run and the medians (and the ratio to the baseline).
  */
-import { readFileSync, readSync, openSync, closeSync, unlinkSync } from 'node:fs';
+import { readSync, openSync, closeSync, unlinkSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { decodeFrame, fromWire } from '../src/record/format.js';
-import * as G from '../src/generated/events.js';
+import { replay as replayRecording } from '../src/record/reader.js';
 import type { PresentEvent } from '../src/model/events.js';
 import type { ResolvedStack } from '../src/stacks/types.js';
 import type { Counters, SessionEnd, SessionInfo, TraceSink } from '../src/trace/types.js';
@@ -33,48 +32,27 @@ interface Loaded {
   batchBytes: number;
 }
 
-function load(path: string): Loaded {
-  const data = readFileSync(path);
-  let off = 0;
+/** the recording in memory, read by the reader (any format version; damage is skipped as report skips it) */
+async function load(path: string): Promise<Loaded> {
   let info: SessionInfo | null = null;
   const present: PresentEvent[][] = [];
   const items: Item[] = [];
   let end: SessionEnd | null = null;
-  let records = 0;
   let batchBytes = 0;
-  while (off + 4 <= data.length) {
-    const len = data.readUInt32BE(off);
-    if (off + 4 + len > data.length) break;
-    const f = decodeFrame(data.subarray(off + 4, off + 4 + len));
-    off += 4 + len;
-    switch (f.t) {
-      case 'header':
-        info = fromWire<SessionInfo>(f.info);
-        break;
-      case 'present':
-        present.push(fromWire<PresentEvent[]>(f.events));
-        break;
-      case 'batch': {
-        // a private copy, as the addon hands over (not a view into the file)
-        const buf = Buffer.from(f.data as Buffer);
-        items.push({ t: 'batch', buf });
-        batchBytes += buf.length;
-        for (let o = 0; o + G.SIZE_HDR <= buf.length; o += (buf.readUInt16LE(o + G.O_HDR_SIZE) + 7) & ~7) records++;
-        break;
-      }
-      case 'stacks':
-        items.push({ t: 'stacks', items: fromWire<ResolvedStack[]>(f.items) });
-        break;
-      case 'counters':
-        items.push({ t: 'counters', c: f.c as Counters });
-        break;
-      case 'end':
-        end = fromWire<SessionEnd>(f.end);
-        break;
-    }
-  }
+  const r = await replayRecording(path, {
+    begin: (i) => void (info = i),
+    present: (p) => void present.push(p),
+    // a private copy, as the addon hands over (not a view into the file)
+    batch: (buf) => {
+      items.push({ t: 'batch', buf: Buffer.from(buf) });
+      batchBytes += buf.length;
+    },
+    stacks: (s) => void items.push({ t: 'stacks', items: s }),
+    counters: (c) => void items.push({ t: 'counters', c }),
+    finish: (e) => void (end = e),
+  });
   if (!info) throw new Error(`${path}: no header`);
-  return { info, present, items, end, records, batchBytes };
+  return { info, present, items, end: r.interrupted ? null : end, records: r.records, batchBytes };
 }
 
 interface AnalyzerLike extends TraceSink {
@@ -163,7 +141,7 @@ async function main(): Promise<void> {
   if (positionals.length !== 1) throw new UsageError('want one recording: analysis.js FILE.tcptrace [options] (see --help)');
   const file = positionals[0];
 
-  const d = load(file);
+  const d = await load(file);
   console.log(`${file}: ${d.records} records, ${d.items.filter((i) => i.t === 'batch').length} batches, ${(d.batchBytes / 1e6).toFixed(1)} MB`);
   const here = resolve(dirname(fileURLToPath(import.meta.url)), '..');
   const impls = [await impl('current', here)];

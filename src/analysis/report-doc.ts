@@ -59,6 +59,10 @@ export interface ReportDoc {
     ownersMapFull: number;
     listenersMapFull: number;
     targetsMapFull: number;
+    /** a recording's damaged frames that were skipped, their bytes, and the ring records they held (null: unknown); 0 live */
+    damagedFrames: number;
+    damagedBytes: number;
+    lostRecords: number | null;
   };
   /** target sockets per TCP state at the end (with those a summarising kernel held) */
   states: Record<string, number>;
@@ -156,6 +160,10 @@ export function buildReport(a: AnalysisState, end: SessionEnd): ReportDoc {
       ownersMapFull: counters.ownersFull,
       listenersMapFull: counters.listenersFull,
       targetsMapFull: counters.targetsFull,
+      // set by `tcptrace report` from the replay (src/commands/report.ts)
+      damagedFrames: 0,
+      damagedBytes: 0,
+      lostRecords: 0,
     },
     states,
     summary: !!info.summary,

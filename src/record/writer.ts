@@ -17,7 +17,7 @@ import { native, type NativeDirectWriter } from '../native.js';
 import type { PresentEvent } from '../model/events.js';
 import type { ResolvedStack } from '../stacks/types.js';
 import type { Counters, SessionEnd, SessionInfo, TraceSink } from '../trace/types.js';
-import { batchFrameHead, encodeFrame, RECORD_FORMAT, RECORD_VERSION, toWire } from './format.js';
+import { FrameEncoder, RECORD_FORMAT, RECORD_VERSION, toWire } from './format.js';
 
 const IOV_MAX = 1024;
 /** pending bytes that are written at once rather than at the next interval */
@@ -41,6 +41,8 @@ export class RecordWriter implements TraceSink {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private timer: NodeJS.Timeout;
+  /** numbers the frames and counts the records before each (format.ts) */
+  private readonly frames = new FrameEncoder();
   private written = 0;
   /** a regular file, not a pipe or a device (-o /dev/stdout): only it is written direct or behind, and fsynced */
   private readonly regular: boolean;
@@ -95,7 +97,7 @@ export class RecordWriter implements TraceSink {
   }
 
   private push(payload: unknown): void {
-    this.enqueue(encodeFrame(payload));
+    this.enqueue(this.frames.frame(payload));
   }
 
   private check(): void {
@@ -255,7 +257,7 @@ export class RecordWriter implements TraceSink {
       this.shedBytes += buf.length;
       return;
     }
-    this.enqueue(batchFrameHead(buf.length), buf);
+    this.enqueue(this.frames.batchFrameHead(buf), buf);
   }
 
   /** c, with the batches dropped here counted as dropped in the agent (as the recording has them) */
