@@ -9,8 +9,10 @@ cd "$(dirname "$0")/.."
 # build: clang/bpftool/libbpf for CO-RE BPF, libelf/zlib for libbpf, libdw for stack unwinding
 # run/test: iproute2 (ss, ip netns), util-linux (prlimit, setpriv), python3 and gcc for fixtures
 # bench: nginx, wrk, libbpf-tools (tcpstates, the peer measured side by side)
+# export tests: protobuf-compiler (protoc decodes Perfetto exports independently), chromium (the HTML page, driven by playwright-core)
 pkgs=(clang llvm libbpf-dev libelf-dev zlib1g-dev libdw-dev bpftool pkg-config make g++ gcc
-      iproute2 util-linux procps python3 golang-go nginx-light wrk libbpf-tools)
+      iproute2 util-linux procps python3 golang-go nginx-light wrk libbpf-tools
+      protobuf-compiler chromium)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -6,7 +6,7 @@
  */
 import { forEachRecord, type DecodeStats, type RecordView } from '../decode.js';
 import type { TransitionEvent, SockcallEvent } from '../model/events.js';
-import { SocketTable, type Applied } from '../model/socket-table.js';
+import { SocketTable, type Applied, type StackSighting } from '../model/socket-table.js';
 import type { PresentEvent } from '../model/events.js';
 import { zeroCounters, type Counters, type SessionEnd, type SessionInfo, type TraceSink } from '../trace/types.js';
 import { buildReport, type ReportDoc } from './report-doc.js';
@@ -29,6 +29,12 @@ export class Analyzer implements TraceSink, AnalysisState {
   /** set to receive one call per transition/sockcall (live output); unset in --quiet */
   onLine?: (line: LiveLine) => void;
   onFinish?: (report: ReportDoc, end: SessionEnd) => void | Promise<void>;
+  /**
+   * set to see every stack sighting after it is attached to its socket (the
+   * timeline export draws first write and EOF read from them). A stackref is
+   * a decoder view, valid only during the call.
+   */
+  onStack?: (st: StackSighting) => void;
   /** called after each batch or stack delivery (to flush buffered live output) */
   onDelivered?: () => void;
   /** frames of every distinct stack seen, by stack id */
@@ -87,6 +93,7 @@ export class Analyzer implements TraceSink, AnalysisState {
         // a stack the kernel recognised: its frames came earlier, as a full stack (stacks())
         this.stacksSeen++;
         table.attachStack(ev);
+        this.onStack?.(ev);
         break;
     }
   };
@@ -97,6 +104,7 @@ export class Analyzer implements TraceSink, AnalysisState {
       if (!this.stacksById.has(st.stackId)) this.stacksById.set(st.stackId, st.frames);
       if (!st.complete && st.stop) this.stackStops.set(st.stop, (this.stackStops.get(st.stop) ?? 0) + 1);
       this.table.attachStack(st);
+      this.onStack?.(st);
     }
   }
 

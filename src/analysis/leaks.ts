@@ -56,7 +56,18 @@ const quantile = (xs: number[], q: number) => {
 
 const SITE_TEXT: Record<Site, string> = { acquire: 'acquisition', io: 'first write/send', eof: 'EOF read' };
 
+/** A leak group with the socket records it was built from (the timeline export draws them). */
+export interface LeakGroupRecords {
+  group: LeakGroup;
+  recs: SocketRecord[];
+}
+
 export function buildLeaks(a: AnalysisState, endNs: number, startedNs: number): LeakGroup[] {
+  return groupLeaks(a, endNs, startedNs).map((g) => g.group);
+}
+
+/** The leak groups, largest first (at most options.top), each with its records. */
+export function groupLeaks(a: AnalysisState, endNs: number, startedNs: number): LeakGroupRecords[] {
   const { table, stacksById, options } = a;
   const groups = new Map<string, { recs: SocketRecord[]; ages: number[]; holder: number; attach: boolean }>();
   for (const rec of table.live.values()) {
@@ -74,7 +85,7 @@ export function buildLeaks(a: AnalysisState, endNs: number, startedNs: number): 
     g.ages.push(ageMs);
     if (rec.stateSince === null) g.attach = true;
   }
-  const out: LeakGroup[] = [];
+  const out: LeakGroupRecords[] = [];
   for (const g of groups.values()) {
     const first = g.recs[0];
     const stack = (site: Site): Frame[] | null => {
@@ -105,7 +116,7 @@ export function buildLeaks(a: AnalysisState, endNs: number, startedNs: number): 
         return { fd: fd >= 0 ? fd : null, local: r.local, remote: r.remote, closeWaitMs: Math.round(g.ages[i]) };
       })
       .sort((x, y) => y.closeWaitMs - x.closeWaitMs);
-    out.push({
+    const group: LeakGroup = {
       pid: g.holder,
       comm: first.heldBy?.comm ?? first.comm,
       state: 'CLOSE_WAIT',
@@ -118,9 +129,10 @@ export function buildLeaks(a: AnalysisState, endNs: number, startedNs: number): 
       notes,
       peers: [...peers].map(([addr, count]) => ({ addr, count })).sort((x, y) => y.count - x.count).slice(0, 5),
       sockets,
-    });
+    };
+    out.push({ group, recs: g.recs });
   }
-  out.sort((x, y) => y.count - x.count || y.oldestMs - x.oldestMs);
+  out.sort((x, y) => y.group.count - x.group.count || y.group.oldestMs - x.group.oldestMs);
   return out.slice(0, options.top);
 }
 

@@ -8,11 +8,13 @@ import { monotonicNs } from '../sys/host.js';
 import type { TraceSink } from '../trace/types.js';
 import { analysisOptions, formatOption, selectorOptions, type AnalysisOpts, type SelectorOpts } from './options.js';
 import { describeTargets, runSession } from './run-session.js';
+import { liveExportOption, startLiveExport } from './export.js';
 
 interface TraceOpts extends SelectorOpts, AnalysisOpts {
   format: 'text' | 'json';
   quiet: boolean;
   record?: string;
+  export?: string;
   kernelSummary: boolean;
 }
 
@@ -29,6 +31,8 @@ Examples:
   tcptrace -p 4242 --interval 60 --quiet the leak report every minute
   tcptrace -p 4242 -f json > report.json one JSON document at exit (docs/report-json.md)
   tcptrace -p 4242 --record run.tcptrace also write a recording for \`tcptrace report\`
+  tcptrace -p 4242 -d 60 --export run.pftrace
+                                         and the socket timelines for ui.perfetto.dev
 
 Live columns: seconds since start, owner pid, comm and fd (the owner, even when the
 kernel changed the state in softirq on behalf of another process), local and remote
@@ -50,15 +54,18 @@ Names need symbols: Node wants NODE_OPTIONS="--perf-basic-prof-only-functions
     .addOption(formatOption())
     .addOption(new Option('-q, --quiet', 'no live lines, only the final report').default(false))
     .addOption(new Option('-w, --record <file>', 'also record the trace to a file (read it with `tcptrace report`)'))
+    .addOption(liveExportOption())
     .addOption(new Option('--no-kernel-summary', 'with --quiet or -f json, send every event to the agent instead of keeping sockets that never enter CLOSE_WAIT in the kernel'))
     .action(async (opts: TraceOpts) => {
       const analyzer = new Analyzer({ leakAfterMs: opts.leakAfter * 1000, top: opts.top });
       const flush = opts.format === 'text' && !opts.quiet ? printLiveLines(analyzer) : () => {};
       const sinks: TraceSink[] = [analyzer];
       if (opts.record) sinks.push(new RecordWriter(opts.record));
+      const exported = opts.export ? await startLiveExport(opts.export, opts) : null;
+      if (exported) sinks.push(exported.sink);
       let ticker: NodeJS.Timeout | undefined;
       // nothing reads the sockets that never matter to the report: the kernel keeps them (docs/report-json.md "summary")
-      const summary = opts.kernelSummary && (opts.quiet || opts.format === 'json') && !opts.record;
+      const summary = opts.kernelSummary && (opts.quiet || opts.format === 'json') && !opts.record && !exported;
       const end = await runSession({ ...opts, summary }, sinks, (s) => {
         process.stderr.write(`tcptrace: tracing ${describeTargets(opts)} (attach mode ${s.info.attach.mode}); Ctrl-C to stop\n`);
         if (opts.format === 'text' && !opts.quiet) process.stdout.write(LIVE_HEADER + '\n');
@@ -74,6 +81,7 @@ Names need symbols: Node wants NODE_OPTIONS="--perf-basic-prof-only-functions
       const report = analyzer.result();
       if (opts.format === 'json') process.stdout.write(JSON.stringify(report, null, 2) + '\n');
       else process.stdout.write((opts.quiet ? '' : '\n') + renderReport(report));
+      await exported?.done();
       if (end.failure) throw end.failure; // the live report is out; the recording stopped at the error
       if (end.reason === 'target-exited') {
         process.stderr.write(`tcptrace: the traced process exited (pid ${end.exitedPids.join(', ')}); the report covers the trace until then\n`);

@@ -5,11 +5,10 @@ import { stateName } from '../model/states.js';
 import type { ReportDoc } from '../analysis/report-doc.js';
 import type { LeakGroup } from '../analysis/leaks.js';
 import type { Frame } from '../stacks/types.js';
+import { isAppFrame } from '../stacks/app-frame.js';
 
 const n = (x: number) => x.toLocaleString('en-US');
 
-/** Runtime and library internals that rarely answer "which code path" (kept in JSON). */
-const RUNTIME = /^(v8::|node::|uv_|uv__|Builtins_|non-virtual thunk|int node::|void node::|v8_|__libc_start|_start$|std::|_PyEval_|PyObject_|method_vectorcall|runtime\.|runtime\/|syscall\.|internal\/poll)/;
 
 /**
  * The frames worth a line in the text report: the first two (the call and its
@@ -19,10 +18,7 @@ function selectFrames(frames: Frame[], max: number): (Frame & { index: number })
   const keep: (Frame & { index: number })[] = [];
   frames.forEach((f, index) => {
     if (keep.length >= max) return;
-    // Node's own JavaScript (node:internal/..., node:net) is runtime too
-    const js = f.symbol.startsWith('JS:');
-    const app = js ? !/ node:/.test(f.symbol) : f.symbol !== '' && !RUNTIME.test(f.symbol) && !/^(libc|libpthread|ld-linux)/.test(f.module);
-    if (index < 2 || app) keep.push({ ...f, index });
+    if (index < 2 || isAppFrame(f)) keep.push({ ...f, index });
   });
   return keep;
 }
