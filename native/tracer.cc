@@ -361,7 +361,7 @@ Napi::Value Tracer::LearnStack(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// start(onBatch(buffer, stackOffsets?: Uint32Array), {intervalMs, maxInflightBytes})
+// start(onBatch(buffer, stackOffsets?: Uint32Array, records: number), {intervalMs, maxInflightBytes})
 Napi::Value Tracer::Start(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   RequireState(env, kAttached, "start");

@@ -118,7 +118,7 @@ export interface NativeTracer {
   seedListeners(listeners: SeedListener[]): void;
   learnStack(stack: { tgid: number; site: number; hash: bigint; stackId: number; rules: { pc: number; cfaOff: number }[] }): void;
   /** onBatch gets the packed records, and the offsets of the stack records among them (when there are any) */
-  start(onBatch: (batch: Buffer, stackOffsets?: Uint32Array) => void, opts?: { intervalMs?: number; maxInflightBytes?: number }): void;
+  start(onBatch: (batch: Buffer, stackOffsets: Uint32Array | undefined, records: number) => void, opts?: { intervalMs?: number; maxInflightBytes?: number }): void;
   stop(): Promise<void>;
   counters(): NativeCounters;
   /** the ring buffers records come through, after load(): one per possible CPU, or the one shared ring */

@@ -10,7 +10,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { batchRecords, decodeFrame, FRAME_HEAD, readFrameHead } from '../src/record/format.js';
 import { buildC, FIXTURES, needKernelBtf, needRoot, runTcptrace, sleep, ssCloseWait, startServer, startTcptrace, WORK, type Server } from './helpers/proc.js';
 import { readRecording } from './helpers/recording.js';
 import { checkTrace, decodeTrace, type CheckedTrace, type RebuiltSocket } from './helpers/perfetto-check.js';
@@ -60,6 +62,24 @@ describe('export of a recorded leaky server with stacks', { skip: skip ?? false 
   test('both exports keep every rule a reader relies on', () => {
     assert.deepEqual(live.problems, []);
     assert.deepEqual(offline.problems, []);
+  });
+
+  test('the live recording\'s frames count their records as a walk of their batches does (the ring poller counts them while copying)', () => {
+    const data = readFileSync(rec);
+    let before = 0;
+    let batches = 0;
+    for (let off = 0; off < data.length; ) {
+      const h = readFrameHead(data, off);
+      assert.ok(h, `a frame head at byte ${off}`);
+      assert.equal(h.records, before, `frame ${h.seq}: records before it`);
+      const f = decodeFrame(data.subarray(off + FRAME_HEAD, off + FRAME_HEAD + h.length));
+      if (f.t === 'batch') {
+        before += batchRecords(f.data as Buffer);
+        batches++;
+      }
+      off += FRAME_HEAD + h.length;
+    }
+    assert.ok(batches >= 1 && before > 20, `${batches} batches, ${before} records`);
   });
 
   test('each socket\'s states are the recording\'s', async () => {

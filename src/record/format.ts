@@ -110,9 +110,10 @@ export class FrameEncoder {
    * head, then the payload's map up to its bin header), so a batch is written
    * as it came, without copying it into a msgpack buffer: the CRC goes over
    * the prefix here and continues over data in place. Byte for byte what
-   * msgpackr writes (bin 8/16/32 by length). Counts data's records.
+   * msgpackr writes (bin 8/16/32 by length). Counts data's records (records,
+   * when the ring poller counted them while copying; else walked here).
    */
-  batchFrameHead(data: Buffer): Buffer {
+  batchFrameHead(data: Buffer, records = batchRecords(data)): Buffer {
     const bin = data.length < 0x100 ? 2 : data.length < 0x10000 ? 3 : 5;
     const head = Buffer.allocUnsafe(FRAME_HEAD + BATCH_PREFIX.length + bin);
     const hcrc = writeHead(head, BATCH_PREFIX.length + bin + data.length, this.seq++, this.records);
@@ -128,7 +129,7 @@ export class FrameEncoder {
       head.writeUInt32BE(data.length, o);
     }
     head.writeUInt32BE(crc32c(data, crc32c(head.subarray(FRAME_HEAD), hcrc)), 24);
-    this.records += batchRecords(data);
+    this.records += records;
     return head;
   }
 }

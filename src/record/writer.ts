@@ -250,14 +250,14 @@ export class RecordWriter implements TraceSink {
     this.flush();
   }
 
-  batch(buf: Buffer): void {
+  batch(buf: Buffer, records?: number): void {
     this.check();
     if (this.direct && this.pendingBytes + buf.length > this.backlogMax) {
       if (!this.shedBatches++) log.warn({ path: this.path, backlogBytes: this.pendingBytes }, 'the disk does not keep up with the recording: batches are dropped, and counted');
       this.shedBytes += buf.length;
       return;
     }
-    this.enqueue(this.frames.batchFrameHead(buf), buf);
+    this.enqueue(this.frames.batchFrameHead(buf, records), buf);
   }
 
   /** c, with the batches dropped here counted as dropped in the agent (as the recording has them) */

@@ -171,16 +171,16 @@ export class TraceSession {
     // open the targets' files now: their stacks must resolve even if they exit
     if (this.resolver && pids) for (const pid of pids) this.resolver.prepare(pid);
     const resolver = this.resolver;
-    const toSinks = (b: Buffer) => this.eachSink((s) => s.batch(b));
+    const toSinks = (b: Buffer, records?: number) => this.eachSink((s) => s.batch(b, records));
     this.tracer.start(
       resolver
-        ? (buf, stackOffsets) => {
-            if (!stackOffsets) return toSinks(buf);
+        ? (buf, stackOffsets, records) => {
+            if (!stackOffsets) return toSinks(buf, records);
             // raw stack bytes stop here: sinks (and recordings) only ever see frames
             const resolved = resolver.resolveAll(buf, stackOffsets);
             splitStacks(buf, stackOffsets, toSinks, (i) => this.eachSink((s) => s.stacks([resolved[i]])));
           }
-        : toSinks,
+        : (buf, _stackOffsets, records) => toSinks(buf, records),
       { intervalMs: this.opts.drainIntervalMs },
     );
 

@@ -103,8 +103,8 @@ export interface SessionEnd {
 /** A consumer of a trace: the live analyzer, a recorder, or both. */
 export interface TraceSink {
   begin(info: SessionInfo): void;
-  /** packed binary records, exactly as read from the ring buffer */
-  batch(buf: Buffer): void;
+  /** packed binary records, exactly as read from the ring buffer; records: how many, when the producer counted them */
+  batch(buf: Buffer, records?: number): void;
   present(events: PresentEvent[]): void;
   /** stacks resolved from the ring, in stream order relative to batch() */
   stacks(items: ResolvedStack[]): void;
