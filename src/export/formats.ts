@@ -69,30 +69,23 @@ export async function createExport(target: ExportTarget, options: TimelineOption
     };
   }
   const output = new OutputFile(target.path, target.gzip);
-  if (target.format === 'chrome-json') {
-    const sink = new ChromeJsonTimeline(output);
-    return {
-      builder: new TimelineBuilder(sink, options),
-      sink,
-      output,
-      summary: () => ({
-        bytes: output.bytesOut,
-        facts: `${sink.events.toLocaleString('en')} events`,
-        warnings: sink.events > 1_000_000 ? [`${sink.events.toLocaleString('en')} events: chrome://tracing and other JS viewers struggle past a million; open it in ui.perfetto.dev, or export -f perfetto`] : [],
-      }),
-    };
-  }
-  const sink = new PerfettoTimeline(output, { socketTracks: options.socketTracks });
-  return {
+  /** a streamed export: the sink writes to output as the recording is read */
+  const streamed = (sink: TimelineSink, facts: () => string, warnings: () => string[] = () => []): Export => ({
     builder: new TimelineBuilder(sink, options),
     sink,
     output,
-    summary: () => ({
-      bytes: output.bytesOut,
-      facts: `${sink.packets.toLocaleString('en')} packets, ${sink.stats.ownTracks.toLocaleString('en')} socket tracks, ${sink.stats.lanes.toLocaleString('en')} lanes`,
-      warnings: [],
-    }),
-  };
+    summary: () => ({ bytes: output.bytesOut, facts: facts(), warnings: warnings() }),
+  });
+  if (target.format === 'chrome-json') {
+    const sink = new ChromeJsonTimeline(output);
+    return streamed(
+      sink,
+      () => `${sink.events.toLocaleString('en')} events`,
+      () => (sink.events > 1_000_000 ? [`${sink.events.toLocaleString('en')} events: chrome://tracing and other JS viewers struggle past a million; open it in ui.perfetto.dev, or export -f perfetto`] : []),
+    );
+  }
+  const sink = new PerfettoTimeline(output, { socketTracks: options.socketTracks });
+  return streamed(sink, () => `${sink.packets.toLocaleString('en')} packets, ${sink.stats.ownTracks.toLocaleString('en')} socket tracks, ${sink.stats.lanes.toLocaleString('en')} lanes`);
 }
 
 function fileSize(path: string): number {

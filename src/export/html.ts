@@ -24,7 +24,7 @@ import { COUNTER_SERIES, type CallKind, type CounterSeries, type LifeKind, type 
 
 /** the page's enumerations: the number stored is the index (page.ts has the same lists) */
 export const HTML_KINDS: LifeKind[] = ['leaked', 'late', 'listener', 'open', 'closed'];
-export const HTML_CALLS: CallKind[] = ['accept', 'connect', 'listen', 'close', 'shutdown', 'first write', 'EOF read', 'first read'];
+export const HTML_CALLS: CallKind[] = ['accept', 'connect', 'listen', 'close', 'shutdown', 'first write', 'EOF read'];
 /** a counter change this far ahead of the others waits for the stream to reach it */
 const AHEAD_NS = 1e9;
 /** the counter chart's points at most */
