@@ -9,10 +9,11 @@ cd "$(dirname "$0")/.."
 # build: clang/bpftool/libbpf for CO-RE BPF, libelf/zlib for libbpf, libdw for stack unwinding
 # run/test: iproute2 (ss, ip netns), util-linux (prlimit, setpriv), python3 and gcc for fixtures
 # bench: nginx, wrk, libbpf-tools (tcpstates, the peer measured side by side)
+# agent tests: prometheus (promtool checks the exposition; a real server scrapes the agent), golang-go's `go tool pprof` reads the profile
 # export tests: protobuf-compiler (protoc decodes Perfetto exports independently), chromium (the HTML page, driven by playwright-core)
 pkgs=(clang llvm libbpf-dev libelf-dev zlib1g-dev libdw-dev bpftool pkg-config make g++ gcc
       iproute2 util-linux procps python3 golang-go nginx-light wrk libbpf-tools
-      protobuf-compiler chromium)
+      protobuf-compiler chromium prometheus)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -5,6 +5,7 @@
 import { Command, CommanderError } from 'commander';
 import { BpfError, EXIT, EXIT_HELP, UsageError, exitCodeFor } from './errors.js';
 import { logger, setLogLevel } from './log.js';
+import { agentCommand } from './commands/agent.js';
 import { demoCommand } from './commands/demo.js';
 import { featuresCommand } from './commands/features.js';
 import { doctorCommand } from './commands/doctor.js';
@@ -28,6 +29,7 @@ addVersionOptions(program);
 
 program.addCommand(traceCommand(), { isDefault: true });
 program.addCommand(recordCommand());
+program.addCommand(agentCommand());
 program.addCommand(reportCommand());
 program.addCommand(exportCommand());
 program.addCommand(featuresCommand());

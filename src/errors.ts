@@ -44,6 +44,7 @@ export type ErrorCode =
   | 'NO_INPUT'
   | 'BAD_INPUT'
   | 'CANNOT_WRITE'
+  | 'CANNOT_LISTEN'
   | 'TARGET_EXITED';
 
 /** Exit codes, listed in `tcptrace --help`. Values follow sysexits(3) where one fits. */
@@ -58,6 +59,7 @@ export const EXIT = {
   UNSUPPORTED_KERNEL: 69,
   BPF_LOAD: 71,
   CANNOT_WRITE: 73,
+  CANNOT_LISTEN: 75,
   NOT_PERMITTED: 77,
 } as const;
 
@@ -73,6 +75,7 @@ export const EXIT_HELP = `Exit codes:
   71  the kernel refused to load or attach a BPF program (verifier log with --log-level debug)
   73  the recording (-o, --record) cannot be created or written, e.g. a full disk (the
       trace stops; the file reads up to the failure, and the live report is still printed)
+  75  tcptrace agent cannot listen on --listen (the address is in use, or not this host's)
   77  not permitted: run as root (or with CAP_BPF and CAP_PERFMON)`;
 
 export function exitCodeFor(err: unknown): number {
@@ -95,6 +98,8 @@ export function exitCodeFor(err: unknown): number {
         return EXIT.BAD_INPUT;
       case 'CANNOT_WRITE':
         return EXIT.CANNOT_WRITE;
+      case 'CANNOT_LISTEN':
+        return EXIT.CANNOT_LISTEN;
       case 'TARGET_EXITED':
         return EXIT.TARGET_EXITED;
     }

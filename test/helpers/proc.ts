@@ -145,7 +145,7 @@ export function startTcptrace(args: string[], opts: { timeoutMs?: number; env?: 
   proc.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => {
     stderr += d.toString();
-    if (/tcptrace: (tracing|recording)/.test(stderr)) readyResolve();
+    if (/tcptrace: (tracing|recording|agent tracing)/.test(stderr)) readyResolve();
   });
   const timeout = setTimeout(() => proc.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
   const done = new Promise<RunResult>((resolve) => {

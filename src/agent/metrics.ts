@@ -1,0 +1,222 @@
+/**
+ * The agent's Prometheus metrics (prom-client), computed at scrape time from
+ * the analysis as it stands: a gauge is what the socket table holds now, so it
+ * equals what `ss` shows for the process, and a process that holds no socket
+ * in a counted state has no series (nothing to garbage-collect per pid).
+ *
+ * Labels are bounded: `workload` (src/agent/workload.ts), pid and comm, never
+ * addresses, ports or stacks; past --max-workloads the rest fold into
+ * `workload="~other"`, counted in tcptrace_workloads_overflow.
+ */
+import { readFileSync } from 'node:fs';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import type { Analyzer } from '../analysis/analyzer.js';
+import { TCP, stateName } from '../model/states.js';
+import { monotonicNs } from '../sys/host.js';
+import { VERSION } from '../version.js';
+import { cgroupV2Path, HOST_WORKLOAD, workloadOf, type Workload } from './workload.js';
+
+export const OTHER_WORKLOAD = '~other';
+
+export interface AgentMetricsOptions {
+  maxWorkloads: number;
+}
+
+/** a process's workload, read once from /proc/PID/cgroup (a process does not change workload in practice) */
+class WorkloadCache {
+  private readonly byPid = new Map<number, Workload>();
+  private readonly seen = new Map<string, Workload>();
+  overflowed = 0;
+
+  constructor(private readonly max: number) {}
+
+  of(pid: number): Workload {
+    let w = this.byPid.get(pid);
+    if (w) return w;
+    let path: string | null = null;
+    try {
+      path = cgroupV2Path(readFileSync(`/proc/${pid}/cgroup`, 'utf8'));
+    } catch {
+      // exited: attributed to the host until the kernel's cgroup id is recorded at acquire
+    }
+    w = path ? workloadOf(path) : { workload: HOST_WORKLOAD, kind: 'host', cgroup: '' };
+    if (!this.seen.has(w.workload)) {
+      if (this.seen.size >= this.max) {
+        this.overflowed++;
+        w = { workload: OTHER_WORKLOAD, kind: 'host', cgroup: w.cgroup };
+      } else this.seen.set(w.workload, w);
+    }
+    this.byPid.set(pid, w);
+    return w;
+  }
+
+  /** processes that are gone: their cached workload goes (a pid is reused) */
+  forget(live: Set<number>): void {
+    for (const pid of this.byPid.keys()) if (!live.has(pid)) this.byPid.delete(pid);
+  }
+
+  workloads(): Workload[] {
+    return [...this.seen.values()];
+  }
+}
+
+export class AgentMetrics {
+  readonly registry = new Registry();
+  private readonly workloads: WorkloadCache;
+
+  constructor(
+    private readonly analyzer: Analyzer,
+    opts: AgentMetricsOptions,
+  ) {
+    this.workloads = new WorkloadCache(opts.maxWorkloads);
+    const r = this.registry;
+    collectDefaultMetrics({ register: r });
+    // prom-client 15 names three gauges *_total, which `promtool check metrics`
+    // rejects (only counters end in _total); nodejs_active_{handles,requests,resources}
+    // by type stay and sum to the same numbers
+    for (const n of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) r.removeSingleMetric(n);
+    const self = this;
+    const perProcess = ['workload', 'pid', 'comm'] as const;
+
+    new Gauge({
+      name: 'tcptrace_close_wait_sockets',
+      help: 'sockets of the process now in CLOSE_WAIT: the peer closed, the program has not (what `ss -tanp state close-wait` shows)',
+      labelNames: perProcess,
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const p of self.processes()) this.set(p.labels, p.closeWait);
+      },
+    });
+    new Gauge({
+      name: 'tcptrace_leaked_sockets',
+      help: 'sockets of the process in CLOSE_WAIT for --leak-after or longer, not closed',
+      labelNames: perProcess,
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const p of self.processes()) if (p.leaked) this.set(p.labels, p.leaked);
+      },
+    });
+    new Gauge({
+      name: 'tcptrace_close_wait_oldest_seconds',
+      help: "how long the process's oldest CLOSE_WAIT socket has been in CLOSE_WAIT (a lower bound for sockets older than the agent)",
+      labelNames: perProcess,
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const p of self.processes()) this.set(p.labels, p.oldestS);
+      },
+    });
+    new Gauge({
+      name: 'tcptrace_sockets',
+      help: 'traced sockets per workload and TCP state',
+      labelNames: ['workload', 'state'] as const,
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const [k, n] of self.byState()) {
+          const [workload, state] = k.split('\0');
+          this.set({ workload, state }, n);
+        }
+      },
+    });
+    new Gauge({
+      name: 'tcptrace_workload_info',
+      help: 'where a workload runs: its kind and, when known, unit, container and pod (join on workload)',
+      labelNames: ['workload', 'kind', 'unit', 'container_id', 'pod_uid', 'namespace', 'pod', 'container'] as const,
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const w of self.workloads.workloads()) {
+          this.set({ workload: w.workload, kind: w.kind, unit: w.unit ?? '', container_id: w.containerId ?? '', pod_uid: w.podUid ?? '', namespace: w.namespace ?? '', pod: w.pod ?? '', container: w.container ?? '' }, 1);
+        }
+      },
+    });
+    new Gauge({
+      name: 'tcptrace_workloads_overflow',
+      help: 'processes whose workload was folded into workload="~other" (past --max-workloads)',
+      registers: [r],
+      collect() {
+        this.set(self.workloads.overflowed);
+      },
+    });
+    // the agent's own health, from the kernel and ring counters (monotonic: counters)
+    const health: [string, string, (c: Analyzer['lastCounters']) => number][] = [
+      ['tcptrace_events_total', 'records read from the ring buffers', (c) => c.records],
+      ['tcptrace_lost_events_total', 'records the kernel could not put in a full ring buffer', (c) => c.lost],
+      ['tcptrace_missed_in_kernel_total', 'hook runs the kernel skipped (a BPF program already running on the CPU)', (c) => c.missed],
+      ['tcptrace_dropped_batches_total', 'batches the agent dropped because it fell behind', (c) => c.droppedBatches],
+    ];
+    for (const [name, help, get] of health) {
+      let was = 0;
+      new Counter({
+        name,
+        help,
+        registers: [r],
+        collect() {
+          // a Counter cannot be set: move it by what the session counted since the last scrape
+          const now = get(self.analyzer.lastCounters);
+          if (now > was) this.inc(now - was);
+          was = Math.max(was, now);
+        },
+      });
+    }
+    new Gauge({
+      name: 'tcptrace_build_info',
+      help: 'the agent build (value 1)',
+      labelNames: ['version'] as const,
+      registers: [r],
+      collect() {
+        this.set({ version: VERSION }, 1);
+      },
+    });
+  }
+
+  private cache: { at: number; procs: ProcessRow[]; states: Map<string, number> } | null = null;
+
+  /** one pass over the table per scrape (every collect() of that scrape reads it) */
+  private pass(): { procs: ProcessRow[]; states: Map<string, number> } {
+    const now = performance.now();
+    if (this.cache && now - this.cache.at < 100) return this.cache;
+    const doc = this.analyzer.snapshot(monotonicNs());
+    const leakAfter = this.analyzer.options.leakAfterMs;
+    const rows = new Map<number, ProcessRow>();
+    for (const e of doc.closeWait) {
+      let row = rows.get(e.pid);
+      if (!row) {
+        const w = this.workloads.of(e.pid);
+        rows.set(e.pid, (row = { labels: { workload: w.workload, pid: String(e.pid), comm: e.comm }, closeWait: 0, leaked: 0, oldestS: 0 }));
+      }
+      row.closeWait++;
+      if (e.closeWaitMs >= leakAfter) row.leaked++;
+      row.oldestS = Math.max(row.oldestS, e.closeWaitMs / 1000);
+    }
+    const states = new Map<string, number>();
+    const pids = new Set<number>();
+    for (const rec of this.analyzer.table.live.values()) {
+      if (rec.state === TCP.CLOSE || !rec.pid) continue;
+      pids.add(rec.pid);
+      const k = `${this.workloads.of(rec.pid).workload}\0${stateName(rec.state)}`;
+      states.set(k, (states.get(k) ?? 0) + 1);
+    }
+    this.workloads.forget(pids);
+    this.cache = { at: now, procs: [...rows.values()], states };
+    return this.cache;
+  }
+
+  private processes(): ProcessRow[] {
+    return this.pass().procs;
+  }
+
+  private byState(): Map<string, number> {
+    return this.pass().states;
+  }
+}
+
+interface ProcessRow {
+  labels: { workload: string; pid: string; comm: string };
+  closeWait: number;
+  leaked: number;
+  oldestS: number;
+}

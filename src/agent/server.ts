@@ -1,0 +1,72 @@
+/**
+ * The agent's HTTP endpoints: GET /metrics (Prometheus text exposition),
+ * /-/healthy (the process serves), /-/ready (200 once attached and the sockets
+ * that predate the agent are seeded, 503 before). Nothing here changes what
+ * the agent does. It listens on loopback by default: process names are
+ * sensitive, so serving them beyond the host is an explicit --listen.
+ */
+import { createServer, type Server } from 'node:http';
+import { TcptraceError } from '../errors.js';
+import type { AgentMetrics } from './metrics.js';
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+/** "127.0.0.1:9465", "[::1]:9465", ":9465" (every address) */
+export function parseListen(v: string): ListenAddress | null {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(v);
+  if (!m) return null;
+  const port = Number(m[3]);
+  if (port > 65535) return null;
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
+
+export class AgentServer {
+  ready = false;
+  private readonly server: Server;
+
+  constructor(private readonly metrics: AgentMetrics) {
+    this.server = createServer((req, res) => {
+      const path = (req.url ?? '/').split('?')[0];
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.writeHead(405, { allow: 'GET, HEAD' }).end('only GET\n');
+        return;
+      }
+      if (path === '/-/healthy') {
+        res.writeHead(200, { 'content-type': 'text/plain' }).end('tcptrace agent is healthy\n');
+      } else if (path === '/-/ready') {
+        res.writeHead(this.ready ? 200 : 503, { 'content-type': 'text/plain' }).end(this.ready ? 'tcptrace agent is ready\n' : 'attaching\n');
+      } else if (path === '/metrics') {
+        this.metrics.registry.metrics().then(
+          (text) => res.writeHead(200, { 'content-type': this.metrics.registry.contentType }).end(text),
+          (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${err.message}\n`),
+        );
+      } else {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: GET /metrics, /-/healthy or /-/ready\n');
+      }
+    });
+  }
+
+  /** listens; the address actually bound (port 0 picks one) */
+  listen(at: ListenAddress): Promise<ListenAddress> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException) =>
+        reject(new TcptraceError('CANNOT_LISTEN', `cannot listen on ${at.host}:${at.port}: ${err.code === 'EADDRINUSE' ? 'the address is in use' : err.code === 'EADDRNOTAVAIL' ? 'not an address of this host' : (err.code ?? err.message)}`));
+      this.server.once('error', onError);
+      this.server.listen(at.port, at.host, () => {
+        this.server.off('error', onError);
+        const a = this.server.address();
+        resolve(a && typeof a === 'object' ? { host: a.address, port: a.port } : at);
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.closeAllConnections();
+      this.server.close(() => resolve());
+    });
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * `tcptrace agent` on the real kernel: a leaky C server (test/fixtures/
+ * leaky_server.c) runs in a cgroup of its own, like a systemd service; the
+ * agent's /metrics must show, for its pid and under its workload, the
+ * CLOSE_WAIT sockets `ss` shows, those past --leak-after, and pass Debian's
+ * `promtool check metrics`. Health and readiness endpoints answer; a bad
+ * --listen and a port in use are one-line errors with their exit codes.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { CgroupTree } from '../src/agent/cgroups.js';
+import { EXIT } from '../src/errors.js';
+import { buildC, needKernelBtf, needRoot, runClient, runTcptrace, sleep, ssCloseWait, startServer, startTcptrace, type Running, type Server } from './helpers/proc.js';
+
+const skip = needRoot() ?? needKernelBtf();
+const noPromtool = spawnSync('promtool', ['--version']).status === 0 ? false : 'promtool is not installed (Debian package prometheus)';
+
+/** a port nothing listens on now */
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as { port: number }).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+async function get(port: number, path: string): Promise<{ status: number; text: string; type: string }> {
+  const r = await fetch(`http://127.0.0.1:${port}${path}`);
+  return { status: r.status, text: await r.text(), type: r.headers.get('content-type') ?? '' };
+}
+
+/** the value of one series of a Prometheus text exposition, by its exact labels (null: no such series) */
+function sample(text: string, name: string, labels: Record<string, string>): number | null {
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`)) continue;
+    const m = /^[^{]+\{(.*)\} (\S+)$/.exec(line);
+    if (!m) continue;
+    const got = Object.fromEntries([...m[1].matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((x) => [x[1], x[2]]));
+    if (Object.entries(labels).every(([k, v]) => got[k] === v)) return Number(m[2]);
+  }
+  return null;
+}
+
+describe('tcptrace agent: metrics of a leaky service', { skip: skip ?? false }, () => {
+  let server: Server;
+  let agent: Running;
+  let port: number;
+  let metrics: string;
+  let ss: Set<string>;
+  let unitDir: string | null = null;
+  const tree = new CgroupTree();
+  const unit = `tcptrace-agent-test-${process.pid}`;
+
+  before(async () => {
+    server = await startServer(buildC('leaky_server', ['-O2', '-g']));
+    if (tree.root) {
+      // the server as a systemd service would run: its own cgroup under system.slice
+      unitDir = join(tree.root, 'system.slice', `${unit}.service`);
+      mkdirSync(unitDir, { recursive: true });
+      writeFileSync(join(unitDir, 'cgroup.procs'), String(server.pid));
+    }
+    runClient(server.port, 'leak', 2); // leaks that predate the agent
+    port = await freePort();
+    agent = startTcptrace(['agent', '--listen', `127.0.0.1:${port}`, '--leak-after', '1']);
+    await agent.ready;
+    runClient(server.port, 'leak', 3);
+    runClient(server.port, 'good', 2, true);
+    await sleep(1500); // every leak past --leak-after
+    ss = ssCloseWait(server.pid);
+    metrics = (await get(port, '/metrics')).text;
+  });
+
+  after(async () => {
+    await agent?.stop('SIGINT');
+    await server?.stop();
+    if (unitDir) {
+      for (let i = 0; i < 50 && existsSync(unitDir); i++) {
+        try {
+          rmdirSync(unitDir);
+        } catch {
+          await sleep(20);
+        }
+      }
+      assert.equal(existsSync(unitDir), false, 'the test cgroup is removed');
+    }
+  });
+
+  test('the CLOSE_WAIT gauges of the server equal ss, under its workload', () => {
+    assert.equal(ss.size, 5, 'ss: 2 leaks before the agent and 3 after');
+    const workload = unitDir ? `/system.slice/${unit}.service` : '/host';
+    const labels = { workload, pid: String(server.pid), comm: 'leaky_server' };
+    assert.equal(sample(metrics, 'tcptrace_close_wait_sockets', labels), ss.size, metrics.split('\n').filter((l) => l.includes('close_wait')).join('\n'));
+    assert.equal(sample(metrics, 'tcptrace_leaked_sockets', labels), 5);
+    const oldest = sample(metrics, 'tcptrace_close_wait_oldest_seconds', labels)!;
+    assert.ok(oldest >= 1.4 && oldest < 60, `oldest ${oldest} s`);
+    assert.equal(sample(metrics, 'tcptrace_sockets', { workload, state: 'CLOSE_WAIT' }), 5);
+    assert.equal(sample(metrics, 'tcptrace_sockets', { workload, state: 'LISTEN' }), 1);
+    if (unitDir) assert.equal(sample(metrics, 'tcptrace_workload_info', { workload, kind: 'systemd', unit }), 1);
+    assert.ok(sample(metrics, 'tcptrace_build_info', {}) === 1);
+    assert.ok((sample(metrics, 'tcptrace_events_total', {}) ?? Number(/^tcptrace_events_total (\S+)$/m.exec(metrics)?.[1])) > 0);
+    assert.match(metrics, /^process_resident_memory_bytes \d/m, "prom-client's process metrics");
+    // no series of a process that holds no CLOSE_WAIT socket, and no addresses or ports in any label
+    assert.ok(!/tcptrace_close_wait_sockets\{[^}]*pid="1"/.test(metrics));
+    assert.ok(!/127\.0\.0\.1|:\d{4,5}"/.test(metrics.split('\n').filter((l) => l.startsWith('tcptrace_')).join('\n')), 'no address in a label');
+  });
+
+  test('the exposition passes promtool check metrics', { skip: noPromtool }, () => {
+    const r = spawnSync('promtool', ['check', 'metrics'], { input: metrics, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.equal((r.stdout + r.stderr).trim(), '', 'no lint findings');
+  });
+
+  test('health, readiness, and nothing else', async () => {
+    assert.equal((await get(port, '/-/healthy')).status, 200);
+    assert.equal((await get(port, '/-/ready')).status, 200);
+    assert.equal((await get(port, '/nope')).status, 404);
+    assert.match((await get(port, '/metrics')).type, /^text\/plain; version=0\.0\.4/);
+    const post = await fetch(`http://127.0.0.1:${port}/metrics`, { method: 'POST' });
+    assert.equal(post.status, 405);
+  });
+
+  test('a bad --listen, and a port in use: one line each, and their exit codes', async () => {
+    const bad = await runTcptrace(['agent', '--listen', 'nowhere']);
+    assert.equal(bad.code, EXIT.USAGE, bad.stderr);
+    // the error, then commander's pointer to --help (as every usage error)
+    assert.match(bad.stderr.trim().split('\n')[0], /'nowhere' is not HOST:PORT/);
+    const busy = await runTcptrace(['agent', '--listen', `127.0.0.1:${port}`]);
+    assert.equal(busy.code, EXIT.CANNOT_LISTEN, busy.stderr);
+    assert.match(busy.stderr, /cannot listen on 127\.0\.0\.1:\d+: the address is in use/);
+    assert.equal(busy.stderr.trim().split('\n').length, 1, busy.stderr);
+  });
+});
