@@ -10,14 +10,9 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildC, FIXTURES, needKernelBtf, needRoot, sleep, ssCloseWait, ssCloseWaitFds, startServer, startTcptrace, type Server } from './helpers/proc.js';
+import { buildC, FIXTURES, needKernelBtf, needRoot, sleep, ssCloseWait, ssCloseWaitFds, startServer, startTcptrace, requests, type Server } from './helpers/proc.js';
 
 const skip = needRoot() ?? needKernelBtf();
-
-function requests(port: number, payload: string, count: number): void {
-  const r = spawnSync('python3', [join(FIXTURES, 'request.py'), String(port), payload, String(count)], { encoding: 'utf8', timeout: 60_000 });
-  if (r.status !== 0) throw new Error(`request.py failed: ${r.stderr}`);
-}
 
 interface Frame {
   symbol: string;

@@ -9,41 +9,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { join } from 'node:path';
-import { CgroupTree } from '../src/agent/cgroups.js';
 import { EXIT } from '../src/errors.js';
+import { freePort, get, sample, ServiceCgroup } from './helpers/agent.js';
 import { buildC, needKernelBtf, needRoot, runClient, runTcptrace, sleep, ssCloseWait, startServer, startTcptrace, type Running, type Server } from './helpers/proc.js';
 
 const skip = needRoot() ?? needKernelBtf();
 const noPromtool = spawnSync('promtool', ['--version']).status === 0 ? false : 'promtool is not installed (Debian package prometheus)';
-
-/** a port nothing listens on now */
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-async function get(port: number, path: string): Promise<{ status: number; text: string; type: string }> {
-  const r = await fetch(`http://127.0.0.1:${port}${path}`);
-  return { status: r.status, text: await r.text(), type: r.headers.get('content-type') ?? '' };
-}
-
-/** the value of one series of a Prometheus text exposition, by its exact labels (null: no such series) */
-function sample(text: string, name: string, labels: Record<string, string>): number | null {
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`)) continue;
-    const m = /^[^{]+\{(.*)\} (\S+)$/.exec(line);
-    if (!m) continue;
-    const got = Object.fromEntries([...m[1].matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((x) => [x[1], x[2]]));
-    if (Object.entries(labels).every(([k, v]) => got[k] === v)) return Number(m[2]);
-  }
-  return null;
-}
 
 describe('tcptrace agent: metrics of a leaky service', { skip: skip ?? false }, () => {
   let server: Server;
@@ -51,18 +22,11 @@ describe('tcptrace agent: metrics of a leaky service', { skip: skip ?? false }, 
   let port: number;
   let metrics: string;
   let ss: Set<string>;
-  let unitDir: string | null = null;
-  const tree = new CgroupTree();
-  const unit = `tcptrace-agent-test-${process.pid}`;
+  const service = new ServiceCgroup(`tcptrace-agent-test-${process.pid}`);
 
   before(async () => {
     server = await startServer(buildC('leaky_server', ['-O2', '-g']));
-    if (tree.root) {
-      // the server as a systemd service would run: its own cgroup under system.slice
-      unitDir = join(tree.root, 'system.slice', `${unit}.service`);
-      mkdirSync(unitDir, { recursive: true });
-      writeFileSync(join(unitDir, 'cgroup.procs'), String(server.pid));
-    }
+    service.add(server.pid); // as a systemd service would run: its own cgroup under system.slice
     runClient(server.port, 'leak', 2); // leaks that predate the agent
     port = await freePort();
     agent = startTcptrace(['agent', '--listen', `127.0.0.1:${port}`, '--leak-after', '1']);
@@ -77,21 +41,12 @@ describe('tcptrace agent: metrics of a leaky service', { skip: skip ?? false }, 
   after(async () => {
     await agent?.stop('SIGINT');
     await server?.stop();
-    if (unitDir) {
-      for (let i = 0; i < 50 && existsSync(unitDir); i++) {
-        try {
-          rmdirSync(unitDir);
-        } catch {
-          await sleep(20);
-        }
-      }
-      assert.equal(existsSync(unitDir), false, 'the test cgroup is removed');
-    }
+    assert.ok(await service.remove(), 'the test cgroup is removed');
   });
 
   test('the CLOSE_WAIT gauges of the server equal ss, under its workload', () => {
     assert.equal(ss.size, 5, 'ss: 2 leaks before the agent and 3 after');
-    const workload = unitDir ? `/system.slice/${unit}.service` : '/host';
+    const workload = service.workload;
     const labels = { workload, pid: String(server.pid), comm: 'leaky_server' };
     assert.equal(sample(metrics, 'tcptrace_close_wait_sockets', labels), ss.size, metrics.split('\n').filter((l) => l.includes('close_wait')).join('\n'));
     assert.equal(sample(metrics, 'tcptrace_leaked_sockets', labels), 5);
@@ -99,9 +54,9 @@ describe('tcptrace agent: metrics of a leaky service', { skip: skip ?? false }, 
     assert.ok(oldest >= 1.4 && oldest < 60, `oldest ${oldest} s`);
     assert.equal(sample(metrics, 'tcptrace_sockets', { workload, state: 'CLOSE_WAIT' }), 5);
     assert.equal(sample(metrics, 'tcptrace_sockets', { workload, state: 'LISTEN' }), 1);
-    if (unitDir) assert.equal(sample(metrics, 'tcptrace_workload_info', { workload, kind: 'systemd', unit }), 1);
+    if (service.dir) assert.equal(sample(metrics, 'tcptrace_workload_info', { workload, kind: 'systemd', unit: service.unit }), 1);
     assert.ok(sample(metrics, 'tcptrace_build_info', {}) === 1);
-    assert.ok((sample(metrics, 'tcptrace_events_total', {}) ?? Number(/^tcptrace_events_total (\S+)$/m.exec(metrics)?.[1])) > 0);
+    assert.ok(sample(metrics, 'tcptrace_events_total', {})! > 0);
     assert.match(metrics, /^process_resident_memory_bytes \d/m, "prom-client's process metrics");
     // no series of a process that holds no CLOSE_WAIT socket, and no addresses or ports in any label
     assert.ok(!/tcptrace_close_wait_sockets\{[^}]*pid="1"/.test(metrics));

@@ -153,12 +153,16 @@ static __always_inline void handle_transition(const bool btf, const struct sock 
 	else /* the agent's table attributes the rest */
 		o = born_here(btf, sk, oldstate, newstate, &fresh, &now) ? &fresh : NULL;
 	if (!o) {
-		/* --pid: not a target's socket. Whole system: any TCP socket but our own. */
+		/* --pid: not a target's socket. Whole system: any TCP socket, tcptrace's own too:
+		 * its own close() moves its socket out of CLOSE_WAIT (on loopback the peer's final
+		 * ACK lands in that context as well), and a dropped exit would leave the agent's
+		 * table with a CLOSE_WAIT socket for ever (a scrape's connection, seen leaking).
+		 * Its syscalls stay unseen (is_target), so such sockets have no owner. */
 		if (targ_filter) {
 			count(TT_CNT_FILTERED);
 			return;
 		}
-		if ((__u32)(id >> 32) == (__u32)targ_self_tgid || !sk_is_tcp(btf, sk))
+		if (!sk_is_tcp(btf, sk))
 			return;
 	}
 	call = releasing_call(btf, sk, oldstate, newstate, &call_fd, &call_arg);

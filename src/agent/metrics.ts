@@ -9,17 +9,20 @@
  * `workload="~other"`, counted in tcptrace_workloads_overflow.
  */
 import { readFileSync } from 'node:fs';
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Analyzer } from '../analysis/analyzer.js';
 import { TCP, stateName } from '../model/states.js';
 import { monotonicNs } from '../sys/host.js';
 import { VERSION } from '../version.js';
+import { TransitionCounts } from './transitions.js';
 import { cgroupV2Path, HOST_WORKLOAD, workloadOf, type Workload } from './workload.js';
 
 export const OTHER_WORKLOAD = '~other';
 
 export interface AgentMetricsOptions {
   maxWorkloads: number;
+  /** seconds a process's series stay at 0 once it holds no CLOSE_WAIT socket (it closed them, or exited), before they go */
+  seriesGraceS: number;
 }
 
 /** a process's workload, read once from /proc/PID/cgroup (a process does not change workload in practice) */
@@ -63,10 +66,14 @@ class WorkloadCache {
 export class AgentMetrics {
   readonly registry = new Registry();
   private readonly workloads: WorkloadCache;
+  readonly transitions: TransitionCounts;
+
+  /** processes that had series: their labels, and when they last held a CLOSE_WAIT socket (performance.now() ms) */
+  private readonly recent = new Map<number, { labels: ProcessRow['labels']; seenMs: number }>();
 
   constructor(
     private readonly analyzer: Analyzer,
-    opts: AgentMetricsOptions,
+    private readonly opts: AgentMetricsOptions,
   ) {
     this.workloads = new WorkloadCache(opts.maxWorkloads);
     const r = this.registry;
@@ -77,6 +84,46 @@ export class AgentMetrics {
     for (const n of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) r.removeSingleMetric(n);
     const self = this;
     const perProcess = ['workload', 'pid', 'comm'] as const;
+
+    // counted as the transitions arrive (src/agent/transitions.ts), exposed at scrape
+    const durations = new Histogram({
+      name: 'tcptrace_close_wait_duration_seconds',
+      help: 'time in CLOSE_WAIT of the sockets that left it (closed by the program, or reset): a slow close, next to a leak',
+      labelNames: ['workload'] as const,
+      buckets: [0.001, 0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800, 3600, 21600],
+      registers: [r],
+    });
+    this.transitions = new TransitionCounts((pid) => this.workloads.of(pid).workload, {
+      closeWaitEnded: (workload, seconds) => {
+        if (seconds !== null) durations.observe({ workload }, seconds);
+      },
+    });
+    analyzer.onTransition = this.transitions.onTransition;
+    new Counter({
+      name: 'tcptrace_transitions_total',
+      help: 'TCP state transitions of the sockets of a workload',
+      labelNames: ['workload', 'from', 'to'] as const,
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const [workload, from, to, n] of self.transitions.entries()) this.inc({ workload, from: stateName(from), to: stateName(to) }, n);
+      },
+    });
+    for (const [name, help, side] of [
+      ['tcptrace_close_wait_entered_total', 'sockets of a workload that entered CLOSE_WAIT (the peer closed first)', 'to'],
+      ['tcptrace_close_wait_closed_total', 'sockets of a workload that left CLOSE_WAIT (the program closed them, or they were reset)', 'from'],
+    ] as const) {
+      new Counter({
+        name,
+        help,
+        labelNames: ['workload'] as const,
+        registers: [r],
+        collect() {
+          this.reset();
+          for (const workload of self.transitions.workloads()) this.inc({ workload }, self.transitions.total(workload, TCP.CLOSE_WAIT, side));
+        },
+      });
+    }
 
     new Gauge({
       name: 'tcptrace_close_wait_sockets',
@@ -95,7 +142,7 @@ export class AgentMetrics {
       registers: [r],
       collect() {
         this.reset();
-        for (const p of self.processes()) if (p.leaked) this.set(p.labels, p.leaked);
+        for (const p of self.processes()) this.set(p.labels, p.leaked);
       },
     });
     new Gauge({
@@ -173,12 +220,18 @@ export class AgentMetrics {
     });
   }
 
+  /** the workload a process runs in (cached per pid; the pprof labels use it too) */
+  workloadOf(pid: number): Workload {
+    return this.workloads.of(pid);
+  }
+
   private cache: { at: number; procs: ProcessRow[]; states: Map<string, number> } | null = null;
 
   /** one pass over the table per scrape (every collect() of that scrape reads it) */
   private pass(): { procs: ProcessRow[]; states: Map<string, number> } {
     const now = performance.now();
     if (this.cache && now - this.cache.at < 100) return this.cache;
+    if (!this.analyzer.table) return { procs: [], states: new Map() }; // scraped before the session began
     const doc = this.analyzer.snapshot(monotonicNs());
     const leakAfter = this.analyzer.options.leakAfterMs;
     const rows = new Map<number, ProcessRow>();
@@ -191,6 +244,14 @@ export class AgentMetrics {
       row.closeWait++;
       if (e.closeWaitMs >= leakAfter) row.leaked++;
       row.oldestS = Math.max(row.oldestS, e.closeWaitMs / 1000);
+    }
+    // a process that stops holding CLOSE_WAIT sockets (closed, or exited) shows 0 for the grace
+    // period, then its series go: a graph or an alert sees the leak end rather than the data stop
+    for (const [pid, row] of rows) this.recent.set(pid, { labels: row.labels, seenMs: now });
+    for (const [pid, r] of this.recent) {
+      if (rows.has(pid)) continue;
+      if (now - r.seenMs >= this.opts.seriesGraceS * 1000) this.recent.delete(pid);
+      else rows.set(pid, { labels: r.labels, closeWait: 0, leaked: 0, oldestS: 0 });
     }
     const states = new Map<string, number>();
     const pids = new Set<number>();

@@ -1,5 +1,6 @@
 /**
  * The agent's HTTP endpoints: GET /metrics (Prometheus text exposition),
+ * GET /debug/pprof/close_wait (pprof, src/agent/profile.ts),
  * /-/healthy (the process serves), /-/ready (200 once attached and the sockets
  * that predate the agent are seeded, 503 before). Nothing here changes what
  * the agent does. It listens on loopback by default: process names are
@@ -8,6 +9,13 @@
 import { createServer, type Server } from 'node:http';
 import { TcptraceError } from '../errors.js';
 import type { AgentMetrics } from './metrics.js';
+
+/** what the endpoints serve, computed at request time */
+export interface AgentContent {
+  metrics: AgentMetrics;
+  /** the gzipped pprof profile of /debug/pprof/close_wait */
+  profile(): Buffer;
+}
 
 export interface ListenAddress {
   host: string;
@@ -23,11 +31,13 @@ export function parseListen(v: string): ListenAddress | null {
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 }
 
+export const ENDPOINTS = 'GET /metrics, /debug/pprof/close_wait, /-/healthy or /-/ready';
+
 export class AgentServer {
   ready = false;
   private readonly server: Server;
 
-  constructor(private readonly metrics: AgentMetrics) {
+  constructor(private readonly content: AgentContent) {
     this.server = createServer((req, res) => {
       const path = (req.url ?? '/').split('?')[0];
       if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -39,12 +49,20 @@ export class AgentServer {
       } else if (path === '/-/ready') {
         res.writeHead(this.ready ? 200 : 503, { 'content-type': 'text/plain' }).end(this.ready ? 'tcptrace agent is ready\n' : 'attaching\n');
       } else if (path === '/metrics') {
-        this.metrics.registry.metrics().then(
-          (text) => res.writeHead(200, { 'content-type': this.metrics.registry.contentType }).end(text),
+        const { registry } = this.content.metrics;
+        registry.metrics().then(
+          (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
           (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${err.message}\n`),
         );
+      } else if (path === '/debug/pprof/close_wait') {
+        try {
+          const body = this.content.profile();
+          res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-disposition': 'attachment; filename="close_wait.pb.gz"' }).end(body);
+        } catch (err) {
+          res.writeHead(500, { 'content-type': 'text/plain' }).end(`${(err as Error).message}\n`);
+        }
       } else {
-        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: GET /metrics, /-/healthy or /-/ready\n');
+        res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found: ${ENDPOINTS}\n`);
       }
     });
   }

@@ -6,7 +6,7 @@
  */
 import { forEachRecord, type DecodeStats, type RecordView } from '../decode.js';
 import type { TransitionEvent, SockcallEvent } from '../model/events.js';
-import { SocketTable, type Applied, type StackSighting } from '../model/socket-table.js';
+import { SocketTable, type Applied, type SocketRecord, type StackSighting } from '../model/socket-table.js';
 import type { PresentEvent } from '../model/events.js';
 import { zeroCounters, type Counters, type SessionEnd, type SessionInfo, type TraceSink } from '../trace/types.js';
 import { buildReport, type ReportDoc } from './report-doc.js';
@@ -28,6 +28,8 @@ export class Analyzer implements TraceSink, AnalysisState {
   private report: ReportDoc | null = null;
   /** set to receive one call per transition/sockcall (live output); unset in --quiet */
   onLine?: (line: LiveLine) => void;
+  /** every transition applied (not duplicates), allocation-free: the agent's counters */
+  onTransition?: (rec: SocketRecord, oldState: number, newState: number, inOldNs: number | null) => void;
   onFinish?: (report: ReportDoc, end: SessionEnd) => void | Promise<void>;
   /**
    * set to see every stack sighting after it is attached to its socket (the
@@ -79,7 +81,9 @@ export class Analyzer implements TraceSink, AnalysisState {
     switch (ev.type) {
       case 'transition': {
         const rec = table.transition(ev);
-        if (this.onLine && !table.lastDuplicate) this.onLine({ ev, applied: { rec, inOldNs: table.lastInOldNs, duplicate: false } });
+        if (table.lastDuplicate) break;
+        this.onTransition?.(rec, ev.oldState, ev.newState, table.lastInOldNs);
+        if (this.onLine) this.onLine({ ev, applied: { rec, inOldNs: table.lastInOldNs, duplicate: false } });
         break;
       }
       case 'sockcall':

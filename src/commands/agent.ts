@@ -3,11 +3,17 @@
  * names), and serves the sockets each process holds in CLOSE_WAIT as
  * Prometheus metrics, labelled by workload (src/agent/).
  */
+import { createWriteStream, openSync } from 'node:fs';
+import type { Writable } from 'node:stream';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { LeakEvents } from '../agent/events.js';
+import { TcptraceError } from '../errors.js';
 import { Analyzer } from '../analysis/analyzer.js';
 import { AgentMetrics } from '../agent/metrics.js';
 import { AgentServer, parseListen, type ListenAddress } from '../agent/server.js';
+import { closeWaitProfile } from '../agent/profile.js';
 import { logger } from '../log.js';
+import { monotonicNs } from '../sys/host.js';
 import { parsePositive, selectorOptions, type SelectorOpts } from './options.js';
 import { describeTargets, runSession } from './run-session.js';
 
@@ -28,6 +34,25 @@ interface AgentOpts extends SelectorOpts {
   listen: ListenAddress;
   leakAfter: number;
   maxWorkloads: number;
+  seriesGrace: number;
+  events?: string;
+  eventsGrowth: number;
+}
+
+/** --events FILE: opened (appended to) before anything attaches, so a bad path is a clear error */
+function eventsOut(file: string | undefined): Writable {
+  if (!file) return process.stdout;
+  try {
+    return createWriteStream(file, { flags: 'a', fd: openSync(file, 'a') });
+  } catch (err) {
+    throw new TcptraceError('CANNOT_WRITE', `cannot write leak events to ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+function growthFactor(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 1) throw new InvalidArgumentError(`'${v}' is not a factor > 1`);
+  return n;
 }
 
 export function agentCommand(): Command {
@@ -41,34 +66,55 @@ Endpoints (on --listen, loopback by default: process names are sensitive):
                    tcptrace_close_wait_oldest_seconds {workload, pid, comm};
                    tcptrace_sockets {workload, state}; tcptrace_workload_info; the agent's
                    own health (events, lost, missed in kernel, dropped) and process metrics
+  GET /debug/pprof/close_wait
+                   pprof profile (gzip): sockets leaked (default), in CLOSE_WAIT, in use,
+                   per process and code path; go tool pprof, Pyroscope and Parca read it
   GET /-/healthy   200 while the agent serves
   GET /-/ready     200 once attached and the sockets that predate it are seeded
+Leak events, one JSON line each (stdout, or --events FILE): leak_started when a code
+path's sockets pass --leak-after, leak_grew at --events-growth times the last size,
+leak_ended when none is left (closed, or the process exited).
 A workload is where the process runs, from its cgroup: /system.slice/NAME.service,
 /docker/NAME, /k8s/NAMESPACE/POD/CONTAINER, else /host.
 Examples:
   tcptrace agent                                   the whole host, on 127.0.0.1:9465
   tcptrace agent --listen 0.0.0.0:9465             served beyond the host
   tcptrace agent --pid 4242 --leak-after 30
-  curl -s 127.0.0.1:9465/metrics | grep close_wait`,
+  curl -s 127.0.0.1:9465/metrics | grep close_wait
+  go tool pprof -top http://127.0.0.1:9465/debug/pprof/close_wait
+Stacks are captured for every process (the point is naming the code path); --no-stacks
+turns attribution off for the lowest overhead.`,
     )
     .addOption(new Option('--listen <host:port>', 'address of the HTTP endpoints').argParser(listenOption).default({ host: '127.0.0.1', port: 9465 }, '127.0.0.1:9465'))
     .addOption(new Option('--leak-after <seconds>', 'a socket in CLOSE_WAIT this long, and not closed, is leaked').argParser(parsePositive).default(5))
-    .addOption(new Option('--max-workloads <n>', 'workloads with series of their own; the rest fold into workload="~other"').argParser(wholeAtLeastOne).default(500));
+    .addOption(new Option('--max-workloads <n>', 'workloads with series of their own; the rest fold into workload="~other"').argParser(wholeAtLeastOne).default(500))
+    .addOption(new Option('--series-grace <seconds>', "a process's series stay at 0 this long once it holds no CLOSE_WAIT socket (closed, or exited), then go").argParser(parsePositive).default(60))
+    .addOption(new Option('--events <file>', 'write the leak events (JSON lines) to FILE, appended, instead of stdout'))
+    .addOption(new Option('--events-growth <factor>', 'a leak_grew event when a leak group reaches this many times its last reported size').argParser(growthFactor).default(2));
   // --duration stays: a bounded run (and the tests) stop by themselves
   for (const o of selectorOptions()) cmd.addOption(o);
   cmd.action(async (opts: AgentOpts) => {
-    const analyzer = new Analyzer({ leakAfterMs: opts.leakAfter * 1000, top: 10 });
-    const metrics = new AgentMetrics(analyzer, { maxWorkloads: opts.maxWorkloads });
-    const server = new AgentServer(metrics);
+    // top: leak groups the events follow (the largest first)
+    const analyzer = new Analyzer({ leakAfterMs: opts.leakAfter * 1000, top: 1000 });
+    const metrics = new AgentMetrics(analyzer, { maxWorkloads: opts.maxWorkloads, seriesGraceS: opts.seriesGrace });
+    const events = new LeakEvents(analyzer, (pid) => metrics.workloadOf(pid).workload, eventsOut(opts.events), opts.eventsGrowth);
+    const server = new AgentServer({
+      metrics,
+      profile: () => closeWaitProfile({ analyzer, workloadOf: (pid) => metrics.workloadOf(pid), nowNs: Number(monotonicNs()), wallNs: BigInt(Date.now()) * 1_000_000n }),
+    });
     // listen first: a port in use is a clear error before anything attaches
     const at = await server.listen(opts.listen);
+    let eventTimer: NodeJS.Timeout | undefined;
     try {
-      await runSession(opts, [analyzer], (s) => {
+      // attribution is what the agent is for: stacks on unless --no-stacks (trace's whole-system default is off)
+      await runSession({ ...opts, stacks: opts.stacks ?? true }, [analyzer], (s) => {
         server.ready = true;
+        eventTimer = setInterval(() => events.check(Number(monotonicNs())), 1000);
         log.info({ listen: `${at.host}:${at.port}`, mode: s.info.attach.mode }, 'ready');
         process.stderr.write(`tcptrace: agent tracing ${describeTargets(opts)} (attach mode ${s.info.attach.mode}); metrics on http://${at.host.includes(':') ? `[${at.host}]` : at.host}:${at.port}/metrics; Ctrl-C to stop\n`);
       });
     } finally {
+      clearInterval(eventTimer);
       await server.close();
     }
   });

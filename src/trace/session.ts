@@ -252,7 +252,9 @@ export class TraceSession {
     if (this.info.summary) end.heldStates = namedStates(this.tracer.heldStates());
     const cost = this.resolver?.stats();
     if (cost) end.stackCost = cost;
+    const t1 = performance.now();
     this.tracer.close();
+    log.debug({ ms: Math.round(performance.now() - t1) }, 'detached and closed');
     drainLibbpf();
     for (const s of this.sinks) {
       try {

@@ -120,6 +120,12 @@ export function runClient(port: number, payload: string, count: number, waitRepl
   return [...r.stdout.matchAll(/LOCALPORT (\d+)/g)].map((m) => Number(m[1]));
 }
 
+/** Python client (request.py): COUNT request/reply exchanges sending PAYLOAD, each closed by the client after the reply. */
+export function requests(port: number, payload: string, count: number): void {
+  const r = spawnSync('python3', [join(FIXTURES, 'request.py'), String(port), payload, String(count)], { encoding: 'utf8', timeout: 60_000 });
+  if (r.status !== 0) throw new Error(`request.py failed: ${r.stderr}`);
+}
+
 export interface RunResult {
   code: number | null;
   signal: NodeJS.Signals | null;
