@@ -9,6 +9,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { EXIT } from '../src/errors.js';
 import { freePort, get, sample, ServiceCgroup } from './helpers/agent.js';
 import { buildC, needKernelBtf, needRoot, runClient, runTcptrace, sleep, ssCloseWait, startServer, startTcptrace, type Running, type Server } from './helpers/proc.js';
@@ -55,6 +56,12 @@ describe('tcptrace agent: metrics of a leaky service', { skip: skip ?? false }, 
     assert.equal(sample(metrics, 'tcptrace_sockets', { workload, state: 'CLOSE_WAIT' }), 5);
     assert.equal(sample(metrics, 'tcptrace_sockets', { workload, state: 'LISTEN' }), 1);
     if (service.dir) assert.equal(sample(metrics, 'tcptrace_workload_info', { workload, kind: 'systemd', unit: service.unit }), 1);
+    // fds against the limit, read here from the server's own /proc: 5 leaked + listener + stdio at least
+    const fds = readdirSync(`/proc/${server.pid}/fd`).length;
+    assert.equal(sample(metrics, 'tcptrace_process_open_fds', labels), fds);
+    const soft = /^Max open files\s+(\d+)/m.exec(readFileSync(`/proc/${server.pid}/limits`, 'utf8'))![1];
+    assert.equal(sample(metrics, 'tcptrace_process_max_fds', labels), Number(soft));
+    assert.ok(!/tcptrace_process_open_fds\{[^}]*pid="1"/.test(metrics), 'fd gauges only for processes with CLOSE_WAIT sockets');
     assert.ok(sample(metrics, 'tcptrace_build_info', {}) === 1);
     assert.ok(sample(metrics, 'tcptrace_events_total', {})! > 0);
     assert.match(metrics, /^process_resident_memory_bytes \d/m, "prom-client's process metrics");

@@ -8,11 +8,12 @@
  * addresses, ports or stacks; past --max-workloads the rest fold into
  * `workload="~other"`, counted in tcptrace_workloads_overflow.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Analyzer } from '../analysis/analyzer.js';
 import { TCP, stateName } from '../model/states.js';
 import { monotonicNs } from '../sys/host.js';
+import { nofileLimit } from '../sys/procfs.js';
 import { VERSION } from '../version.js';
 import { TransitionCounts } from './transitions.js';
 import { cgroupV2Path, HOST_WORKLOAD, workloadOf, type Workload } from './workload.js';
@@ -155,6 +156,27 @@ export class AgentMetrics {
         for (const p of self.processes()) this.set(p.labels, p.oldestS);
       },
     });
+    // fds against the limit, as doctor's fd-limit check measures them: "Too many open files" is where a leak ends
+    new Gauge({
+      name: 'tcptrace_process_open_fds',
+      help: 'open fds of a process that holds CLOSE_WAIT sockets (/proc/PID/fd)',
+      labelNames: perProcess,
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const p of self.processes()) if (p.openFds !== null) this.set(p.labels, p.openFds);
+      },
+    });
+    new Gauge({
+      name: 'tcptrace_process_max_fds',
+      help: 'soft RLIMIT_NOFILE of a process that holds CLOSE_WAIT sockets (absent when unlimited)',
+      labelNames: perProcess,
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const p of self.processes()) if (p.maxFds !== null) this.set(p.labels, p.maxFds);
+      },
+    });
     new Gauge({
       name: 'tcptrace_sockets',
       help: 'traced sockets per workload and TCP state',
@@ -239,7 +261,7 @@ export class AgentMetrics {
       let row = rows.get(e.pid);
       if (!row) {
         const w = this.workloads.of(e.pid);
-        rows.set(e.pid, (row = { labels: { workload: w.workload, pid: String(e.pid), comm: e.comm }, closeWait: 0, leaked: 0, oldestS: 0 }));
+        rows.set(e.pid, (row = { labels: { workload: w.workload, pid: String(e.pid), comm: e.comm }, closeWait: 0, leaked: 0, oldestS: 0, ...fdFigures(e.pid) }));
       }
       row.closeWait++;
       if (e.closeWaitMs >= leakAfter) row.leaked++;
@@ -251,7 +273,7 @@ export class AgentMetrics {
     for (const [pid, r] of this.recent) {
       if (rows.has(pid)) continue;
       if (now - r.seenMs >= this.opts.seriesGraceS * 1000) this.recent.delete(pid);
-      else rows.set(pid, { labels: r.labels, closeWait: 0, leaked: 0, oldestS: 0 });
+      else rows.set(pid, { labels: r.labels, closeWait: 0, leaked: 0, oldestS: 0, openFds: null, maxFds: null });
     }
     const states = new Map<string, number>();
     const pids = new Set<number>();
@@ -280,4 +302,24 @@ interface ProcessRow {
   closeWait: number;
   leaked: number;
   oldestS: number;
+  /** null: the process is gone, or its fds cannot be read */
+  openFds: number | null;
+  maxFds: number | null;
+}
+
+/** a process's open fds and soft fd limit (null where unreadable: it exited, or /proc is hidden) */
+function fdFigures(pid: number): { openFds: number | null; maxFds: number | null } {
+  let openFds: number | null = null;
+  let maxFds: number | null = null;
+  try {
+    openFds = readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    // gone, or not ours to read
+  }
+  try {
+    maxFds = nofileLimit(pid).soft;
+  } catch {
+    // gone
+  }
+  return { openFds, maxFds };
 }
