@@ -9,7 +9,7 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CgroupTree, cgroup2Mount } from '../src/agent/cgroups.js';
@@ -101,6 +101,10 @@ test('the 0:: line of /proc/PID/cgroup, systemd unescaping, the cgroup2 mount fr
   assert.equal(cgroupV2Path('12:memory:/docker/abc\n0::/system.slice/nginx.service\n'), '/system.slice/nginx.service');
   assert.equal(cgroupV2Path('4:memory:/x\n'), null, 'a v1-only host');
   assert.equal(cgroupV2Path('0::\n'), '/');
+  // seen from an agent in a cgroup namespace of its own (a container)
+  assert.equal(cgroupV2Path('0::/../../system.slice/nginx.service\n'), '/system.slice/nginx.service');
+  assert.equal(cgroupV2Path('0::/../..\n'), '/');
+  assert.equal(cgroupV2Path('0::/..x/a\n'), '/..x/a', 'only whole /.. segments');
   assert.equal(unescapeUnit('a\\x2db\\x40c'), 'a-b@c');
   const hybrid = [
     '30 25 0:27 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755',
@@ -127,6 +131,23 @@ test('a real process in a real cgroup: its /proc line and its cgroup id both res
     const line = cgroupV2Path(readFileSync(`/proc/${child.pid}/cgroup`, 'utf8'));
     const want = `/system.slice/tcptrace\\x2dtest\\x2d${process.pid}.service`;
     assert.equal(line, want);
+    // as an agent in a container sees it: a reader in a cgroup namespace rooted in another cgroup
+    const nsDir = join(tree.root, `tcptrace-nsview-${process.pid}`);
+    mkdirSync(nsDir);
+    try {
+      const seen = spawnSync('sh', ['-c', `echo $$ > ${nsDir}/cgroup.procs && exec unshare --cgroup cat /proc/${child.pid}/cgroup`], { encoding: 'utf8' });
+      assert.equal(seen.status, 0, seen.stderr);
+      assert.match(seen.stdout, /^0::\/\.\.\//m, 'the kernel shows the path relative to the namespace root');
+      assert.equal(cgroupV2Path(seen.stdout), want);
+    } finally {
+      for (let i = 0; i < 50 && existsSync(nsDir); i++) {
+        try {
+          rmdirSync(nsDir);
+        } catch {
+          await sleep(20);
+        }
+      }
+    }
     const w = workloadOf(line!);
     assert.deepEqual([w.workload, w.kind, w.unit], [`/system.slice/tcptrace-test-${process.pid}.service`, 'systemd', `tcptrace-test-${process.pid}`]);
     const id = tree.idOf(want);

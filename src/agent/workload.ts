@@ -50,9 +50,19 @@ export interface Workload {
 
 export const HOST_WORKLOAD = '/host';
 
-/** the cgroup v2 path of a /proc/PID/cgroup text: the `0::` line (null: none, a v1-only host) */
+/**
+ * the cgroup v2 path of a /proc/PID/cgroup text: the `0::` line (null: none, a v1-only host).
+ * An agent in a cgroup namespace of its own (a container, cgroupns=private, the default on
+ * cgroup v2 since Docker 20.10 and Kubernetes) sees the paths of processes outside it relative
+ * to its namespace root: `/../../system.slice/x.service`. Those leading `/..` are dropped: a
+ * service or a pod's cgroup then reads as the host names it (the agent's own pod sits under
+ * kubepods, so a host service's path climbs to the root; container ids and pod UIDs are matched
+ * wherever they are in the path).
+ */
 export function cgroupV2Path(procCgroup: string): string | null {
-  for (const line of procCgroup.split('\n')) if (line.startsWith('0::')) return line.slice(3).trim() || '/';
+  for (const line of procCgroup.split('\n')) {
+    if (line.startsWith('0::')) return line.slice(3).trim().replace(/^(?:\/\.\.)+(?=\/|$)/, '') || '/';
+  }
   return null;
 }
 

@@ -141,8 +141,10 @@ export interface Running {
 }
 
 /** Starts the CLI; `ready` resolves once it says it is tracing (or recording). */
-export function startTcptrace(args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Running {
-  const proc = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
+/** wrap: a command that execs the rest (setpriv, sh -c '... exec "$@"'): the pid stays tcptrace's */
+export function startTcptrace(args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv; wrap?: string[] } = {}): Running {
+  const argv = [...(opts.wrap ?? []), process.execPath, CLI, ...args];
+  const proc = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
   let stdout = '';
   let stderr = '';
   let readyResolve!: () => void;
