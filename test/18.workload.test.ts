@@ -13,7 +13,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CgroupTree, cgroup2Mount } from '../src/agent/cgroups.js';
-import { cgroupV2Path, readBounded, unescapeUnit, workloadOf, type RuntimeState } from '../src/agent/workload.js';
+import { cgroupV2Path, readBounded, unescapeUnit, workloadOf, type RuntimeState, type Workload } from '../src/agent/workload.js';
+import { NO_SELECTORS, Selection, type SelectorSpec } from '../src/agent/selection.js';
 import { needRoot, sleep, WORK } from './helpers/proc.js';
 
 const DIR = join(WORK, 'workload');
@@ -169,4 +170,32 @@ test('a real process in a real cgroup: its /proc line and its cgroup id both res
     if (made) rmdirSync(join(tree.root, 'system.slice'));
     assert.equal(existsSync(unitDir), false, 'the test cgroup is removed');
   }
+});
+
+test('selectors: comm and unit globs, cgroup subtrees, container id prefixes and names', () => {
+  const w = (o: Partial<Workload>): Workload => ({ workload: '/host', kind: 'host', cgroup: '/user.slice', ...o });
+  const orders = w({ workload: '/system.slice/orders.service', kind: 'systemd', unit: 'orders', cgroup: '/system.slice/orders.service' });
+  const pod = w({ workload: '/k8s/shop/api-7f/api', kind: 'kubernetes', containerId: 'ab12'.padEnd(64, '0'), container: 'api', cgroup: '/kubepods.slice/x/cri-containerd-ab12.scope' });
+  // a cgroup selector must name a directory under the cgroup2 mount: a stand-in tree
+  const root = join(WORK, `selectors-${process.pid}`);
+  mkdirSync(join(root, 'system.slice/ord'), { recursive: true });
+  after(() => rmSync(root, { recursive: true, force: true }));
+  const sel = (spec: Partial<SelectorSpec>) => new Selection({ ...NO_SELECTORS, ...spec }, root);
+  assert.throws(() => sel({ cgroup: ['/system.slice/nope'] }), /no such cgroup/);
+  assert.ok(sel({}).all && sel({}).selects(1, 'x', () => orders));
+  assert.ok(sel({ comm: ['java*'] }).selects(1, 'java', () => orders));
+  assert.ok(!sel({ comm: ['java*'] }).selects(2, 'python3', () => orders));
+  assert.ok(sel({ unit: ['orders.service'] }).selects(3, 'x', () => orders), 'NAME.service is the unit NAME');
+  assert.ok(sel({ unit: ['ord*'] }).selects(4, 'x', () => orders));
+  assert.ok(!sel({ unit: ['billing'] }).selects(5, 'x', () => orders));
+  assert.ok(sel({ cgroup: ['/system.slice'] }).selects(6, 'x', () => orders), 'a subtree');
+  assert.ok(!sel({ cgroup: ['/system.slice/ord'] }).selects(7, 'x', () => orders), 'a path, not a string prefix');
+  assert.ok(sel({ container: ['ab12'] }).selects(8, 'x', () => pod), 'an id prefix');
+  assert.ok(sel({ container: ['ap?'] }).selects(9, 'x', () => pod), 'a name glob');
+  assert.ok(!sel({ container: ['ab12'] }).selects(10, 'x', () => orders), 'not a container');
+  assert.ok(sel({ pid: [11], comm: ['nope'] }).selects(11, 'x', () => orders), 'any selector');
+  assert.throws(() => sel({ comm: ['a-very-long-process-name'] }), /15 characters/);
+  assert.ok(sel({ comm: ['a-very-long-proc*'] }), 'a glob may be longer');
+  assert.throws(() => new Selection({ ...NO_SELECTORS, cgroup: ['/x'] }, null), /no cgroup v2 file system/);
+  assert.throws(() => sel({ unit: [''] }), /empty value/);
 });

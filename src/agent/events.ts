@@ -50,7 +50,10 @@ export class LeakEvents {
     private readonly analyzer: Analyzer,
     private readonly workloadOf: (pid: number) => string,
     private readonly out: Writable,
-    private readonly growth: number,
+    /** a leak_grew event at this many times the last reported size (reloadable) */
+    public growth: number,
+    /** the agent's selectors (reloadable): groups of other processes make no event */
+    public selects: (pid: number, comm: string) => boolean = () => true,
   ) {}
 
   /** compares the leak groups now with those last reported; writes what changed */
@@ -60,6 +63,7 @@ export class LeakEvents {
     const seen = new Set<string>();
     const time = new Date().toISOString();
     for (const { group: g, recs } of groupLeaks(a, nowNs, Number(a.info.startedNs))) {
+      if (!this.selects(g.pid, g.comm)) continue;
       const first = recs[0];
       const key = `${g.pid}|${g.origin}|${first.stacks.acquire ?? '-'}|${first.stacks.eof ?? '-'}`;
       seen.add(key);
@@ -80,6 +84,8 @@ export class LeakEvents {
     for (const [key, k] of this.known) {
       if (seen.has(key)) continue;
       this.known.delete(key);
+      // left out by a reload's selectors: not an end of the leak, just no longer followed
+      if (!this.selects(k.last.pid, k.last.comm)) continue;
       this.write({ schema: EVENTS_SCHEMA, time, event: 'leak_ended', ...k.last, count: 0, previous: k.reported });
     }
   }

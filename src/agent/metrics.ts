@@ -15,6 +15,7 @@ import { TCP, stateName } from '../model/states.js';
 import { monotonicNs } from '../sys/host.js';
 import { nofileLimit } from '../sys/procfs.js';
 import { VERSION } from '../version.js';
+import { Selection, NO_SELECTORS } from './selection.js';
 import { TransitionCounts } from './transitions.js';
 import { cgroupV2Path, HOST_WORKLOAD, workloadOf, type Workload } from './workload.js';
 
@@ -22,8 +23,10 @@ export const OTHER_WORKLOAD = '~other';
 
 export interface AgentMetricsOptions {
   maxWorkloads: number;
-  /** seconds a process's series stay at 0 once it holds no CLOSE_WAIT socket (it closed them, or exited), before they go */
+  /** seconds a process's series stay at 0 once it holds no CLOSE_WAIT socket (it closed them, or exited), before they go (reloadable) */
   seriesGraceS: number;
+  /** the processes reported (reloadable); every process without it */
+  selection?: Selection;
 }
 
 /** a process's workload, read once from /proc/PID/cgroup (a process does not change workload in practice) */
@@ -77,6 +80,7 @@ export class AgentMetrics {
     private readonly opts: AgentMetricsOptions,
   ) {
     this.workloads = new WorkloadCache(opts.maxWorkloads);
+    this.selection = opts.selection ?? new Selection(NO_SELECTORS, null);
     const r = this.registry;
     collectDefaultMetrics({ register: r });
     // prom-client 15 names three gauges *_total, which `promtool check metrics`
@@ -94,7 +98,7 @@ export class AgentMetrics {
       buckets: [0.001, 0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800, 3600, 21600],
       registers: [r],
     });
-    this.transitions = new TransitionCounts((pid) => this.workloads.of(pid).workload, {
+    this.transitions = new TransitionCounts((rec) => (this.selects(rec.pid, rec.comm) ? this.workloads.of(rec.pid).workload : null), {
       closeWaitEnded: (workload, seconds) => {
         if (seconds !== null) durations.observe({ workload }, seconds);
       },
@@ -231,6 +235,33 @@ export class AgentMetrics {
         },
       });
     }
+    new Counter({
+      name: 'tcptrace_config_reloads_total',
+      help: 'reloads of the settings (SIGHUP, POST /-/reload), by result; a failed one left the running settings as they were',
+      labelNames: ['result'] as const,
+      registers: [r],
+      collect() {
+        this.reset();
+        this.inc({ result: 'success' }, self.reloads.success);
+        this.inc({ result: 'failure' }, self.reloads.failure);
+      },
+    });
+    new Gauge({
+      name: 'tcptrace_config_last_reload_successful',
+      help: 'whether the last reload of the settings succeeded (1) or was refused (0)',
+      registers: [r],
+      collect() {
+        this.set(self.reloads.lastOk ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'tcptrace_config_last_reload_success_timestamp_seconds',
+      help: 'when the settings were last loaded (start, or a successful reload)',
+      registers: [r],
+      collect() {
+        this.set(self.reloads.lastAt);
+      },
+    });
     new Gauge({
       name: 'tcptrace_build_info',
       help: 'the agent build (value 1)',
@@ -240,6 +271,30 @@ export class AgentMetrics {
         this.set({ version: VERSION }, 1);
       },
     });
+  }
+
+  /** the processes reported: set again by a reload */
+  selection: Selection;
+  private reloads = { success: 0, failure: 0, lastOk: true, lastAt: Date.now() / 1000 };
+
+  /** a reload was tried: counted, and its outcome is a gauge (as Prometheus' own) */
+  noteReload(ok: boolean): void {
+    this.reloads[ok ? 'success' : 'failure']++;
+    this.reloads.lastOk = ok;
+    if (ok) this.reloads.lastAt = Date.now() / 1000;
+    this.cache = null;
+  }
+
+  /** seriesGraceS and the selection, from a reload */
+  configure(opts: { seriesGraceS: number; selection: Selection }): void {
+    this.opts.seriesGraceS = opts.seriesGraceS;
+    this.selection = opts.selection;
+    this.cache = null;
+  }
+
+  /** the agent reports this process (its selectors name it) */
+  selects(pid: number, comm: string): boolean {
+    return this.selection.selects(pid, comm, () => this.workloads.of(pid));
   }
 
   /** the workload a process runs in (cached per pid; the pprof labels use it too) */
@@ -258,6 +313,7 @@ export class AgentMetrics {
     const leakAfter = this.analyzer.options.leakAfterMs;
     const rows = new Map<number, ProcessRow>();
     for (const e of doc.closeWait) {
+      if (!this.selects(e.pid, e.comm)) continue;
       let row = rows.get(e.pid);
       if (!row) {
         const w = this.workloads.of(e.pid);
@@ -272,7 +328,8 @@ export class AgentMetrics {
     for (const [pid, row] of rows) this.recent.set(pid, { labels: row.labels, seenMs: now });
     for (const [pid, r] of this.recent) {
       if (rows.has(pid)) continue;
-      if (now - r.seenMs >= this.opts.seriesGraceS * 1000) this.recent.delete(pid);
+      // past the grace period, or no longer selected (a reload): gone
+      if (now - r.seenMs >= this.opts.seriesGraceS * 1000 || !this.selects(pid, r.labels.comm)) this.recent.delete(pid);
       else rows.set(pid, { labels: r.labels, closeWait: 0, leaked: 0, oldestS: 0, openFds: null, maxFds: null });
     }
     const states = new Map<string, number>();
@@ -280,10 +337,12 @@ export class AgentMetrics {
     for (const rec of this.analyzer.table.live.values()) {
       if (rec.state === TCP.CLOSE || !rec.pid) continue;
       pids.add(rec.pid);
+      if (!this.selects(rec.pid, rec.comm)) continue;
       const k = `${this.workloads.of(rec.pid).workload}\0${stateName(rec.state)}`;
       states.set(k, (states.get(k) ?? 0) + 1);
     }
     this.workloads.forget(pids);
+    this.selection.forget(pids);
     this.cache = { at: now, procs: [...rows.values()], states };
     return this.cache;
   }

@@ -39,6 +39,8 @@ export interface ProfileInputs {
   nowNs: number;
   /** wall clock of nowNs, ns since the epoch */
   wallNs: bigint;
+  /** the agent's selectors: the processes profiled (all without it) */
+  selects?: (pid: number, comm: string) => boolean;
 }
 
 interface Group {
@@ -64,6 +66,7 @@ function groups(inp: ProfileInputs): Group[] {
     const holder = table.holder(rec);
     // closed by its owner, and no other process holds it: not the program's any more
     if (holder.pid === rec.pid && rec.fdClosedAt !== null) continue;
+    if (inp.selects && !inp.selects(holder.pid, rec.heldBy?.comm ?? rec.comm)) continue;
     const site = shownSite(rec);
     const stackId = site ? rec.stacks[site] : undefined;
     const key = `${holder.pid}|${site ?? '-'}|${stackId ?? '-'}|${rec.preexisting ? 1 : 0}`;

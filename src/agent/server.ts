@@ -2,8 +2,8 @@
  * The agent's HTTP endpoints: GET /metrics (Prometheus text exposition),
  * GET /debug/pprof/close_wait (pprof, src/agent/profile.ts),
  * /-/healthy (the process serves), /-/ready (200 once attached and the sockets
- * that predate the agent are seeded, 503 before). Nothing here changes what
- * the agent does. It listens on loopback by default: process names are
+ * that predate the agent are seeded, 503 before). Only POST /-/reload changes
+ * what the agent does (from loopback only: it re-reads --config, as SIGHUP does). It listens on loopback by default: process names are
  * sensitive, so serving them beyond the host is an explicit --listen.
  */
 import { createServer, type Server } from 'node:http';
@@ -15,6 +15,13 @@ export interface AgentContent {
   metrics: AgentMetrics;
   /** the gzipped pprof profile of /debug/pprof/close_wait */
   profile(): Buffer;
+  /** POST /-/reload: re-read the settings; false and why when they stay as they were */
+  reload(): { ok: boolean; message: string };
+}
+
+/** a peer on this host: 127.0.0.0/8, ::1, or IPv4-mapped loopback */
+export function isLoopback(addr: string | undefined): boolean {
+  return !!addr && (addr === '::1' || /^(?:::ffff:)?127\./.test(addr));
 }
 
 export interface ListenAddress {
@@ -31,7 +38,7 @@ export function parseListen(v: string): ListenAddress | null {
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 }
 
-export const ENDPOINTS = 'GET /metrics, /debug/pprof/close_wait, /-/healthy or /-/ready';
+export const ENDPOINTS = 'GET /metrics, /debug/pprof/close_wait, /-/healthy or /-/ready; POST /-/reload';
 
 export class AgentServer {
   ready = false;
@@ -40,8 +47,21 @@ export class AgentServer {
   constructor(private readonly content: AgentContent) {
     this.server = createServer((req, res) => {
       const path = (req.url ?? '/').split('?')[0];
+      if (path === '/-/reload') {
+        // the one endpoint that changes the agent: POST, and only from this host
+        if (req.method !== 'POST' && req.method !== 'PUT') {
+          res.writeHead(405, { allow: 'POST, PUT' }).end('POST /-/reload reloads the settings\n');
+        } else if (!isLoopback(req.socket.remoteAddress)) {
+          res.writeHead(403, { 'content-type': 'text/plain' }).end('reload is accepted from this host only (loopback)\n');
+        } else {
+          const r = this.content.reload();
+          res.writeHead(r.ok ? 200 : 400, { 'content-type': 'text/plain' }).end(`${r.message}\n`);
+        }
+        req.resume();
+        return;
+      }
       if (req.method !== 'GET' && req.method !== 'HEAD') {
-        res.writeHead(405, { allow: 'GET, HEAD' }).end('only GET\n');
+        res.writeHead(405, { allow: 'GET, HEAD' }).end('only GET (and POST /-/reload)\n');
         return;
       }
       if (path === '/-/healthy') {

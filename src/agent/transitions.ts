@@ -23,14 +23,16 @@ export interface TransitionSink {
 export class TransitionCounts {
   private readonly byWorkload = new Map<string, Float64Array>();
 
+  /** workloadOf: the workload of an owned socket's process, null when the agent's selectors leave it out */
   constructor(
-    private readonly workloadOf: (pid: number) => string,
+    private readonly workloadOf: (rec: SocketRecord) => string | null,
     private readonly sink: TransitionSink,
   ) {}
 
   /** Analyzer.onTransition */
   readonly onTransition = (rec: SocketRecord, from: number, to: number, inOldNs: number | null): void => {
-    const workload = rec.pid ? this.workloadOf(rec.pid) : UNOWNED_WORKLOAD;
+    const workload = rec.pid ? this.workloadOf(rec) : UNOWNED_WORKLOAD;
+    if (workload === null) return;
     let cells = this.byWorkload.get(workload);
     if (!cells) this.byWorkload.set(workload, (cells = new Float64Array(CELLS)));
     cells[((from & 15) << STATE_BITS) | (to & 15)]++;

@@ -12,6 +12,9 @@ import { Analyzer } from '../analysis/analyzer.js';
 import { AgentMetrics } from '../agent/metrics.js';
 import { AgentServer, parseListen, type ListenAddress } from '../agent/server.js';
 import { closeWaitProfile } from '../agent/profile.js';
+import { CgroupTree } from '../agent/cgroups.js';
+import { readConfigFile, type AgentSettings } from '../agent/config.js';
+import { Selection } from '../agent/selection.js';
 import { logger } from '../log.js';
 import { monotonicNs } from '../sys/host.js';
 import { parsePositive, selectorOptions, type SelectorOpts } from './options.js';
@@ -37,6 +40,29 @@ interface AgentOpts extends SelectorOpts {
   seriesGrace: number;
   events?: string;
   eventsGrowth: number;
+  comm: string[];
+  unit: string[];
+  cgroup: string[];
+  container: string[];
+  config?: string;
+}
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+/** the settings a reload may change, from the command line */
+function flagSettings(opts: AgentOpts): AgentSettings {
+  return {
+    leakAfterS: opts.leakAfter,
+    eventsGrowth: opts.eventsGrowth,
+    seriesGraceS: opts.seriesGrace,
+    selectors: { pid: opts.pid ?? [], comm: opts.comm, unit: opts.unit, cgroup: opts.cgroup, container: opts.container },
+  };
+}
+
+/** the settings in force: the command line's, under --config FILE's (throws on a bad file or value) */
+function loadSettings(opts: AgentOpts, cgroupRoot: string | null): { settings: AgentSettings; selection: Selection } {
+  const settings = opts.config ? readConfigFile(opts.config, flagSettings(opts)) : flagSettings(opts);
+  return { settings, selection: new Selection(settings.selectors, cgroupRoot) };
 }
 
 /** --events FILE: opened (appended to) before anything attaches, so a bad path is a clear error */
@@ -71,6 +97,14 @@ Endpoints (on --listen, loopback by default: process names are sensitive):
                    per process and code path; go tool pprof, Pyroscope and Parca read it
   GET /-/healthy   200 while the agent serves
   GET /-/ready     200 once attached and the sockets that predate it are seeded
+  POST /-/reload   re-read --config (thresholds and selectors), from this host only; SIGHUP
+                   does the same. A file that does not parse changes nothing and says why
+                   (400, and tcptrace_config_last_reload_successful 0)
+Selectors (repeatable; a process is reported when any names it; none: every process):
+  --pid 4242  --comm 'java*'  --unit orders  --cgroup /system.slice/orders.service
+  --container 3f2a9c1b7d4e (an id prefix) or --container 'api-*' (a container name)
+The kernel traces the whole host with any selector but --pid alone, so a process that
+starts later is seen, and a reload can change what is reported.
 Leak events, one JSON line each (stdout, or --events FILE): leak_started when a code
 path's sockets pass --leak-after, leak_grew at --events-growth times the last size,
 leak_ended when none is left (closed, or the process exited).
@@ -90,30 +124,67 @@ turns attribution off for the lowest overhead.`,
     .addOption(new Option('--max-workloads <n>', 'workloads with series of their own; the rest fold into workload="~other"').argParser(wholeAtLeastOne).default(500))
     .addOption(new Option('--series-grace <seconds>', "a process's series stay at 0 this long once it holds no CLOSE_WAIT socket (closed, or exited), then go").argParser(parsePositive).default(60))
     .addOption(new Option('--events <file>', 'write the leak events (JSON lines) to FILE, appended, instead of stdout'))
-    .addOption(new Option('--events-growth <factor>', 'a leak_grew event when a leak group reaches this many times its last reported size').argParser(growthFactor).default(2));
+    .addOption(new Option('--events-growth <factor>', 'a leak_grew event when a leak group reaches this many times its last reported size').argParser(growthFactor).default(2))
+    .addOption(new Option('--comm <glob>', 'report processes whose name (comm, 15 characters) matches (repeatable)').argParser(collect).default([], ''))
+    .addOption(new Option('--unit <glob>', 'report processes of the systemd unit (NAME or NAME.service; repeatable)').argParser(collect).default([], ''))
+    .addOption(new Option('--cgroup <path>', 'report processes in the cgroup v2 subtree (/system.slice/x.service; repeatable)').argParser(collect).default([], ''))
+    .addOption(new Option('--container <id|glob>', 'report processes of the container: an id prefix (4+ hex digits) or a name glob (repeatable)').argParser(collect).default([], ''))
+    .addOption(new Option('--config <file>', 'YAML settings over the flags (leak-after, events-growth, series-grace, pid, comm, unit, cgroup, container); SIGHUP and POST /-/reload read it again'));
   // --duration stays: a bounded run (and the tests) stop by themselves
   for (const o of selectorOptions()) cmd.addOption(o);
   cmd.action(async (opts: AgentOpts) => {
+    const cgroupRoot = new CgroupTree({ rescanMs: 0 }).root;
+    // a bad selector or config file is a usage error before anything attaches
+    const start = loadSettings(opts, cgroupRoot);
     // top: leak groups the events follow (the largest first)
-    const analyzer = new Analyzer({ leakAfterMs: opts.leakAfter * 1000, top: 1000 });
-    const metrics = new AgentMetrics(analyzer, { maxWorkloads: opts.maxWorkloads, seriesGraceS: opts.seriesGrace });
-    const events = new LeakEvents(analyzer, (pid) => metrics.workloadOf(pid).workload, eventsOut(opts.events), opts.eventsGrowth);
+    const analyzer = new Analyzer({ leakAfterMs: start.settings.leakAfterS * 1000, top: 1000 });
+    const metrics = new AgentMetrics(analyzer, { maxWorkloads: opts.maxWorkloads, seriesGraceS: start.settings.seriesGraceS, selection: start.selection });
+    const selects = (pid: number, comm: string) => metrics.selects(pid, comm);
+    const events = new LeakEvents(analyzer, (pid) => metrics.workloadOf(pid).workload, eventsOut(opts.events), start.settings.eventsGrowth, selects);
+    const reload = (how: string): { ok: boolean; message: string } => {
+      if (!opts.config) {
+        metrics.noteReload(true);
+        return { ok: true, message: 'no --config file: the command line settings stay' };
+      }
+      try {
+        const { settings, selection } = loadSettings(opts, cgroupRoot);
+        analyzer.options.leakAfterMs = settings.leakAfterS * 1000;
+        events.growth = settings.eventsGrowth;
+        metrics.configure({ seriesGraceS: settings.seriesGraceS, selection });
+        metrics.noteReload(true);
+        const message = `reloaded ${opts.config}: leak-after ${settings.leakAfterS} s, events-growth ${settings.eventsGrowth}, series-grace ${settings.seriesGraceS} s; reporting ${selection.describe()}`;
+        log.info({ how }, message);
+        return { ok: true, message };
+      } catch (err) {
+        metrics.noteReload(false);
+        const message = `reload refused, the running settings stay: ${(err as Error).message}`;
+        log.error({ how }, message);
+        return { ok: false, message };
+      }
+    };
+    const onHup = () => void reload('SIGHUP');
     const server = new AgentServer({
       metrics,
-      profile: () => closeWaitProfile({ analyzer, workloadOf: (pid) => metrics.workloadOf(pid), nowNs: Number(monotonicNs()), wallNs: BigInt(Date.now()) * 1_000_000n }),
+      profile: () => closeWaitProfile({ analyzer, workloadOf: (pid) => metrics.workloadOf(pid), nowNs: Number(monotonicNs()), wallNs: BigInt(Date.now()) * 1_000_000n, selects }),
+      reload: () => reload('POST /-/reload'),
     });
     // listen first: a port in use is a clear error before anything attaches
     const at = await server.listen(opts.listen);
     let eventTimer: NodeJS.Timeout | undefined;
     try {
       // attribution is what the agent is for: stacks on unless --no-stacks (trace's whole-system default is off)
-      await runSession({ ...opts, stacks: opts.stacks ?? true }, [analyzer], (s) => {
+      // --pid alone filters in the kernel (cheapest); any other selector or a --config traces the whole host
+      const kernelPids = opts.pid && !opts.config && start.selection.spec.comm.length + start.selection.spec.unit.length + start.selection.spec.cgroup.length + start.selection.spec.container.length === 0;
+      process.on('SIGHUP', onHup);
+      await runSession({ ...opts, pid: kernelPids ? opts.pid : undefined, stacks: opts.stacks ?? true }, [analyzer], (s) => {
         server.ready = true;
         eventTimer = setInterval(() => events.check(Number(monotonicNs())), 1000);
         log.info({ listen: `${at.host}:${at.port}`, mode: s.info.attach.mode }, 'ready');
-        process.stderr.write(`tcptrace: agent tracing ${describeTargets(opts)} (attach mode ${s.info.attach.mode}); metrics on http://${at.host.includes(':') ? `[${at.host}]` : at.host}:${at.port}/metrics; Ctrl-C to stop\n`);
+        const what = kernelPids ? describeTargets(opts) : start.selection.all ? 'the whole system' : `the whole system, reporting ${start.selection.describe()}`;
+        process.stderr.write(`tcptrace: agent tracing ${what} (attach mode ${s.info.attach.mode}); metrics on http://${at.host.includes(':') ? `[${at.host}]` : at.host}:${at.port}/metrics; Ctrl-C to stop\n`);
       });
     } finally {
+      process.off('SIGHUP', onHup);
       clearInterval(eventTimer);
       await server.close();
     }
