@@ -68,7 +68,38 @@ function withLoss(lostParts: Record<string, number>): Pick<Run, 'lost' | 'lostPa
   return { lost: Object.values(lostParts).reduce((a, v) => a + v, 0), lostParts };
 }
 
-type Condition = { name: string; start: (worker: number, dir: string) => Promise<Tracer | null>; finish: (t: Tracer, dir: string) => Promise<Omit<Run, keyof Sample | 'cpuS'>> };
+type Condition = {
+  name: string;
+  start: (worker: number, dir: string) => Promise<Tracer | null>;
+  /** read what only a running tracer tells (the agent's /metrics), before it is stopped */
+  beforeStop?: (t: Tracer) => Promise<void>;
+  finish: (t: Tracer, dir: string) => Promise<Omit<Run, keyof Sample | 'cpuS'>>;
+};
+
+/**
+ * `tcptrace agent` on the whole host, attribution on (its default): what a fleet runs.
+ * Events and losses come from its /metrics, scraped once before it stops.
+ */
+function agent(name: string, args: string[]): Condition {
+  let port = 0;
+  let counts: Record<string, number> = {};
+  return {
+    name,
+    start: async () => {
+      port = 20000 + Math.floor(Math.random() * 20000);
+      return spawnTracer(process.execPath, [CLI, 'agent', '--listen', `127.0.0.1:${port}`, ...args], /tcptrace: agent tracing/);
+    },
+    beforeStop: async () => {
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      counts = {};
+      for (const m of text.matchAll(/^(tcptrace_(?:events|lost_events|missed_in_kernel|dropped_batches)_total) (\S+)$/gm)) counts[m[1]!] = Number(m[2]);
+    },
+    finish: async () => ({
+      events: counts.tcptrace_events_total ?? null,
+      ...withLoss({ ring: counts.tcptrace_lost_events_total ?? 0, missed: counts.tcptrace_missed_in_kernel_total ?? 0, agent: counts.tcptrace_dropped_batches_total ?? 0 }),
+    }),
+  };
+}
 
 /** `tcptrace --pid P --quiet ... --format json`: events and losses from its report */
 function jsonTrace(name: string, pid: (worker: number) => number, args: string[], onReport?: (doc: any) => void): Condition {
@@ -150,6 +181,7 @@ const conditions: Condition[] = [
   jsonTrace('tcptrace --pid --no-stacks', (worker) => worker, ['--no-stacks']),
   jsonTrace('tcptrace --pid (attribution)', (worker) => worker, [], (doc) => stackNotes.push(doc.stacks)),
   jsonTrace('tcptrace --pid --no-kernel-summary (attribution)', (worker) => worker, ['--no-kernel-summary']),
+  agent('tcptrace agent (system, attribution)', []),
   recording('tcptrace record (system)', []),
   // the shared ring the per-CPU rings replaced, beside them in every round
   recording('tcptrace record --no-ring-per-cpu (system)', ['--no-ring-per-cpu']),
@@ -221,6 +253,7 @@ async function runCondition(c: Condition, worker: number, dir: string, profiled:
   }
   let extra: Omit<Run, keyof Sample | 'cpuS'> = { events: null, lost: null };
   if (t) {
+    await c.beforeStop?.(t);
     await stopTracer(t);
     extra = await c.finish(t, dir);
   }

@@ -8,6 +8,7 @@
 //   start(cb)            RingPoller thread delivers record batches [poll thread -> JS]
 //   stop()               last drain, resolves when all delivered   [JS thread]
 //   heldStates()         summary mode: held sockets by state       [JS thread]
+//   mapFill()            entries of every hash map, and its size   [JS thread]
 //   rings()              ring buffers read (after load)            [JS thread]
 //   close()              detaches links and frees everything       [JS thread]
 //
@@ -50,6 +51,7 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
   Napi::Value Counters(const Napi::CallbackInfo& info);
   Napi::Value Rings(const Napi::CallbackInfo& info);
   Napi::Value HeldStates(const Napi::CallbackInfo& info);
+  Napi::Value MapFill(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
 
   void CloseAll();

@@ -110,6 +110,14 @@ export interface NativeTracerOptions {
   owners?: boolean;
 }
 
+export interface MapFill {
+  map: string;
+  entries: number;
+  maxEntries: number;
+  /** an LRU map evicts when full (stack caches): full is normal there, not a loss */
+  lru: boolean;
+}
+
 export interface NativeTracer {
   load(): void;
   attach(): { program: string; section: string }[];
@@ -125,6 +133,8 @@ export interface NativeTracer {
   rings(): number;
   /** summary mode: sockets the kernel holds (never sent to user space), counted by TCP state (index) */
   heldStates(): number[];
+  /** entries of every hash map (walked key by key: call it seldom), after load() */
+  mapFill(): MapFill[];
   close(): void;
 }
 

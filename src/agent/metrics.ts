@@ -11,6 +11,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Analyzer } from '../analysis/analyzer.js';
+import type { MapFill } from '../native.js';
 import { TCP, stateName } from '../model/states.js';
 import { monotonicNs } from '../sys/host.js';
 import { nofileLimit } from '../sys/procfs.js';
@@ -207,6 +208,31 @@ export class AgentMetrics {
       },
     });
     new Gauge({
+      name: 'tcptrace_workloads',
+      help: 'workloads with series of their own (at most --max-workloads)',
+      registers: [r],
+      collect() {
+        this.set(self.workloads.workloads().length);
+      },
+    });
+    new Gauge({
+      name: 'tcptrace_tracked_processes',
+      help: 'processes the agent keeps stacks or closed-socket history of (exited ones are forgotten every --forget-interval)',
+      registers: [r],
+      collect() {
+        this.set(self.processMemory?.tracked() ?? 0);
+      },
+    });
+    new Counter({
+      name: 'tcptrace_forgotten_processes_total',
+      help: 'exited processes whose stacks and history the agent dropped',
+      registers: [r],
+      collect() {
+        this.reset();
+        this.inc(self.processMemory?.forgotten ?? 0);
+      },
+    });
+    new Gauge({
       name: 'tcptrace_workloads_overflow',
       help: 'processes whose workload was folded into workload="~other" (past --max-workloads)',
       registers: [r],
@@ -235,6 +261,26 @@ export class AgentMetrics {
         },
       });
     }
+    // map fill, per BPF hash map: a full map is counted in the *_full counters, this shows it coming
+    const fill = (pick: (m: MapFill) => number) =>
+      function (this: Gauge<'map'>) {
+        this.reset();
+        for (const m of self.mapFill()) this.set({ map: m.map }, pick(m));
+      };
+    new Gauge({ name: 'tcptrace_bpf_map_entries', help: 'entries in a BPF hash map of the agent (counted at most every 15 s; LRU stack caches are full by design)', labelNames: ['map'] as const, registers: [r], collect: fill((m) => m.entries) });
+    new Gauge({ name: 'tcptrace_bpf_map_max_entries', help: 'the size of a BPF hash map of the agent (--max-sockets sizes owners and seeds)', labelNames: ['map'] as const, registers: [r], collect: fill((m) => m.maxEntries) });
+    new Counter({
+      name: 'tcptrace_profile_pushes_total',
+      help: 'profiles pushed to --pyroscope-url, by result (absent without it)',
+      labelNames: ['result'] as const,
+      registers: [r],
+      collect() {
+        this.reset();
+        if (!self.pushes) return;
+        this.inc({ result: 'success' }, self.pushes.success);
+        this.inc({ result: 'failure' }, self.pushes.failure);
+      },
+    });
     new Counter({
       name: 'tcptrace_config_reloads_total',
       help: 'reloads of the settings (SIGHUP, POST /-/reload), by result; a failed one left the running settings as they were',
@@ -271,6 +317,24 @@ export class AgentMetrics {
         this.set({ version: VERSION }, 1);
       },
     });
+  }
+
+  /** the agent's per-process memory (src/agent/forget.ts), once the session runs */
+  processMemory: { tracked(): number; forgotten: number } | null = null;
+
+  /** --pyroscope-url's push outcomes (null: not pushing) */
+  pushes: { success: number; failure: number } | null = null;
+
+  /** the session's map fill, once it runs (set by the agent command) */
+  mapFillSource: (() => MapFill[]) | null = null;
+  private fillCache: { at: number; maps: MapFill[] } | null = null;
+
+  /** walking every map's keys costs up to ~0.1 s when they are full: at most every 15 s, whatever the scrape interval */
+  private mapFill(): MapFill[] {
+    const now = performance.now();
+    if (!this.mapFillSource) return [];
+    if (!this.fillCache || now - this.fillCache.at >= 15_000) this.fillCache = { at: now, maps: this.mapFillSource() };
+    return this.fillCache.maps;
   }
 
   /** the processes reported: set again by a reload */

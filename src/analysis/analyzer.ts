@@ -117,6 +117,12 @@ export class Analyzer implements TraceSink, AnalysisState {
     return buildReport(this, { endedNs: nowNs, reason: 'stopped', exitedPids: [], counters: this.lastCounters });
   }
 
+  /** an exited process: its stacks (ids from the session) and closed groups go */
+  forgetProcess(pid: number, stackIds: number[]): void {
+    for (const id of stackIds) this.stacksById.delete(id);
+    this.table?.forgetProcess(pid);
+  }
+
   counters(c: Counters): void {
     this.lastCounters = c;
   }

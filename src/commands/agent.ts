@@ -15,6 +15,8 @@ import { closeWaitProfile } from '../agent/profile.js';
 import { CgroupTree } from '../agent/cgroups.js';
 import { readConfigFile, type AgentSettings } from '../agent/config.js';
 import { Selection } from '../agent/selection.js';
+import { parsePushUrl, ProfilePusher } from '../agent/push.js';
+import { ExitedProcesses } from '../agent/forget.js';
 import { logger } from '../log.js';
 import { monotonicNs } from '../sys/host.js';
 import { parsePositive, selectorOptions, type SelectorOpts } from './options.js';
@@ -45,6 +47,9 @@ interface AgentOpts extends SelectorOpts {
   cgroup: string[];
   container: string[];
   config?: string;
+  pyroscopeUrl?: URL;
+  pushInterval: number;
+  forgetInterval: number;
 }
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -105,6 +110,8 @@ Selectors (repeatable; a process is reported when any names it; none: every proc
   --container 3f2a9c1b7d4e (an id prefix) or --container 'api-*' (a container name)
 The kernel traces the whole host with any selector but --pid alone, so a process that
 starts later is seen, and a reload can change what is reported.
+Push: --pyroscope-url http://pyroscope:4040 posts the same profile to Pyroscope's
+/ingest every --push-interval (app tcptrace{host=...}; each sample type averaged).
 Leak events, one JSON line each (stdout, or --events FILE): leak_started when a code
 path's sockets pass --leak-after, leak_grew at --events-growth times the last size,
 leak_ended when none is left (closed, or the process exited).
@@ -129,6 +136,9 @@ turns attribution off for the lowest overhead.`,
     .addOption(new Option('--unit <glob>', 'report processes of the systemd unit (NAME or NAME.service; repeatable)').argParser(collect).default([], ''))
     .addOption(new Option('--cgroup <path>', 'report processes in the cgroup v2 subtree (/system.slice/x.service; repeatable)').argParser(collect).default([], ''))
     .addOption(new Option('--container <id|glob>', 'report processes of the container: an id prefix (4+ hex digits) or a name glob (repeatable)').argParser(collect).default([], ''))
+    .addOption(new Option('--pyroscope-url <url>', "also push the profile to Pyroscope's /ingest (pprof) every --push-interval").argParser(parsePushUrl))
+    .addOption(new Option('--push-interval <seconds>', 'seconds between profile pushes').argParser(parsePositive).default(60))
+    .addOption(new Option('--forget-interval <seconds>', 'how often what is kept of exited processes (stacks, history) is dropped').argParser(parsePositive).default(10))
     .addOption(new Option('--config <file>', 'YAML settings over the flags (leak-after, events-growth, series-grace, pid, comm, unit, cgroup, container); SIGHUP and POST /-/reload read it again'));
   // --duration stays: a bounded run (and the tests) stop by themselves
   for (const o of selectorOptions()) cmd.addOption(o);
@@ -163,21 +173,29 @@ turns attribution off for the lowest overhead.`,
       }
     };
     const onHup = () => void reload('SIGHUP');
-    const server = new AgentServer({
-      metrics,
-      profile: () => closeWaitProfile({ analyzer, workloadOf: (pid) => metrics.workloadOf(pid), nowNs: Number(monotonicNs()), wallNs: BigInt(Date.now()) * 1_000_000n, selects }),
-      reload: () => reload('POST /-/reload'),
-    });
+    const profile = () => closeWaitProfile({ analyzer, workloadOf: (pid) => metrics.workloadOf(pid), nowNs: Number(monotonicNs()), wallNs: BigInt(Date.now()) * 1_000_000n, selects });
+    const server = new AgentServer({ metrics, profile, reload: () => reload('POST /-/reload') });
+    const pusher = opts.pyroscopeUrl ? new ProfilePusher(opts.pyroscopeUrl, opts.pushInterval, profile) : null;
+    metrics.pushes = pusher?.pushes ?? null;
     // listen first: a port in use is a clear error before anything attaches
     const at = await server.listen(opts.listen);
     let eventTimer: NodeJS.Timeout | undefined;
+    let forgetTimer: NodeJS.Timeout | undefined;
     try {
       // attribution is what the agent is for: stacks on unless --no-stacks (trace's whole-system default is off)
       // --pid alone filters in the kernel (cheapest); any other selector or a --config traces the whole host
       const kernelPids = opts.pid && !opts.config && start.selection.spec.comm.length + start.selection.spec.unit.length + start.selection.spec.cgroup.length + start.selection.spec.container.length === 0;
       process.on('SIGHUP', onHup);
       await runSession({ ...opts, pid: kernelPids ? opts.pid : undefined, stacks: opts.stacks ?? true }, [analyzer], (s) => {
+        metrics.mapFillSource = () => s.mapFill();
         server.ready = true;
+        pusher?.start();
+        const exited = new ExitedProcesses(analyzer, s);
+        metrics.processMemory = exited;
+        forgetTimer = setInterval(() => {
+          const n = exited.sweep();
+          if (n) log.debug({ processes: n }, 'forgot exited processes');
+        }, opts.forgetInterval * 1000);
         eventTimer = setInterval(() => events.check(Number(monotonicNs())), 1000);
         log.info({ listen: `${at.host}:${at.port}`, mode: s.info.attach.mode }, 'ready');
         const what = kernelPids ? describeTargets(opts) : start.selection.all ? 'the whole system' : `the whole system, reporting ${start.selection.describe()}`;
@@ -186,6 +204,8 @@ turns attribution off for the lowest overhead.`,
     } finally {
       process.off('SIGHUP', onHup);
       clearInterval(eventTimer);
+      clearInterval(forgetTimer);
+      await pusher?.stop();
       await server.close();
     }
   });

@@ -429,6 +429,29 @@ export class SocketTable {
     if (ns > h.maxNs) h.maxNs = ns;
   }
 
+  /** processes with closed-CLOSE_WAIT groups (the agent forgets those that exited) */
+  closedPids(): Set<number> {
+    const out = new Set<number>();
+    for (const h of this.closedCloseWait.values()) out.add(h.pid);
+    return out;
+  }
+
+  /** pids a live socket names (owner, or a process it is shared with): never forgotten */
+  livePids(): Set<number> {
+    const out = new Set<number>();
+    for (const rec of this.live.values()) {
+      if (rec.pid) out.add(rec.pid);
+      for (const p of rec.sharedWith) out.add(p);
+    }
+    return out;
+  }
+
+  /** an exited process's closed-CLOSE_WAIT groups go (a long run's process churn must not grow the table) */
+  forgetProcess(pid: number): void {
+    for (const [k, h] of this.closedCloseWait) if (h.pid === pid) this.closedCloseWait.delete(k);
+    if (this.lastClosed?.pid === pid) this.lastClosed = null;
+  }
+
   /** A forked child inherits every open fd: the parent's sockets are now shared with it. */
   fork(parent: number, child: number): void {
     this.counts.forks++;

@@ -57,11 +57,14 @@ const MASK = (1n << 64n) - 1n;
 
 export class StackResolver {
   private readonly nat: NativeStackResolver;
-  private readonly ids = new Map<string, number>();
+  /** per process: its pcs lists ("pc,pc,...") -> stack id; a process's entries go with it (forget) */
+  private readonly ids = new Map<number, Map<string, number>>();
   private readonly byId = new Map<number, { frames: Frame[]; stop: string; complete: boolean }>();
-  /** mirror of the kernel's CFA rules: `${tgid}:${pc}` -> k (0: inconsistent, do not walk) */
-  private readonly rules = new Map<string, number>();
+  /** mirror of the kernel's CFA rules, per tgid: pc -> k (0: inconsistent, do not walk) */
+  private readonly rules = new Map<number, Map<number, number>>();
   private stacks = 0;
+  private nextId = 1;
+  private distinct = 0;
 
   constructor(private readonly teach?: StackTeacher) {
     const Ctor = (native() as unknown as { StackResolver: new (o: object) => NativeStackResolver }).StackResolver;
@@ -84,9 +87,14 @@ export class StackResolver {
     for (let i = 0; i < offsets.length; i++) {
       const r = this.nat.resolve(buf, offsets[i]);
       this.stacks++;
-      const key = `${r.pid}:${r.pcs.join(',')}`;
-      let id = this.ids.get(key);
-      if (id === undefined) this.ids.set(key, (id = this.ids.size + 1));
+      const key = r.pcs.join(',');
+      let mine = this.ids.get(r.pid);
+      if (!mine) this.ids.set(r.pid, (mine = new Map()));
+      let id = mine.get(key);
+      if (id === undefined) {
+        mine.set(key, (id = this.nextId++));
+        this.distinct++;
+      }
       if (this.teach) this.learn(r, id);
       unwound.push({ r, id });
     }
@@ -101,17 +109,18 @@ export class StackResolver {
   private learn(r: NativeResolved, stackId: number): void {
     const { pcs, sps } = r;
     const fresh: { pc: number; cfaOff: number }[] = [];
+    let rules = this.rules.get(r.pid);
+    if (!rules) this.rules.set(r.pid, (rules = new Map()));
     for (let i = 0; i < Math.min(DEPTH, pcs.length - 1); i++) {
       if (!sps[i] || !sps[i + 1] || sps[i + 1] <= sps[i]) break;
       const k = sps[i + 1] - sps[i];
-      const key = `${r.pid}:${pcs[i]}`;
-      const had = this.rules.get(key);
+      const had = rules.get(pcs[i]);
       if (had === undefined) {
-        this.rules.set(key, k);
+        rules.set(pcs[i], k);
         fresh.push({ pc: pcs[i], cfaOff: k });
       } else if (had !== k && had !== 0) {
         // the same pc with another frame size (alloca, rbp-based CFA): stop walking there
-        this.rules.set(key, 0);
+        rules.set(pcs[i], 0);
         fresh.push({ pc: pcs[i], cfaOff: 0 });
       }
     }
@@ -119,7 +128,7 @@ export class StackResolver {
     let h = SEED;
     let depth = 0;
     for (let i = 0; i < Math.min(DEPTH, pcs.length - 1); i++) {
-      const k = this.rules.get(`${r.pid}:${pcs[i]}`);
+      const k = rules.get(pcs[i]);
       if (!k) break;
       h = ((h ^ BigInt(pcs[i + 1])) * PRIME) & MASK;
       depth++;
@@ -128,9 +137,32 @@ export class StackResolver {
     this.teach!({ tgid: r.pid, site: r.site, hash: h, stackId, rules: fresh });
   }
 
+  /** processes whose stacks are kept (the agent forgets those that exited) */
+  pids(): IterableIterator<number> {
+    return this.ids.keys();
+  }
+
+  /**
+   * A process that exited: its stack ids, frames, CFA rules and native unwinder
+   * go (without this a host's process churn grows the agent without bound).
+   * Returns the stack ids it had, for the analysis to drop too. The kernel's
+   * LRU dedup maps may still hold its fingerprints: a later process reusing the
+   * pid would have to hit the same return addresses (ASLR makes that unlikely)
+   * to get a reference to a forgotten id, and such a stack then shows unknown.
+   */
+  forget(pid: number): number[] {
+    const mine = this.ids.get(pid);
+    const gone = mine ? [...mine.values()] : [];
+    for (const id of gone) this.byId.delete(id);
+    this.ids.delete(pid);
+    this.rules.delete(pid);
+    this.nat.forget(pid);
+    return gone;
+  }
+
   stats(): ResolverStats {
     const s = this.nat.stats();
-    return { stacks: this.stacks, distinct: this.ids.size, unwindMs: s.unwindNs / 1e6, symbolizeMs: s.symbolizeNs / 1e6, unresolvedFrames: s.unresolvedFrames };
+    return { stacks: this.stacks, distinct: this.distinct, unwindMs: s.unwindNs / 1e6, symbolizeMs: s.symbolizeNs / 1e6, unresolvedFrames: s.unresolvedFrames };
   }
 }
 

@@ -8,7 +8,7 @@ import { hookPlan, type HookPlan, type SyscallHooks } from '../attach/modes.js';
 import { TcptraceError } from '../errors.js';
 import { logger } from '../log.js';
 import { TT_COUNTER, TT_ORIGIN } from '../generated/events.js';
-import { native, type NativeCounters, type NativeTracer } from '../native.js';
+import { native, type MapFill, type NativeCounters, type NativeTracer } from '../native.js';
 import { bootId, hostName, monotonicNs, osRelease, clockMapping } from '../sys/host.js';
 import { VERSION } from '../version.js';
 import { stateName, TCP } from '../model/states.js';
@@ -202,6 +202,25 @@ export class TraceSession {
 
   counters(): Counters {
     return toCounters(this.tracer.counters());
+  }
+
+  /** processes whose stacks the session keeps (to forget those that exited) */
+  stackPids(): number[] {
+    return this.resolver ? [...this.resolver.pids()] : [];
+  }
+
+  /** drops what the session keeps of an exited process: the stack ids it had */
+  forgetProcess(pid: number): number[] {
+    return this.resolver?.forget(pid) ?? [];
+  }
+
+  /** entries of every BPF hash map against its size (walks the keys: the agent caches it); [] once closed */
+  mapFill(): MapFill[] {
+    try {
+      return this.tracer.mapFill();
+    } catch {
+      return []; // stopping: the tracer is closed
+    }
   }
 
   private sampleCounters(): void {
