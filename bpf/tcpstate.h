@@ -93,7 +93,8 @@ enum tt_counter {
 	TT_CNT_SUMMARISED = 13,	      /* transitions kept in the kernel (summary mode: socket not published yet) */
 	TT_CNT_STACKS_RECALLED = 14,  /* stacks recognised from the walk memo: no rule walk (see "Stack dedup") */
 	TT_CNT_STACKS_BUSY = 15,      /* stacks not captured: preempted captures held every scratch of that CPU (7.0+) */
-	TT_CNT__MAX = 16,
+	TT_CNT_CLOSES_FULL = 16,      /* active_closes map full: a held socket's active close is not counted */
+	TT_CNT__MAX = 17,
 };
 
 /* Flags in tt_hdr.flags */
@@ -308,6 +309,16 @@ struct tt_owner {
 	char comm[TT_COMM_LEN];
 };
 _Static_assert(sizeof(struct tt_owner) == 48, "tt_owner layout");
+
+/*
+ * Key of the active_closes map (summary mode): a process, and the stack id its
+ * socket was acquired at (0: none held), of held sockets it closed first.
+ */
+struct tt_close_key {
+	__u32 tgid;
+	__u32 stack_id;
+};
+_Static_assert(sizeof(struct tt_close_key) == 8, "tt_close_key layout");
 
 /* Key of the listeners map: a traced listener's port in its network namespace. */
 struct tt_listen_key {

@@ -19,6 +19,7 @@ struct tt_cfa_key layout_cfa_key;
 struct tt_known_key layout_known_key;
 struct tt_user_regs layout_user_regs;
 struct tt_listen_key layout_listen_key;
+struct tt_close_key layout_close_key;
 enum tt_kind layout_kind;
 enum tt_origin layout_origin;
 enum tt_call layout_call;

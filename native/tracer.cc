@@ -107,6 +107,7 @@ void Tracer::Init(Napi::Env env, Napi::Object exports) {
                                         InstanceMethod("rings", &Tracer::Rings),
                                         InstanceMethod("heldStates", &Tracer::HeldStates),
                                         InstanceMethod("mapFill", &Tracer::MapFill),
+                                        InstanceMethod("activeCloses", &Tracer::ActiveCloses),
                                         InstanceMethod("close", &Tracer::Close),
                                     });
   exports.Set("Tracer", ctor);
@@ -151,11 +152,11 @@ Tracer::Tracer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tracer>(info) 
   skel_->rodata->targ_children = GetBool(o, "children", false);
   skel_->rodata->targ_self_tgid = static_cast<int32_t>(getpid());
   skel_->rodata->targ_stacks = GetBool(o, "stacks", false);
-  // only --pid sockets have an owners entry to be held in
-  skel_->rodata->targ_summary = GetBool(o, "summary", false) && skel_->rodata->targ_filter;
   // sk -> owner in the kernel: --pid filters with it and stacks keep per-socket state in it
   const bool owners = GetBool(o, "owners", true) || skel_->rodata->targ_filter || skel_->rodata->targ_stacks;
   skel_->rodata->targ_owners = owners;
+  // a held socket lives in its owners entry: --pid, or the whole system with stacks (the agent)
+  skel_->rodata->targ_summary = GetBool(o, "summary", false) && owners;
   skel_->rodata->targ_io_syscalls = GetBool(o, "ioViaSyscalls", true);
   skel_->rodata->targ_stack_bytes = std::min<uint32_t>(GetU32(o, "stackBytes", 16384), TT_STACK_MAX);
   skel_->rodata->targ_stack_rate = std::max<uint32_t>(GetU32(o, "stackRate", 2000), 1);
@@ -485,6 +486,44 @@ Napi::Value Tracer::MapFill(const Napi::CallbackInfo& info) {
     o.Set("maxEntries", static_cast<double>(max));
     o.Set("lru", type == BPF_MAP_TYPE_LRU_HASH || type == BPF_MAP_TYPE_LRU_PERCPU_HASH);
     out.Set(n++, o);
+  }
+  return out;
+}
+
+// activeCloses(drop?: number[]): the active_closes map (bpf/lib/closes.bpf.h) as a
+// flat array [tgid, stackId, count, ...]; the keys of the tgids in drop (exited
+// processes the agent has folded into its totals) are deleted first. One walk,
+// bounded by the map's size.
+Napi::Value Tracer::ActiveCloses(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireState(env, kAttached, "activeCloses");
+  std::set<uint32_t> drop;
+  if (info.Length() > 0 && info[0].IsArray()) {
+    Napi::Array a = info[0].As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) drop.insert(a.Get(i).As<Napi::Number>().Uint32Value());
+  }
+  const int fd = bpf_map__fd(skel_->maps.active_closes);
+  const uint32_t max = bpf_map__max_entries(skel_->maps.active_closes);
+  std::vector<tt_close_key> keys;
+  tt_close_key key{}, next{};
+  tt_close_key* prev = nullptr;
+  while (keys.size() <= max && bpf_map_get_next_key(fd, prev, &next) == 0) {
+    keys.push_back(next);
+    key = next;
+    prev = &key;
+  }
+  Napi::Array out = Napi::Array::New(env);
+  uint32_t n = 0;
+  for (const tt_close_key& k : keys) {
+    if (drop.count(k.tgid)) {
+      bpf_map_delete_elem(fd, &k);
+      continue;
+    }
+    uint64_t count = 0;
+    if (bpf_map_lookup_elem(fd, &k, &count) != 0) continue;  // deleted meanwhile
+    out.Set(n++, k.tgid);
+    out.Set(n++, k.stack_id);
+    out.Set(n++, static_cast<double>(count));
   }
   return out;
 }

@@ -9,6 +9,8 @@
 //   stop()               last drain, resolves when all delivered   [JS thread]
 //   heldStates()         summary mode: held sockets by state       [JS thread]
 //   mapFill()            entries of every hash map, and its size   [JS thread]
+//   activeCloses(drop)   summary mode's active closes; drops the   [JS thread]
+//                        keys of exited processes
 //   rings()              ring buffers read (after load)            [JS thread]
 //   close()              detaches links and frees everything       [JS thread]
 //
@@ -52,6 +54,7 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
   Napi::Value Rings(const Napi::CallbackInfo& info);
   Napi::Value HeldStates(const Napi::CallbackInfo& info);
   Napi::Value MapFill(const Napi::CallbackInfo& info);
+  Napi::Value ActiveCloses(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
 
   void CloseAll();

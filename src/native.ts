@@ -135,6 +135,8 @@ export interface NativeTracer {
   heldStates(): number[];
   /** entries of every hash map (walked key by key: call it seldom), after load() */
   mapFill(): MapFill[];
+  /** summary mode's active closes, flat [tgid, stackId, count, ...]; deletes the keys of the tgids in drop first */
+  activeCloses(drop?: number[]): number[];
   close(): void;
 }
 

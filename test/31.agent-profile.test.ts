@@ -87,7 +87,7 @@ describe('tcptrace agent: the pprof profile, counters and leak events of a leaky
   });
 
   test('the profile decodes: sample types, labels, and the leaked count equals ss', () => {
-    assert.deepEqual(profile.types, ['leaked_sockets', 'close_wait_sockets', 'inuse_sockets']);
+    assert.deepEqual(profile.types, ['leaked_sockets', 'close_wait_sockets', 'inuse_sockets', 'active_closes']);
     assert.equal(profile.defaultType, 'leaked_sockets');
     const mine = profile.samples.filter((s) => s.labels.pid === server.pid);
     assert.equal(ss.size, 6, 'ss: 2 leaks before the agent and 4 after');

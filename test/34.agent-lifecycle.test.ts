@@ -87,7 +87,7 @@ describe('tcptrace agent --pyroscope-url: pushes a profile Pyroscope can ingest'
     assert.equal(last.query.get('format'), 'pprof');
     assert.ok(Number(last.query.get('from')) < Number(last.query.get('until')));
     assert.equal(Number(pushed[1]!.query.get('from')), Number(pushed[0]!.query.get('until')), 'consecutive windows');
-    assert.deepEqual(Object.keys(last.config).sort(), ['close_wait_sockets', 'inuse_sockets', 'leaked_sockets']);
+    assert.deepEqual(Object.keys(last.config).sort(), ['active_closes', 'close_wait_sockets', 'inuse_sockets', 'leaked_sockets']);
     assert.equal(last.config.leaked_sockets!.aggregation, 'average', 'a count at an instant, not a sum over pushes');
     const mine = samples(last.profile).filter((s) => s.labels.pid === server.pid);
     const leaked = mine.reduce((n, s) => n + s.values[0]!, 0);
@@ -213,7 +213,8 @@ describe('tcptrace agent under process churn: 2,000 short-lived processes', { sk
     assert.ok(churnPids.size > 0, 'the churn was seen at all');
     // 16 at once, each ~30 ms in CLOSE_WAIT, plus 2 s of grace at 0: far under the pids that ran
     assert.ok(seenChurn < 400, `${seenChurn} churn series at once`);
-    await sleep(3500);
+    // past the series grace (2 s), and past 2 s gone plus a --forget-interval for the sweep
+    await sleep(5000);
     const m = (await get(port, '/metrics')).text;
     assert.deepEqual(series(m, 'tcptrace_close_wait_sockets').filter((s) => s.labels.comm === 'churn_clients'), [], 'every churn series gone after the grace period');
     assert.ok(sample(m, 'tcptrace_close_wait_entered_total', { workload: '/host' })! >= N, 'every churn socket counted in CLOSE_WAIT');
@@ -228,5 +229,60 @@ describe('tcptrace agent under process churn: 2,000 short-lived processes', { sk
     assert.ok(forgotten >= churnPids.size, `${forgotten} forgotten, ${churnPids.size} churn processes seen`);
     const rss = sample(m, 'process_resident_memory_bytes', {})!;
     t.diagnostic(`agent RSS after the churn ${(rss / 2 ** 20).toFixed(0)} MiB; ${forgotten} exited processes forgotten, ${tracked} tracked; owners map ${owners}/${max}`);
+  });
+});
+
+describe('tcptrace agent: active closes (TIME_WAIT makers) by workload and code path, counted in the kernel', { skip: skip ?? false }, () => {
+  let server: Server;
+  let agent: Running;
+  let port: number;
+  const service = new ServiceCgroup(`tcptrace-closes-test-${process.pid}`);
+
+  before(async () => {
+    server = await startServer(buildC('leaky_server', ['-O2', '-g']));
+    port = await freePort();
+    agent = startTcptrace(['agent', '--listen', `127.0.0.1:${port}`, '--forget-interval', '1']);
+    await agent.ready;
+  });
+  after(async () => {
+    await agent?.stop('SIGTERM');
+    await server?.stop();
+    assert.ok(await service.remove());
+  });
+
+  test("a client that closes first: its workload's active closes = its connections, in the profile at fetch_once, and kept once it exits", async (t) => {
+    const N = 40;
+    // one process, 40 connections 25 ms apart (1 s in all), closing each first
+    const bin = buildC('closing_client', ['-O2', '-g']);
+    const dir = service.dir;
+    // the client in its own service cgroup from its first instruction
+    const argv = dir ? ['sh', ['-c', `mkdir -p '${dir}' && echo $$ > '${dir}/cgroup.procs' && exec '${bin}' ${server.port} ${N} 1000 25`]] : [bin, [String(server.port), String(N), '1000', '25']];
+    const client = spawn(argv[0] as string, argv[1] as string[], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    client.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    const clientPid = client.pid!;
+    // it lingers a second after its last close, so its stacks are read while it lives (a process gone
+    // before that has its closes counted, under "[no stack captured]")
+    assert.equal(await new Promise((r) => client.once('exit', r)), 0);
+    assert.match(out, new RegExp(`closed ${N}`));
+    await sleep(300);
+    const prof = samples(Profile.decode(gunzipSync((await get(port, '/debug/pprof/close_wait')).body))).filter((s) => s.labels.pid === clientPid);
+    const closes = prof.reduce((n, s) => n + s.values[3]!, 0);
+    t.diagnostic(`profile: ${prof.length} samples of the client, ${closes} active closes; stacks ${JSON.stringify(prof.map((s) => s.functions.slice(0, 3)))}`);
+    assert.equal(closes, N, 'every connection, once: the kernel held ones and the published one');
+    assert.ok(prof.some((s) => s.values[3]! >= N - 1 && s.functions.includes('fetch_once')), 'the code path that closes');
+    const m = (await get(port, '/metrics')).text;
+    assert.equal(sample(m, 'tcptrace_active_closes_total', { workload: service.workload }), N);
+    // 25 ms apart, the later connections' stacks are known to the kernel: their sockets are held and
+    // their active closes counted there (the first scrape reads the map fresh)
+    assert.ok(sample(m, 'tcptrace_bpf_map_entries', { map: 'active_closes' })! >= 1, 'the kernel counted some');
+    assert.ok(sample(m, 'tcptrace_summarised_transitions_total', {})! > 0);
+    // the client is gone: after the sweep (2 s gone, then the next --forget-interval) its counts stay
+    // in its workload's total, its kernel keys go
+    await sleep(4000);
+    const after = (await get(port, '/metrics')).text;
+    assert.equal(sample(after, 'tcptrace_active_closes_total', { workload: service.workload }), N, 'kept after the process is forgotten');
+    const prof2 = samples(Profile.decode(gunzipSync((await get(port, '/debug/pprof/close_wait')).body))).filter((s) => s.labels.pid === clientPid);
+    assert.deepEqual(prof2, [], 'the exited process has no sample any more');
   });
 });

@@ -43,7 +43,8 @@ const volatile __u64 targ_wakeup_bytes = 0; /* force a wake-up past this much un
 const volatile __u64 targ_wakeup_gap_ns = 1000000;
 const volatile __s32 targ_self_tgid = 0;    /* never trace tcptrace itself */
 const volatile bool targ_stacks = false;     /* capture user stacks at acquire / first I/O / EOF */
-/* keep a target's sockets in the kernel until they matter (TT_OWNER_PUBLISHED); only with targ_filter */
+/* keep a target's sockets in the kernel until they matter (TT_OWNER_PUBLISHED); needs targ_owners
+ * (--pid, or the whole system with stacks: the agent) */
 const volatile bool targ_summary = false;
 /*
  * Keep sk -> owner in the kernel (owners, seeds, listeners maps): --pid needs it

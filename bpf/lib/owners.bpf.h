@@ -38,8 +38,9 @@ struct {
 
 /*
  * Summary mode: a held socket's transitions and calls are only counted until it
- * is published (TT_OWNER_PUBLISHED in tcpstate.h). Only --pid sockets have an
- * owners entry to hold them in.
+ * is published (TT_OWNER_PUBLISHED in tcpstate.h). Only sockets with an owners
+ * entry can be held: --pid targets', or any process's in the whole-system agent
+ * (owners kept for its stacks); a socket whose owner is unknown is always sent.
  */
 static __always_inline bool held(const struct tt_owner *o)
 {

@@ -16,6 +16,7 @@
 #include "stacks.bpf.h"
 #include "syscall.bpf.h"
 #include "sockcall.bpf.h"
+#include "closes.bpf.h"
 
 /*
  * connect() (CLOSE -> SYN_SENT) and listen() (CLOSE -> LISTEN) run in the
@@ -172,6 +173,8 @@ static __always_inline void handle_transition(const bool btf, const struct sock 
 			/* summary mode: only CLOSE_WAIT (a leak in the making) and listeners are worth a record */
 			if (newstate != TCP_CLOSE_WAIT && newstate != TCP_LISTEN) {
 				count(TT_CNT_SUMMARISED);
+				if (oldstate == TCP_ESTABLISHED && newstate == TCP_FIN_WAIT1)
+					count_active_close(o);
 				if (newstate == TCP_CLOSE)
 					bpf_map_delete_elem(&owners, &skey);
 				else if (call == TT_CALL_CLOSE) /* sent if the socket is published after all */

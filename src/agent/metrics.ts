@@ -18,6 +18,7 @@ import { nofileLimit } from '../sys/procfs.js';
 import { VERSION } from '../version.js';
 import { Selection, NO_SELECTORS } from './selection.js';
 import { TransitionCounts } from './transitions.js';
+import { ActiveCloses } from './closes.js';
 import { cgroupV2Path, HOST_WORKLOAD, workloadOf, type Workload } from './workload.js';
 
 export const OTHER_WORKLOAD = '~other';
@@ -104,7 +105,22 @@ export class AgentMetrics {
         if (seconds !== null) durations.observe({ workload }, seconds);
       },
     });
-    analyzer.onTransition = this.transitions.onTransition;
+    this.activeCloses = new ActiveCloses((drop) => this.closesSource?.(drop) ?? null, (pid) => this.workloads.of(pid).workload);
+    const counted = this.transitions.onTransition;
+    analyzer.onTransition = (rec, from, to, inOldNs) => {
+      counted(rec, from, to, inOldNs);
+      if (to === TCP.FIN_WAIT1 && rec.pid && this.selects(rec.pid, rec.comm)) this.activeCloses.onTransition(rec, from, to);
+    };
+    new Counter({
+      name: 'tcptrace_active_closes_total',
+      help: 'connections a workload closed first (ESTABLISHED to FIN_WAIT1, then TIME_WAIT): a TIME_WAIT storm; by code path in the profile (active_closes)',
+      labelNames: ['workload'] as const,
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const [workload, n] of self.activeCloses.byWorkload()) this.inc({ workload }, n);
+      },
+    });
     new Counter({
       name: 'tcptrace_transitions_total',
       help: 'TCP state transitions of the sockets of a workload',
@@ -246,6 +262,8 @@ export class AgentMetrics {
       ['tcptrace_lost_events_total', 'records the kernel could not put in a full ring buffer', (c) => c.lost],
       ['tcptrace_missed_in_kernel_total', 'hook runs the kernel skipped (a BPF program already running on the CPU)', (c) => c.missed],
       ['tcptrace_dropped_batches_total', 'batches the agent dropped because it fell behind', (c) => c.droppedBatches],
+      ['tcptrace_summarised_transitions_total', 'transitions of sockets the kernel holds (never in CLOSE_WAIT or LISTEN yet), counted there and not sent', (c) => c.summarised],
+      ['tcptrace_bpf_map_full_total', 'sockets or listeners the kernel could not track: its owners, seeds or listeners map was full', (c) => c.ownersFull + c.listenersFull],
     ];
     for (const [name, help, get] of health) {
       let was = 0;
@@ -318,6 +336,11 @@ export class AgentMetrics {
       },
     });
   }
+
+  /** active closes per process and acquire stack (src/agent/closes.ts) */
+  readonly activeCloses: ActiveCloses;
+  /** the session's kernel-counted active closes, once it runs */
+  closesSource: ((drop: number[]) => number[] | null) | null = null;
 
   /** the agent's per-process memory (src/agent/forget.ts), once the session runs */
   processMemory: { tracked(): number; forgotten: number } | null = null;

@@ -25,7 +25,7 @@ import { TCP } from '../model/states.js';
 import type { Frame, Site } from '../stacks/types.js';
 import type { Workload } from './workload.js';
 
-export const SAMPLE_TYPES = ['leaked_sockets', 'close_wait_sockets', 'inuse_sockets'] as const;
+export const SAMPLE_TYPES = ['leaked_sockets', 'close_wait_sockets', 'inuse_sockets', 'active_closes'] as const;
 export const PREEXISTING_FRAME = '[acquired before tcptrace started]';
 export const NO_STACK_FRAME = '[no stack captured]';
 
@@ -41,6 +41,8 @@ export interface ProfileInputs {
   wallNs: bigint;
   /** the agent's selectors: the processes profiled (all without it) */
   selects?: (pid: number, comm: string) => boolean;
+  /** active closes (TIME_WAIT makers) per pid and acquire stack id (0: none), with the process's name */
+  activeCloses?: { entries: Map<number, Map<number, number>>; comm(pid: number): string };
 }
 
 interface Group {
@@ -51,7 +53,8 @@ interface Group {
   stackId: number | undefined;
   acquireStackId: number | undefined;
   preexisting: boolean;
-  values: [number, number, number];
+  /** leaked, close_wait, inuse, active_closes (SAMPLE_TYPES) */
+  values: [number, number, number, number];
 }
 
 /** the sockets a process holds, grouped by code path */
@@ -73,13 +76,30 @@ function groups(inp: ProfileInputs): Group[] {
     let g = out.get(key);
     if (!g) {
       const comm = rec.heldBy?.comm ?? rec.comm;
-      out.set(key, (g = { pid: holder.pid, comm, workload: inp.workloadOf(holder.pid).workload, site, stackId, acquireStackId: rec.stacks.acquire, preexisting: rec.preexisting, values: [0, 0, 0] }));
+      out.set(key, (g = { pid: holder.pid, comm, workload: inp.workloadOf(holder.pid).workload, site, stackId, acquireStackId: rec.stacks.acquire, preexisting: rec.preexisting, values: [0, 0, 0, 0] }));
     }
     g.values[2]++;
     if (rec.state === TCP.CLOSE_WAIT) {
       g.values[1]++;
       const since = rec.stateSince ?? startedNs;
       if (nowNs - since >= leakAfterNs) g.values[0]++;
+    }
+  }
+  // active closes are counted by acquiring stack: a sample of its own unless the same
+  // process and stack already have one (a socket in use shown at its acquisition)
+  const ac = inp.activeCloses;
+  for (const [pid, byStack] of ac?.entries ?? []) {
+    for (const [stack, n] of byStack) {
+      const stackId = stack || undefined;
+      const site: Site | null = stackId === undefined ? null : 'acquire';
+      const key = `${pid}|${site ?? '-'}|${stackId ?? '-'}|0`;
+      let g = out.get(key);
+      if (!g) {
+        const comm = ac!.comm(pid);
+        if (inp.selects && !inp.selects(pid, comm)) continue;
+        out.set(key, (g = { pid, comm, workload: inp.workloadOf(pid).workload, site, stackId, acquireStackId: stackId, preexisting: false, values: [0, 0, 0, 0] }));
+      }
+      g.values[3] += n;
     }
   }
   return [...out.values()];

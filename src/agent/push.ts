@@ -46,7 +46,8 @@ export function ingestUrl(base: URL, app: string, labels: Record<string, string>
   return u;
 }
 
-export const SAMPLE_TYPE_CONFIG = Object.fromEntries(SAMPLE_TYPES.map((t) => [t, { units: 'objects', aggregation: 'average', 'display-name': t, sampled: false }]));
+// active_closes is a total since the agent started (cumulative), the others counts at an instant
+export const SAMPLE_TYPE_CONFIG = Object.fromEntries(SAMPLE_TYPES.map((t) => [t, { units: 'objects', aggregation: 'average', 'display-name': t, sampled: false, ...(t === 'active_closes' ? { cumulative: true } : {}) }]));
 
 export class ProfilePusher {
   pushes = { success: 0, failure: 0 };

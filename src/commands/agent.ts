@@ -50,6 +50,7 @@ interface AgentOpts extends SelectorOpts {
   pyroscopeUrl?: URL;
   pushInterval: number;
   forgetInterval: number;
+  kernelSummary: boolean;
 }
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -138,6 +139,7 @@ turns attribution off for the lowest overhead.`,
     .addOption(new Option('--container <id|glob>', 'report processes of the container: an id prefix (4+ hex digits) or a name glob (repeatable)').argParser(collect).default([], ''))
     .addOption(new Option('--pyroscope-url <url>', "also push the profile to Pyroscope's /ingest (pprof) every --push-interval").argParser(parsePushUrl))
     .addOption(new Option('--push-interval <seconds>', 'seconds between profile pushes').argParser(parsePositive).default(60))
+    .addOption(new Option('--no-kernel-summary', 'send every socket event to the agent, not only those of sockets that enter CLOSE_WAIT or LISTEN (costlier; complete transition counts)'))
     .addOption(new Option('--forget-interval <seconds>', 'how often what is kept of exited processes (stacks, history) is dropped').argParser(parsePositive).default(10))
     .addOption(new Option('--config <file>', 'YAML settings over the flags (leak-after, events-growth, series-grace, pid, comm, unit, cgroup, container); SIGHUP and POST /-/reload read it again'));
   // --duration stays: a bounded run (and the tests) stop by themselves
@@ -173,7 +175,7 @@ turns attribution off for the lowest overhead.`,
       }
     };
     const onHup = () => void reload('SIGHUP');
-    const profile = () => closeWaitProfile({ analyzer, workloadOf: (pid) => metrics.workloadOf(pid), nowNs: Number(monotonicNs()), wallNs: BigInt(Date.now()) * 1_000_000n, selects });
+    const profile = () => closeWaitProfile({ analyzer, workloadOf: (pid) => metrics.workloadOf(pid), nowNs: Number(monotonicNs()), wallNs: BigInt(Date.now()) * 1_000_000n, selects, activeCloses: { entries: metrics.activeCloses.entries(), comm: (pid) => metrics.activeCloses.comm(pid) } });
     const server = new AgentServer({ metrics, profile, reload: () => reload('POST /-/reload') });
     const pusher = opts.pyroscopeUrl ? new ProfilePusher(opts.pyroscopeUrl, opts.pushInterval, profile) : null;
     metrics.pushes = pusher?.pushes ?? null;
@@ -186,11 +188,14 @@ turns attribution off for the lowest overhead.`,
       // --pid alone filters in the kernel (cheapest); any other selector or a --config traces the whole host
       const kernelPids = opts.pid && !opts.config && start.selection.spec.comm.length + start.selection.spec.unit.length + start.selection.spec.cgroup.length + start.selection.spec.container.length === 0;
       process.on('SIGHUP', onHup);
-      await runSession({ ...opts, pid: kernelPids ? opts.pid : undefined, stacks: opts.stacks ?? true }, [analyzer], (s) => {
+      // summary: a socket stays in the kernel until it enters CLOSE_WAIT or LISTEN (the agent's
+      // metrics are about those), unless --no-kernel-summary; it needs the kernel's owners (stacks)
+      await runSession({ ...opts, pid: kernelPids ? opts.pid : undefined, stacks: opts.stacks ?? true, summary: opts.kernelSummary }, [analyzer], (s) => {
         metrics.mapFillSource = () => s.mapFill();
         server.ready = true;
         pusher?.start();
-        const exited = new ExitedProcesses(analyzer, s);
+        metrics.closesSource = (drop) => s.activeCloses(drop);
+        const exited = new ExitedProcesses(analyzer, s, metrics.activeCloses);
         metrics.processMemory = exited;
         forgetTimer = setInterval(() => {
           const n = exited.sweep();

@@ -114,9 +114,10 @@ export class TraceSession {
       targets = new Set(opts.pids);
       if (opts.children) for (const p of descendants(opts.pids)) targets.add(p);
     }
-    // only --pid sockets have an owners entry to be held in, and a fork (--children)
-    // shares sockets user space must then know: summary is asked for, and possible
-    opts = { ...opts, summary: !!opts.summary && targets !== null && !opts.children };
+    // a socket is held in its owners entry: the kernel keeps owners for --pid, and for the
+    // whole system when stacks are on (the agent); a fork (--children) shares sockets user
+    // space must then know. Summary is asked for, and possible
+    opts = { ...opts, summary: !!opts.summary && kernelOwners(opts, targets) && !opts.children };
     const plan = planAttach(opts.attachMode);
     const hooks = hookPlan(plan.mode, plan.probe, opts.stacks, opts.syscallHooks);
     log.info({ mode: plan.mode.name, chosenBy: plan.chosenBy, hooks: hooks.hooks }, 'attach mode');
@@ -212,6 +213,16 @@ export class TraceSession {
   /** drops what the session keeps of an exited process: the stack ids it had */
   forgetProcess(pid: number): number[] {
     return this.resolver?.forget(pid) ?? [];
+  }
+
+  /** summary mode's kernel-counted active closes, flat [tgid, stackId, count, ...] (null: not summarising, or closed) */
+  activeCloses(drop: number[] = []): number[] | null {
+    if (!this.info.summary) return null;
+    try {
+      return this.tracer.activeCloses(drop);
+    } catch {
+      return null;
+    }
   }
 
   /** entries of every BPF hash map against its size (walks the keys: the agent caches it); [] once closed */
@@ -338,6 +349,7 @@ export function toCounters(n: NativeCounters): Counters {
   c.missed = Object.values(n.missedBy).reduce((a, b) => a + b, 0);
   c.filtered = k(TT_COUNTER.FILTERED);
   c.ownersFull = k(TT_COUNTER.OWNERS_FULL);
+  c.closesFull = k(TT_COUNTER.CLOSES_FULL);
   c.listenersFull = k(TT_COUNTER.LISTENERS_FULL);
   c.targetsFull = k(TT_COUNTER.TARGETS_FULL);
   c.pendingFull = k(TT_COUNTER.PENDING_FULL);

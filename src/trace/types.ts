@@ -26,6 +26,8 @@ export interface Counters {
   listenersFull: number;
   targetsFull: number;
   pendingFull: number;
+  /** active closes of held sockets not counted: the kernel's active_closes map was full */
+  closesFull: number;
   wakeups: number;
   seededHits: number;
   /** user stacks captured, and not captured because of the per-process rate limit */
@@ -52,7 +54,7 @@ export interface Counters {
 
 export function zeroCounters(): Counters {
   return {
-    events: 0, lost: 0, missed: 0, missedBy: {}, filtered: 0, ownersFull: 0, listenersFull: 0, targetsFull: 0, pendingFull: 0,
+    events: 0, lost: 0, missed: 0, missedBy: {}, filtered: 0, ownersFull: 0, listenersFull: 0, targetsFull: 0, pendingFull: 0, closesFull: 0,
     wakeups: 0, seededHits: 0, stacks: 0, stacksLimited: 0, stacksShort: 0, stacksDeduped: 0, stacksRecalled: 0, stacksBusy: 0, summarised: 0, records: 0, batches: 0, droppedBatches: 0, droppedBytes: 0, outOfOrder: 0,
   };
 }
