@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include "bpf_error.h"
@@ -106,8 +107,10 @@ void Tracer::Init(Napi::Env env, Napi::Object exports) {
                                         InstanceMethod("counters", &Tracer::Counters),
                                         InstanceMethod("rings", &Tracer::Rings),
                                         InstanceMethod("heldStates", &Tracer::HeldStates),
+                                        InstanceMethod("heldByProcess", &Tracer::HeldByProcess),
                                         InstanceMethod("mapFill", &Tracer::MapFill),
                                         InstanceMethod("activeCloses", &Tracer::ActiveCloses),
+                                        InstanceMethod("cgroupOf", &Tracer::CgroupOf),
                                         InstanceMethod("close", &Tracer::Close),
                                     });
   exports.Set("Tracer", ctor);
@@ -173,6 +176,7 @@ Tracer::Tracer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tracer>(info) 
     ring_bytes_ = each;
   }
   skel_->rodata->targ_ring_per_cpu = ring_per_cpu_;
+  skel_->rodata->targ_cgroups = GetBool(o, "cgroups", false);
   skel_->rodata->targ_wakeup_bytes = GetU32(o, "wakeupBytes", ring_bytes_ / 4);
   uint32_t max_sockets = GetU32(o, "maxSockets", 65536);
   uint32_t max_targets = GetU32(o, "maxTargets", 4096);
@@ -526,6 +530,46 @@ Napi::Value Tracer::ActiveCloses(const Napi::CallbackInfo& info) {
     out.Set(n++, static_cast<double>(count));
   }
   return out;
+}
+
+// heldByProcess(): the sockets held in the kernel (summary mode, never published),
+// counted by (tgid, TCP state), as a flat array [tgid, state, count, ...]: the
+// agent's sockets-by-state gauges add them to the sockets it sees. One walk of the
+// owners map, bounded by its size.
+Napi::Value Tracer::HeldByProcess(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireState(env, kAttached, "heldByProcess");
+  std::map<uint64_t, uint32_t> counts;  // tgid << 8 | state
+  const int fd = bpf_map__fd(skel_->maps.owners);
+  const uint32_t max = bpf_map__max_entries(skel_->maps.owners);
+  uint64_t key = 0, next = 0;
+  uint64_t* prev = nullptr;
+  tt_owner ow;
+  for (uint32_t steps = 0; steps <= max && bpf_map_get_next_key(fd, prev, &next) == 0; steps++) {
+    if (bpf_map_lookup_elem(fd, &next, &ow) == 0 && !(ow.flags & TT_OWNER_PUBLISHED)) counts[(static_cast<uint64_t>(ow.tgid) << 8) | (ow.state & 15)]++;
+    key = next;
+    prev = &key;
+  }
+  Napi::Array out = Napi::Array::New(env, counts.size() * 3);
+  uint32_t i = 0;
+  for (const auto& [k, n] : counts) {
+    out.Set(i++, static_cast<double>(k >> 8));
+    out.Set(i++, static_cast<double>(k & 15));
+    out.Set(i++, n);
+  }
+  return out;
+}
+
+// cgroupOf(tgid): the cgroup v2 id the process acquired its last socket in
+// (proc_cgroups, with the "cgroups" option), as a BigInt; null when unknown.
+Napi::Value Tracer::CgroupOf(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireState(env, kAttached, "cgroupOf");
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "cgroupOf(tgid): a number");
+  const uint32_t tgid = info[0].As<Napi::Number>().Uint32Value();
+  uint64_t id = 0;
+  if (bpf_map__lookup_elem(skel_->maps.proc_cgroups, &tgid, sizeof(tgid), &id, sizeof(id), 0) != 0) return env.Null();
+  return Napi::BigInt::New(env, id);
 }
 
 Napi::Value Tracer::HeldStates(const Napi::CallbackInfo& info) {

@@ -8,7 +8,9 @@
 //   start(cb)            RingPoller thread delivers record batches [poll thread -> JS]
 //   stop()               last drain, resolves when all delivered   [JS thread]
 //   heldStates()         summary mode: held sockets by state       [JS thread]
+//   heldByProcess()      the same by (tgid, state)                 [JS thread]
 //   mapFill()            entries of every hash map, and its size   [JS thread]
+//   cgroupOf(tgid)       the cgroup id a process acquired a socket in [JS thread]
 //   activeCloses(drop)   summary mode's active closes; drops the   [JS thread]
 //                        keys of exited processes
 //   rings()              ring buffers read (after load)            [JS thread]
@@ -53,8 +55,10 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
   Napi::Value Counters(const Napi::CallbackInfo& info);
   Napi::Value Rings(const Napi::CallbackInfo& info);
   Napi::Value HeldStates(const Napi::CallbackInfo& info);
+  Napi::Value HeldByProcess(const Napi::CallbackInfo& info);
   Napi::Value MapFill(const Napi::CallbackInfo& info);
   Napi::Value ActiveCloses(const Napi::CallbackInfo& info);
+  Napi::Value CgroupOf(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
 
   void CloseAll();

@@ -108,6 +108,8 @@ export interface NativeTracerOptions {
    * socket table (whole system without stacks). filter and stacks imply it.
    */
   owners?: boolean;
+  /** note each acquiring process's cgroup id in the kernel (proc_cgroups) */
+  cgroups?: boolean;
 }
 
 export interface MapFill {
@@ -133,8 +135,12 @@ export interface NativeTracer {
   rings(): number;
   /** summary mode: sockets the kernel holds (never sent to user space), counted by TCP state (index) */
   heldStates(): number[];
+  /** summary mode: held sockets by (tgid, TCP state), flat [tgid, state, count, ...] */
+  heldByProcess(): number[];
   /** entries of every hash map (walked key by key: call it seldom), after load() */
   mapFill(): MapFill[];
+  /** the cgroup v2 id the process acquired its last socket in (the "cgroups" option); null: unknown */
+  cgroupOf(tgid: number): bigint | null;
   /** summary mode's active closes, flat [tgid, stackId, count, ...]; deletes the keys of the tgids in drop first */
   activeCloses(drop?: number[]): number[];
   close(): void;

@@ -16,6 +16,7 @@ import { CgroupTree, cgroup2Mount } from '../src/agent/cgroups.js';
 import { cgroupV2Path, readBounded, unescapeUnit, workloadOf, type RuntimeState, type Workload } from '../src/agent/workload.js';
 import { NO_SELECTORS, Selection, type SelectorSpec } from '../src/agent/selection.js';
 import { needRoot, sleep, WORK } from './helpers/proc.js';
+import { removeCgroup } from './helpers/agent.js';
 
 const DIR = join(WORK, 'workload');
 after(() => rmSync(DIR, { recursive: true, force: true }));
@@ -141,13 +142,7 @@ test('a real process in a real cgroup: its /proc line and its cgroup id both res
       assert.match(seen.stdout, /^0::\/\.\.\//m, 'the kernel shows the path relative to the namespace root');
       assert.equal(cgroupV2Path(seen.stdout), want);
     } finally {
-      for (let i = 0; i < 50 && existsSync(nsDir); i++) {
-        try {
-          rmdirSync(nsDir);
-        } catch {
-          await sleep(20);
-        }
-      }
+      assert.ok(await removeCgroup(nsDir), 'the namespace-view cgroup is removed');
     }
     const w = workloadOf(line!);
     assert.deepEqual([w.workload, w.kind, w.unit], [`/system.slice/tcptrace-test-${process.pid}.service`, 'systemd', `tcptrace-test-${process.pid}`]);

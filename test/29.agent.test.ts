@@ -8,11 +8,11 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { EXIT } from '../src/errors.js';
 import { freePort, get, sample, ServiceCgroup } from './helpers/agent.js';
-import { buildC, needKernelBtf, needRoot, runClient, runTcptrace, sleep, ssCloseWait, startServer, startTcptrace, type Running, type Server } from './helpers/proc.js';
+import { buildC, needKernelBtf, needRoot, runClient, runTcptrace, sleep, ssCloseWait, startServer, startTcptrace, stopPid, type Running, type Server } from './helpers/proc.js';
 
 const skip = needRoot() ?? needKernelBtf();
 const noPromtool = spawnSync('promtool', ['--version']).status === 0 ? false : 'promtool is not installed (Debian package prometheus)';
@@ -68,6 +68,25 @@ describe('tcptrace agent: metrics of a leaky service', { skip: skip ?? false }, 
     // no series of a process that holds no CLOSE_WAIT socket, and no addresses or ports in any label
     assert.ok(!/tcptrace_close_wait_sockets\{[^}]*pid="1"/.test(metrics));
     assert.ok(!/127\.0\.0\.1|:\d{4,5}"/.test(metrics.split('\n').filter((l) => l.startsWith('tcptrace_')).join('\n')), 'no address in a label');
+  });
+
+  test('sockets the kernel holds count in tcptrace_sockets: ESTABLISHED = ss', async () => {
+    // a client that opens 6 connections, sends "leak" on each (the server keeps them and reads
+    // no more) and holds them: the server's 6 stay ESTABLISHED, most of them never published
+    const holder = spawn('python3', ['-c', `import socket,sys,time
+s=[socket.create_connection(("127.0.0.1",${server.port})) for _ in range(6)]
+for x in s: x.sendall(b"leak")
+print("held",flush=True); time.sleep(60)`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      await new Promise((r) => holder.stdout!.once('data', r));
+      await sleep(6000); // the held sockets are walked at most every 5 s
+      const est = spawnSync('ss', ['-tanpH', 'state', 'established'], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l.includes(`pid=${server.pid},`)).length;
+      assert.equal(est, 6, 'ss: the server holds 6 ESTABLISHED sockets');
+      const m = (await get(port, '/metrics')).text;
+      assert.equal(sample(m, 'tcptrace_sockets', { workload: service.workload, state: 'ESTABLISHED' }), est, m.split('\n').filter((l) => l.startsWith('tcptrace_sockets') || l.startsWith('tcptrace_summarised')).join('\n'));
+    } finally {
+      await stopPid(holder);
+    }
   });
 
   test('the exposition passes promtool check metrics', { skip: noPromtool }, () => {

@@ -12,10 +12,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, parseAllDocuments, stringify } from 'yaml';
-import { freePort, get, ServiceCgroup } from './helpers/agent.js';
+import { freePort, get, removeCgroup, ServiceCgroup } from './helpers/agent.js';
 import { buildC, needKernelBtf, needRoot, ROOT, runClient, sleep, ssCloseWait, startServer, startTcptrace, stopPid, WORK, type Running, type Server } from './helpers/proc.js';
 
 const DEPLOY = join(ROOT, 'deploy');
@@ -121,15 +121,7 @@ class MemoryCgroup {
     return existsSync(f) ? Number(readFileSync(f, 'utf8')) : null;
   }
   async remove(): Promise<boolean> {
-    if (!this.dir) return true;
-    for (let i = 0; i < 50 && existsSync(this.dir); i++) {
-      try {
-        rmdirSync(this.dir);
-      } catch {
-        await sleep(20);
-      }
-    }
-    return !existsSync(this.dir);
+    return this.dir ? removeCgroup(this.dir) : true;
   }
 }
 

@@ -12,7 +12,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createServer, type Server as HttpServer } from 'node:http';
 import { gunzipSync } from 'node:zlib';
 import { Profile } from 'pprof-format';
@@ -284,5 +284,31 @@ describe('tcptrace agent: active closes (TIME_WAIT makers) by workload and code 
     assert.equal(sample(after, 'tcptrace_active_closes_total', { workload: service.workload }), N, 'kept after the process is forgotten');
     const prof2 = samples(Profile.decode(gunzipSync((await get(port, '/debug/pprof/close_wait')).body))).filter((s) => s.labels.pid === clientPid);
     assert.deepEqual(prof2, [], 'the exited process has no sample any more');
+  });
+
+  test('a client gone before the agent reads its /proc is still its workload: the kernel noted its cgroup', async () => {
+    const other = new ServiceCgroup(`tcptrace-gone-test-${process.pid}`);
+    if (!other.dir) return;
+    const N = 20;
+    const bin = buildC('closing_client', ['-O2', '-g']);
+    const before = sample((await get(port, '/metrics')).text, 'tcptrace_workloads_from_kernel_total', {}) ?? 0;
+    try {
+      // the agent is stopped while the client runs and exits: its records wait in the ring, and
+      // when the agent reads them /proc/PID is gone (a process faster than the agent, for sure)
+      process.kill(agent.proc.pid!, 'SIGSTOP');
+      let r;
+      try {
+        r = spawnSync('sh', ['-c', `mkdir -p '${other.dir}' && echo $$ > '${other.dir}/cgroup.procs' && exec '${bin}' ${server.port} ${N}`], { encoding: 'utf8' });
+      } finally {
+        process.kill(agent.proc.pid!, 'SIGCONT');
+      }
+      assert.equal(r.status, 0, r.stderr);
+      await sleep(1500);
+      const m = (await get(port, '/metrics')).text;
+      assert.equal(sample(m, 'tcptrace_active_closes_total', { workload: other.workload }), N, m.split('\n').filter((l) => l.includes('active_closes_total')).join('\n'));
+      assert.ok(sample(m, 'tcptrace_workloads_from_kernel_total', {})! > before, 'named from the kernel, /proc being gone');
+    } finally {
+      assert.ok(await other.remove());
+    }
   });
 });

@@ -62,6 +62,7 @@ const volatile __u32 targ_stack_bytes = 32768; /* user stack to copy, in whole p
 const volatile __u32 targ_stack_rate = 1000;  /* stacks per second per process, burst the same */
 const volatile __u64 targ_stack_wakeup_gap_ns = 2000000; /* at most one wake-up per CPU per 2 ms for stack copies */
 const volatile bool targ_ring_per_cpu = false; /* records go to this CPU's ring in "rings", not to "events" */
+const volatile bool targ_cgroups = false;      /* note each acquiring process's cgroup (proc_cgroups): the agent */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

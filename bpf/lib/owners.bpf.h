@@ -47,8 +47,39 @@ static __always_inline bool held(const struct tt_owner *o)
 	return targ_summary && o && !(o->flags & TT_OWNER_PUBLISHED);
 }
 
+/*
+ * The cgroup of each process that acquires a socket, noted where it acquires it
+ * (bpf_get_current_cgroup_id: 4.18+, the cgroup v2 id, the inode of its directory).
+ * The agent names a process's workload from /proc/PID/cgroup, which a short-lived
+ * process takes with it when it exits before the agent reads it (a CronJob, a
+ * client that connects, leaks and exits): this map still says where it ran. LRU:
+ * the processes that acquired most recently. One lookup per acquisition; an update
+ * only for a process new to the map (or moved).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);   /* tgid */
+	__type(value, __u64); /* cgroup id */
+} proc_cgroups SEC(".maps");
+
+static __always_inline void note_cgroup(void)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 cg, *had;
+
+	if (!targ_cgroups)
+		return;
+	cg = bpf_get_current_cgroup_id();
+	had = bpf_map_lookup_elem(&proc_cgroups, &tgid);
+	if (!had || *had != cg)
+		bpf_map_update_elem(&proc_cgroups, &tgid, &cg, BPF_ANY);
+}
+
+/* a new owners entry for the task on the CPU, which acquires the socket now (its own syscall) */
 static __always_inline void owner_here(struct tt_owner *o, __s32 fd, __u8 origin, __u64 now)
 {
+	note_cgroup();
 	o->first_ns = now;
 	o->state = TCP_CLOSE; /* until a transition or the caller says otherwise */
 	o->tgid = bpf_get_current_pid_tgid() >> 32;
@@ -95,6 +126,7 @@ static __always_inline struct tt_owner *claim_accepted(const bool btf, struct so
 		return NULL;
 	}
 	if (o) {
+		note_cgroup(); /* the accepting process's (owner_here notes it for a fresh entry) */
 		/* keep first_ns: the socket was ours (as a listener's child) since SYN_RECV */
 		o->tgid = bpf_get_current_pid_tgid() >> 32;
 		if (fd >= 0)

@@ -37,6 +37,11 @@ class WorkloadCache {
   private readonly seen = new Map<string, Workload>();
   overflowed = 0;
 
+  /** the kernel's note of where a process acquired its sockets (cgroup id to path), for processes gone */
+  kernelCgroup: ((pid: number) => string | null) | null = null;
+  /** workloads named from the kernel's note because /proc/PID was gone */
+  fromKernel = 0;
+
   constructor(private readonly max: number) {}
 
   of(pid: number): Workload {
@@ -46,7 +51,9 @@ class WorkloadCache {
     try {
       path = cgroupV2Path(readFileSync(`/proc/${pid}/cgroup`, 'utf8'));
     } catch {
-      // exited: attributed to the host until the kernel's cgroup id is recorded at acquire
+      // exited before it was read: where the kernel saw it acquire its sockets (its cgroup may be gone too)
+      path = this.kernelCgroup?.(pid) ?? null;
+      if (path) this.fromKernel++;
     }
     w = path ? workloadOf(path) : { workload: HOST_WORKLOAD, kind: 'host', cgroup: '' };
     if (!this.seen.has(w.workload)) {
@@ -248,6 +255,15 @@ export class AgentMetrics {
         this.inc(self.processMemory?.forgotten ?? 0);
       },
     });
+    new Counter({
+      name: 'tcptrace_workloads_from_kernel_total',
+      help: "processes named from the cgroup the kernel saw them acquire sockets in: gone before /proc/PID/cgroup was read",
+      registers: [r],
+      collect() {
+        this.reset();
+        this.inc(self.workloads.fromKernel);
+      },
+    });
     new Gauge({
       name: 'tcptrace_workloads_overflow',
       help: 'processes whose workload was folded into workload="~other" (past --max-workloads)',
@@ -348,6 +364,18 @@ export class AgentMetrics {
   /** --pyroscope-url's push outcomes (null: not pushing) */
   pushes: { success: number; failure: number } | null = null;
 
+  /** summary mode: the sockets the kernel holds by (tgid, state), once the session runs */
+  heldSource: (() => number[] | null) | null = null;
+  private heldCache: { at: number; flat: number[] } | null = null;
+
+  /** walked at most every 5 s (the owners map, one lookup per socket) */
+  private held(): number[] {
+    if (!this.heldSource) return [];
+    const now = performance.now();
+    if (!this.heldCache || now - this.heldCache.at >= 5000) this.heldCache = { at: now, flat: this.heldSource() ?? [] };
+    return this.heldCache.flat;
+  }
+
   /** the session's map fill, once it runs (set by the agent command) */
   mapFillSource: (() => MapFill[]) | null = null;
   private fillCache: { at: number; maps: MapFill[] } | null = null;
@@ -382,6 +410,11 @@ export class AgentMetrics {
   /** the agent reports this process (its selectors name it) */
   selects(pid: number, comm: string): boolean {
     return this.selection.selects(pid, comm, () => this.workloads.of(pid));
+  }
+
+  /** a process's cgroup from the kernel (the session's note, resolved through the cgroup tree) */
+  set kernelCgroup(f: ((pid: number) => string | null) | null) {
+    this.workloads.kernelCgroup = f;
   }
 
   /** the workload a process runs in (cached per pid; the pprof labels use it too) */
@@ -428,6 +461,15 @@ export class AgentMetrics {
       const k = `${this.workloads.of(rec.pid).workload}\0${stateName(rec.state)}`;
       states.set(k, (states.get(k) ?? 0) + 1);
     }
+    // summary mode: the sockets the kernel holds (never in CLOSE_WAIT or LISTEN yet) count too
+    const held = this.held();
+    for (let i = 0; i + 2 < held.length; i += 3) {
+      const pid = held[i]!;
+      if (!this.selection.selects(pid, () => procComm(pid), () => this.workloads.of(pid))) continue;
+      pids.add(pid);
+      const k = `${this.workloads.of(pid).workload}\0${stateName(held[i + 1]!)}`;
+      states.set(k, (states.get(k) ?? 0) + held[i + 2]!);
+    }
     this.workloads.forget(pids);
     this.selection.forget(pids);
     this.cache = { at: now, procs: [...rows.values()], states };
@@ -451,6 +493,15 @@ interface ProcessRow {
   /** null: the process is gone, or its fds cannot be read */
   openFds: number | null;
   maxFds: number | null;
+}
+
+/** /proc/PID/comm ('' once it exited) */
+function procComm(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
 }
 
 /** a process's open fds and soft fd limit (null where unreadable: it exited, or /proc is hidden) */

@@ -81,10 +81,11 @@ export class Selection {
     return parts.length ? parts.join('; ') : 'the whole system';
   }
 
-  selects(pid: number, comm: string, workload: () => Workload): boolean {
+  /** comm: the process's name, or how to read it (only when the process is not decided yet) */
+  selects(pid: number, comm: string | (() => string), workload: () => Workload): boolean {
     if (this.all) return true;
     let yes = this.cache.get(pid);
-    if (yes === undefined) this.cache.set(pid, (yes = this.decide(pid, comm, workload())));
+    if (yes === undefined) this.cache.set(pid, (yes = this.decide(pid, typeof comm === 'string' ? comm : comm(), workload())));
     return yes;
   }
 

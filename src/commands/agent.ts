@@ -96,11 +96,13 @@ export function agentCommand(): Command {
 Endpoints (on --listen, loopback by default: process names are sensitive):
   GET /metrics     Prometheus text: tcptrace_close_wait_sockets, tcptrace_leaked_sockets,
                    tcptrace_close_wait_oldest_seconds {workload, pid, comm};
+                   tcptrace_process_open_fds, _max_fds; tcptrace_active_closes_total,
                    tcptrace_sockets {workload, state}; tcptrace_workload_info; the agent's
                    own health (events, lost, missed in kernel, dropped) and process metrics
   GET /debug/pprof/close_wait
                    pprof profile (gzip): sockets leaked (default), in CLOSE_WAIT, in use,
-                   per process and code path; go tool pprof, Pyroscope and Parca read it
+                   and active closes (TIME_WAIT makers), per process and code path;
+                   go tool pprof, Pyroscope and Parca read it
   GET /-/healthy   200 while the agent serves
   GET /-/ready     200 once attached and the sockets that predate it are seeded
   POST /-/reload   re-read --config (thresholds and selectors), from this host only; SIGHUP
@@ -190,11 +192,17 @@ turns attribution off for the lowest overhead.`,
       process.on('SIGHUP', onHup);
       // summary: a socket stays in the kernel until it enters CLOSE_WAIT or LISTEN (the agent's
       // metrics are about those), unless --no-kernel-summary; it needs the kernel's owners (stacks)
-      await runSession({ ...opts, pid: kernelPids ? opts.pid : undefined, stacks: opts.stacks ?? true, summary: opts.kernelSummary }, [analyzer], (s) => {
+      await runSession({ ...opts, pid: kernelPids ? opts.pid : undefined, stacks: opts.stacks ?? true, summary: opts.kernelSummary, cgroups: true }, [analyzer], (s) => {
         metrics.mapFillSource = () => s.mapFill();
         server.ready = true;
         pusher?.start();
         metrics.closesSource = (drop) => s.activeCloses(drop);
+        metrics.heldSource = () => s.heldByProcess();
+        const tree = new CgroupTree();
+        metrics.kernelCgroup = (pid) => {
+          const id = s.cgroupOf(pid);
+          return id === null ? null : tree.pathOf(id);
+        };
         const exited = new ExitedProcesses(analyzer, s, metrics.activeCloses);
         metrics.processMemory = exited;
         forgetTimer = setInterval(() => {

@@ -7,7 +7,7 @@ import type { SessionEnd, TraceSink } from '../trace/types.js';
 import type { AnalysisOpts, SelectorOpts } from './options.js';
 
 export async function runSession(
-  opts: SelectorOpts & Partial<AnalysisOpts> & { summary?: boolean },
+  opts: SelectorOpts & Partial<AnalysisOpts> & { summary?: boolean; cgroups?: boolean },
   sinks: TraceSink[],
   onStart?: (s: TraceSession) => void,
 ): Promise<SessionEnd> {
@@ -27,6 +27,7 @@ export async function runSession(
       stackBytes: opts.stackBytes,
       stackRate: opts.stackRate,
       summary: opts.summary,
+      cgroups: opts.cgroups,
       analysis: opts.leakAfter !== undefined ? { leakAfterMs: opts.leakAfter * 1000, top: opts.top ?? 10, intervalS: opts.interval } : undefined,
     },
     sinks,

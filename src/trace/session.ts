@@ -44,6 +44,8 @@ export interface TraceOptions {
    * the report, not every event: off whenever a recording is written.
    */
   summary?: boolean;
+  /** note in the kernel the cgroup each process acquires sockets in (the agent: workloads of processes gone) */
+  cgroups?: boolean;
   /** analysis settings to keep in recordings */
   analysis?: { leakAfterMs: number; top: number; intervalS?: number };
 }
@@ -133,6 +135,7 @@ export class TraceSession {
       stackBytes: opts.stackBytes,
       stackRate: opts.stackRate,
       summary: opts.summary,
+      cgroups: !!opts.cgroups,
       owners: kernelOwners(opts, targets),
     });
     try {
@@ -213,6 +216,25 @@ export class TraceSession {
   /** drops what the session keeps of an exited process: the stack ids it had */
   forgetProcess(pid: number): number[] {
     return this.resolver?.forget(pid) ?? [];
+  }
+
+  /** the cgroup v2 id a process acquired its last socket in (with the cgroups option); null: unknown */
+  cgroupOf(pid: number): bigint | null {
+    try {
+      return this.tracer.cgroupOf(pid);
+    } catch {
+      return null;
+    }
+  }
+
+  /** summary mode: the sockets the kernel holds, flat [tgid, state, count, ...] (null: not summarising, or closed) */
+  heldByProcess(): number[] | null {
+    if (!this.info.summary) return null;
+    try {
+      return this.tracer.heldByProcess();
+    } catch {
+      return null;
+    }
   }
 
   /** summary mode's kernel-counted active closes, flat [tgid, stackId, count, ...] (null: not summarising, or closed) */

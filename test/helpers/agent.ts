@@ -68,14 +68,18 @@ export class ServiceCgroup {
 
   /** after its processes were stopped: rmdir, retried while the kernel lets go of them */
   async remove(): Promise<boolean> {
-    if (!this.dir) return true;
-    for (let i = 0; i < 50 && existsSync(this.dir); i++) {
-      try {
-        rmdirSync(this.dir);
-      } catch {
-        await sleep(20);
-      }
-    }
-    return !existsSync(this.dir);
+    return this.dir ? removeCgroup(this.dir) : true;
   }
+}
+
+/** rmdir of a cgroup whose processes were stopped, retried for a second while the kernel lets go of them */
+export async function removeCgroup(dir: string): Promise<boolean> {
+  for (let i = 0; i < 50 && existsSync(dir); i++) {
+    try {
+      rmdirSync(dir);
+    } catch {
+      await sleep(20);
+    }
+  }
+  return !existsSync(dir);
 }
