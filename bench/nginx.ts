@@ -182,6 +182,7 @@ const conditions: Condition[] = [
   jsonTrace('tcptrace --pid (attribution)', (worker) => worker, [], (doc) => stackNotes.push(doc.stacks)),
   jsonTrace('tcptrace --pid --no-kernel-summary (attribution)', (worker) => worker, ['--no-kernel-summary']),
   agent('tcptrace agent (system, attribution)', []),
+  agent('tcptrace agent --no-kernel-summary (system, attribution)', ['--no-kernel-summary']),
   recording('tcptrace record (system)', []),
   // the shared ring the per-CPU rings replaced, beside them in every round
   recording('tcptrace record --no-ring-per-cpu (system)', ['--no-ring-per-cpu']),
