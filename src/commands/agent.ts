@@ -42,10 +42,10 @@ interface AgentOpts extends SelectorOpts {
   seriesGrace: number;
   events?: string;
   eventsGrowth: number;
-  comm: string[];
-  unit: string[];
-  cgroup: string[];
-  container: string[];
+  comm?: string[];
+  unit?: string[];
+  cgroup?: string[];
+  container?: string[];
   config?: string;
   pyroscopeUrl?: URL;
   pushInterval: number;
@@ -61,7 +61,7 @@ function flagSettings(opts: AgentOpts): AgentSettings {
     leakAfterS: opts.leakAfter,
     eventsGrowth: opts.eventsGrowth,
     seriesGraceS: opts.seriesGrace,
-    selectors: { pid: opts.pid ?? [], comm: opts.comm, unit: opts.unit, cgroup: opts.cgroup, container: opts.container },
+    selectors: { pid: opts.pid ?? [], comm: opts.comm ?? [], unit: opts.unit ?? [], cgroup: opts.cgroup ?? [], container: opts.container ?? [] },
   };
 }
 
@@ -135,10 +135,10 @@ turns attribution off for the lowest overhead.`,
     .addOption(new Option('--series-grace <seconds>', "a process's series stay at 0 this long once it holds no CLOSE_WAIT socket (closed, or exited), then go").argParser(parsePositive).default(60))
     .addOption(new Option('--events <file>', 'write the leak events (JSON lines) to FILE, appended, instead of stdout'))
     .addOption(new Option('--events-growth <factor>', 'a leak_grew event when a leak group reaches this many times its last reported size').argParser(growthFactor).default(2))
-    .addOption(new Option('--comm <glob>', 'report processes whose name (comm, 15 characters) matches (repeatable)').argParser(collect).default([], ''))
-    .addOption(new Option('--unit <glob>', 'report processes of the systemd unit (NAME or NAME.service; repeatable)').argParser(collect).default([], ''))
-    .addOption(new Option('--cgroup <path>', 'report processes in the cgroup v2 subtree (/system.slice/x.service; repeatable)').argParser(collect).default([], ''))
-    .addOption(new Option('--container <id|glob>', 'report processes of the container: an id prefix (4+ hex digits) or a name glob (repeatable)').argParser(collect).default([], ''))
+    .addOption(new Option('--comm <glob>', 'report processes whose name (comm, 15 characters) matches (repeatable)').argParser(collect))
+    .addOption(new Option('--unit <glob>', 'report processes of the systemd unit (NAME or NAME.service; repeatable)').argParser(collect))
+    .addOption(new Option('--cgroup <path>', 'report processes in the cgroup v2 subtree (/system.slice/x.service; repeatable)').argParser(collect))
+    .addOption(new Option('--container <id|glob>', 'report processes of the container: an id prefix (4+ hex digits) or a name glob (repeatable)').argParser(collect))
     .addOption(new Option('--pyroscope-url <url>', "also push the profile to Pyroscope's /ingest (pprof) every --push-interval").argParser(parsePushUrl))
     .addOption(new Option('--push-interval <seconds>', 'seconds between profile pushes').argParser(parsePositive).default(60))
     .addOption(new Option('--no-kernel-summary', 'send every socket event to the agent, not only those of sockets that enter CLOSE_WAIT or LISTEN (costlier; complete transition counts)'))
