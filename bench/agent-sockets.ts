@@ -1,7 +1,8 @@
 /**
- * The agent with many sockets open: a helper (bench/sockets/hold_sockets.c) opens
- * --connections loopback connections over 20 ports and holds both ends (twice as
- * many sockets), with the agent tracing the whole host at --max-sockets. Prints what
+ * The agent with many sockets open: helpers (bench/sockets/hold_sockets.c, pairs of
+ * a listener and its client, each under the host's fd limit) open --connections
+ * loopback connections and hold both ends (twice as many sockets), with the agent
+ * tracing the whole host at --max-sockets. Prints what
  * the agent reports against `ss`, its resident memory, the kernel memory of its BPF
  * maps (bpftool's bytes_memlock), and what --max-sockets promises: the owners and
  * seeds maps are sized by it, so the kernel side is bounded by the flag whatever the
@@ -12,7 +13,7 @@
  * usage: node dist/bench/agent-sockets.js [--connections N] [--max-sockets N]   (root; npm run bench:sockets)
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLI, killOnInterrupt, parseOptions, ROOT, sleep } from './common.js';
@@ -44,15 +45,35 @@ function lines(proc: ChildProcess, re: RegExp, timeoutMs: number): Promise<strin
   });
 }
 
-/** kernel memory of the maps a process holds (bpftool map show: bytes_memlock, memcg-charged since 5.11) */
+/**
+ * kernel memory of the BPF maps a process holds: the memlock of each map fd in
+ * /proc/PID/fdinfo (charged to its memory cgroup since 5.11), named through bpftool
+ */
 function mapBytes(pid: number): { bytes: number; maps: Record<string, number> } {
+  const names = new Map<number, string>();
   const r = spawnSync('bpftool', ['map', 'show', '-j'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  try {
+    for (const m of JSON.parse(r.stdout || '[]') as { id: number; name?: string }[]) names.set(m.id, m.name ?? String(m.id));
+  } catch {
+    // no bpftool: maps by id
+  }
   const maps: Record<string, number> = {};
   let bytes = 0;
-  for (const m of JSON.parse(r.stdout || '[]') as { name?: string; bytes_memlock?: number; pids?: { pid: number }[] }[]) {
-    if (!m.pids?.some((p) => p.pid === pid)) continue;
-    bytes += m.bytes_memlock ?? 0;
-    if (m.name) maps[m.name] = (maps[m.name] ?? 0) + (m.bytes_memlock ?? 0);
+  const seen = new Set<number>();
+  for (const fd of readdirSync(`/proc/${pid}/fdinfo`)) {
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
+    } catch {
+      continue;
+    }
+    const id = /^map_id:\s+(\d+)/m.exec(text);
+    const mem = /^memlock:\s+(\d+)/m.exec(text);
+    if (!id || !mem || seen.has(Number(id[1]))) continue;
+    seen.add(Number(id[1]));
+    const name = names.get(Number(id[1])) ?? id[1]!;
+    maps[name] = (maps[name] ?? 0) + Number(mem[1]);
+    bytes += Number(mem[1]);
   }
   return { bytes, maps };
 }
@@ -60,7 +81,7 @@ function mapBytes(pid: number): { bytes: number; maps: Record<string, number> } 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the bench needs root (BPF)');
   const { values } = parseOptions(USAGE, {
-    connections: { default: '500000', kind: 'count', help: 'connections held (each two sockets on loopback); at most 20 x the ephemeral range' },
+    connections: { default: '500000', kind: 'count', help: 'connections held (each two sockets on loopback), 9,000 per process pair' },
     'max-sockets': { default: '1048576', kind: 'count', help: "the agent's --max-sockets" },
   });
   const n = Number(values.connections);
@@ -70,8 +91,6 @@ async function main(): Promise<void> {
   const cc = spawnSync('gcc', ['-O2', '-Wall', '-o', bin, join(ROOT, 'bench/sockets/hold_sockets.c')], { encoding: 'utf8' });
   if (cc.status !== 0) throw new Error(`gcc hold_sockets.c: ${cc.stderr}`);
   const listen = 20000 + (process.pid % 10000);
-  // 20 listening ports below the ephemeral range (32768-60999 here): each has its own ~28k client ports
-  const port0 = 30000 + (process.pid % 100) * 20;
   const agent = killOnInterrupt(spawn(process.execPath, [CLI, 'agent', '--listen', `127.0.0.1:${listen}`, '--max-sockets', values['max-sockets']!], { stdio: ['ignore', 'ignore', 'pipe'] }));
   let agentErr = '';
   await new Promise<void>((resolve, reject) => {
@@ -82,17 +101,24 @@ async function main(): Promise<void> {
     agent.once('exit', (c) => reject(new Error(`agent exited ${c}: ${agentErr}`)));
   });
   const metrics = async () => (await fetch(`http://127.0.0.1:${listen}/metrics`)).text();
-  const before = await metrics();
-  const rss0 = metricSum(before, 'process_resident_memory_bytes')!;
-  const server = killOnInterrupt(spawn(bin, ['server', String(port0), '20'], { stdio: ['ignore', 'pipe', 'inherit'] }));
-  const client = killOnInterrupt(spawn(bin, ['client', String(port0), '20', String(n)], { stdio: ['ignore', 'pipe', 'inherit'] }));
+  const rss0 = metricSum(await metrics(), 'process_resident_memory_bytes')!;
+  // pairs of processes (a listener and its client child), each under this host's fd limit
+  const perPair = Math.min(n, 9000);
+  const pairs = Math.ceil(n / perPair);
+  const port0 = 30000 - pairs - (process.pid % 1000);
+  const holders: ChildProcess[] = [];
   try {
-    await lines(server, /listening/, 10_000);
     const t0 = performance.now();
-    const connected = Number(/\d+/.exec(await lines(client, /connected \d+/, 600_000))![0]);
-    process.stdout.write(`${connected} connections (${2 * connected} sockets) in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
-    await sleep(8000); // the held sockets are walked at most every 5 s, map fill every 15 s
-    const ss = Number(spawnSync('sh', ['-c', `ss -tanH state established '( sport >= :${port0} and sport < :${port0 + 20} ) or ( dport >= :${port0} and dport < :${port0 + 20} )' | wc -l`], { encoding: 'utf8' }).stdout.trim());
+    let held = 0;
+    for (let i = 0; i < pairs; i++) {
+      const want = Math.min(perPair, n - i * perPair);
+      const h = killOnInterrupt(spawn(bin, [String(port0 + i), String(want)], { stdio: ['ignore', 'pipe', 'inherit'] }));
+      holders.push(h);
+      held += Number(/\d+/.exec(await lines(h, /held \d+/, 300_000))![0]);
+    }
+    process.stdout.write(`${held} connections (${2 * held} sockets) in ${pairs} process pairs, ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+    await sleep(16_000); // the held sockets are walked at most every 5 s, map fill every 15 s
+    const ss = Number(spawnSync('sh', ['-c', `ss -tanH state established '( sport >= :${port0} and sport < :${port0 + pairs} ) or ( dport >= :${port0} and dport < :${port0 + pairs} )' | wc -l`], { encoding: 'utf8', maxBuffer: 256 << 20 }).stdout.trim());
     const m = await metrics();
     const est = metricSum(m, 'tcptrace_sockets', (l) => l.includes('state="ESTABLISHED"')) ?? 0;
     const owners = metricSum(m, 'tcptrace_bpf_map_entries', (l) => l.includes('map="owners"'));
@@ -103,17 +129,17 @@ async function main(): Promise<void> {
     const heap = metricSum(m, 'nodejs_heap_size_used_bytes')!;
     const kmem = mapBytes(agent.pid!);
     const MiB = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+    const top = Object.entries(kmem.maps).sort((x, y) => y[1] - x[1]).slice(0, 4).map(([k, v]) => `${k} ${MiB(v)}`).join(', ');
     process.stdout.write(
       [
-        `ss: ${ss} ESTABLISHED sockets on the helper's ports; the agent: ${est} ESTABLISHED in all (held in the kernel and seen)`,
+        `ss: ${ss} ESTABLISHED sockets on the helpers' ports; the agent: ${est} ESTABLISHED on the host (held in the kernel, and seen)`,
         `owners map ${owners}/${ownersMax} entries; map full ${full}; lost ${lost}`,
         `agent RSS ${MiB(rss0)} before, ${MiB(rss)} with them (JS heap ${MiB(heap)})`,
-        `BPF maps of the agent: ${MiB(kmem.bytes)} (owners ${MiB(kmem.maps.owners ?? 0)}, seeds ${MiB(kmem.maps.seeds ?? 0)}): --max-sockets ${values['max-sockets']} promises these two at ${MiB((kmem.maps.owners ?? 0) + (kmem.maps.seeds ?? 0))}, whatever the host holds`,
+        `the agent's BPF maps: ${MiB(kmem.bytes)} in all (${top}); owners and seeds are sized by --max-sockets ${values['max-sockets']}, whatever the host holds`,
       ].join('\n') + '\n',
     );
   } finally {
-    client.kill('SIGKILL');
-    server.kill('SIGKILL');
+    for (const h of holders) h.kill('SIGKILL');
     await sleep(3000);
     agent.kill('SIGTERM');
     rmSync(dir, { recursive: true, force: true });

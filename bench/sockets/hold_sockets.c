@@ -1,100 +1,73 @@
 /*
- * Holds many TCP connections open on loopback, for the agent's memory bench:
- *   hold_sockets server PORT0 NPORTS        listens on NPORTS ports from PORT0, accepts
- *                                           and holds every connection; prints "accepted N"
- *                                           every 50,000
- *   hold_sockets client PORT0 NPORTS N      opens N connections round-robin over the
- *                                           ports (each destination has its own ephemeral
- *                                           range) and holds them; prints "connected N"
- * Both raise RLIMIT_NOFILE to fs.nr_open first. Stopped by a signal.
+ * Holds many TCP connections open on loopback, for the agent's memory bench.
+ *
+ *   hold_sockets PORT N    listens on 127.0.0.1:PORT, forks a client that opens N
+ *                          connections to it, accepts all N, and holds both ends
+ *                          (2N sockets, N fds in each process); prints "held N"
+ *                          once every connection is accepted; stopped by a signal
+ *                          (the client child dies with it: PR_SET_PDEATHSIG)
+ *
+ * A process's fds are bounded by its RLIMIT_NOFILE (raised to the hard limit here),
+ * so the bench runs as many pairs as it needs, each on a port of its own.
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <netinet/in.h>
 #include <arpa/inet.h>
-#include <poll.h>
+#include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-static void raise_nofile(void)
-{
-	long nr = 1048576;
-	FILE *f = fopen("/proc/sys/fs/nr_open", "r");
-	if (f) {
-		if (fscanf(f, "%ld", &nr) != 1)
-			nr = 1048576;
-		fclose(f);
-	}
-	struct rlimit r = { (rlim_t)nr, (rlim_t)nr };
-	if (setrlimit(RLIMIT_NOFILE, &r))
-		perror("setrlimit");
-}
-
-static struct sockaddr_in addr(int port)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	return a;
-}
-
 int main(int argc, char **argv)
 {
-	if (argc < 4) {
-		fprintf(stderr, "usage: %s server PORT0 NPORTS | client PORT0 NPORTS N\n", argv[0]);
+	if (argc != 3) {
+		fprintf(stderr, "usage: %s PORT N\n", argv[0]);
 		return 64;
 	}
-	raise_nofile();
-	int port0 = atoi(argv[2]), nports = atoi(argv[3]);
-	if (nports < 1 || nports > 256)
+	int port = atoi(argv[1]);
+	long n = atol(argv[2]);
+	struct rlimit r;
+	getrlimit(RLIMIT_NOFILE, &r);
+	r.rlim_cur = r.rlim_max;
+	setrlimit(RLIMIT_NOFILE, &r);
+	if ((rlim_t)n + 16 > r.rlim_cur) {
+		fprintf(stderr, "N %ld is over the fd limit %ld\n", n, (long)r.rlim_cur);
 		return 64;
-	if (strcmp(argv[1], "server") == 0) {
-		struct pollfd p[256];
-		for (int i = 0; i < nports; i++) {
-			int one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
-			struct sockaddr_in a = addr(port0 + i);
-			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-			if (bind(fd, (struct sockaddr *)&a, sizeof(a)) || listen(fd, 4096)) {
-				perror("bind/listen");
-				return 1;
-			}
-			p[i].fd = fd;
-			p[i].events = POLLIN;
-		}
-		printf("listening\n");
-		fflush(stdout);
-		long n = 0;
-		for (;;) {
-			if (poll(p, nports, -1) < 0 && errno != EINTR)
-				return 1;
-			for (int i = 0; i < nports; i++) {
-				if (!(p[i].revents & POLLIN))
-					continue;
-				for (int k = 0; k < 64; k++) {
-					int c = accept4(p[i].fd, NULL, NULL, SOCK_NONBLOCK);
-					if (c < 0)
-						break;
-					if (++n % 50000 == 0) {
-						printf("accepted %ld\n", n);
-						fflush(stdout);
-					}
-				}
+	}
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	int one = 1, lfd = socket(AF_INET, SOCK_STREAM, 0);
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(lfd, (struct sockaddr *)&a, sizeof(a)) || listen(lfd, 4096)) {
+		perror("bind/listen");
+		return 1;
+	}
+	pid_t child = fork();
+	if (child == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		close(lfd);
+		for (long i = 0; i < n; i++) {
+			int fd = socket(AF_INET, SOCK_STREAM, 0);
+			if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a))) {
+				fprintf(stderr, "connection %ld: %s\n", i, strerror(errno));
+				_exit(1);
 			}
 		}
+		pause();
+		_exit(0);
 	}
-	long want = atol(argv[4]), n = 0;
-	for (; n < want; n++) {
-		int fd = socket(AF_INET, SOCK_STREAM, 0);
-		struct sockaddr_in a = addr(port0 + (int)(n % nports));
-		if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a))) {
-			fprintf(stderr, "connection %ld: %s\n", n, strerror(errno));
-			break;
+	for (long i = 0; i < n; i++) {
+		if (accept(lfd, NULL, NULL) < 0) {
+			perror("accept");
+			return 1;
 		}
 	}
-	printf("connected %ld\n", n);
+	printf("held %ld\n", n);
 	fflush(stdout);
 	pause();
 	return 0;
