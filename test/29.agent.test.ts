@@ -4,15 +4,18 @@
  * agent's /metrics must show, for its pid and under its workload, the
  * CLOSE_WAIT sockets `ss` shows, those past --leak-after, and pass Debian's
  * `promtool check metrics`. Health and readiness endpoints answer; a bad
- * --listen and a port in use are one-line errors with their exit codes.
+ * --listen and a port in use are one-line errors with their exit codes. Sockets
+ * the kernel holds count in tcptrace_sockets (= ss); a service in a network
+ * namespace of its own (ip netns) is traced and named like any other.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { EXIT } from '../src/errors.js';
 import { freePort, get, sample, ServiceCgroup } from './helpers/agent.js';
-import { buildC, needKernelBtf, needRoot, runClient, runTcptrace, sleep, ssCloseWait, startServer, startTcptrace, stopPid, type Running, type Server } from './helpers/proc.js';
+import { buildC, FIXTURES, needKernelBtf, needRoot, runClient, runTcptrace, sleep, ssCloseWait, startServer, startTcptrace, stopPid, type Running, type Server } from './helpers/proc.js';
 
 const skip = needRoot() ?? needKernelBtf();
 const noPromtool = spawnSync('promtool', ['--version']).status === 0 ? false : 'promtool is not installed (Debian package prometheus)';
@@ -113,5 +116,46 @@ print("held",flush=True); time.sleep(60)`], { stdio: ['ignore', 'pipe', 'inherit
     assert.equal(busy.code, EXIT.CANNOT_LISTEN, busy.stderr);
     assert.match(busy.stderr, /cannot listen on 127\.0\.0\.1:\d+: the address is in use/);
     assert.equal(busy.stderr.trim().split('\n').length, 1, busy.stderr);
+  });
+});
+
+describe('tcptrace agent: a service in a network namespace of its own', { skip: skip ?? false }, () => {
+  const ns = `tcptrace-agent-${process.pid}`;
+  const service = new ServiceCgroup(`tcptrace-netns-test-${process.pid}`);
+  let server: Server | undefined;
+  let agent: Running | undefined;
+  let port: number;
+
+  before(async () => {
+    const add = spawnSync('ip', ['netns', 'add', ns], { encoding: 'utf8' });
+    assert.equal(add.status, 0, `ip netns add: ${add.stderr}`);
+    spawnSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    port = await freePort();
+    agent = startTcptrace(['agent', '--listen', `127.0.0.1:${port}`, '--leak-after', '1']);
+    await agent.ready;
+    // ip netns exec enters the namespace and execs: the pid is the server's own
+    server = await startServer('ip', ['netns', 'exec', ns, buildC('leaky_server', ['-O2', '-g'])]);
+    service.add(server.pid);
+  });
+
+  after(async () => {
+    await agent?.stop('SIGTERM');
+    await server?.stop();
+    spawnSync('ip', ['netns', 'delete', ns]);
+    assert.ok(!spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.includes(ns), 'the namespace is removed');
+    assert.ok(await service.remove(), 'the test cgroup is removed');
+  });
+
+  test("its leaks are traced and named: the namespace's ss, under its workload", async () => {
+    const c = spawnSync('ip', ['netns', 'exec', ns, 'python3', join(FIXTURES, 'client.py'), String(server!.port), 'leak', '3'], { encoding: 'utf8' });
+    assert.equal(c.status, 0, c.stderr);
+    await sleep(1500);
+    // ground truth inside the namespace: the host's ss does not see its sockets
+    const inside = spawnSync('ip', ['netns', 'exec', ns, 'ss', '-tanpH', 'state', 'close-wait'], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l.includes(`pid=${server!.pid},`)).length;
+    assert.equal(inside, 3);
+    const m = (await get(port, '/metrics')).text;
+    const labels = { workload: service.workload, pid: String(server!.pid), comm: 'leaky_server' };
+    assert.equal(sample(m, 'tcptrace_close_wait_sockets', labels), inside);
+    assert.equal(sample(m, 'tcptrace_leaked_sockets', labels), inside);
   });
 });
