@@ -4,10 +4,10 @@
  * loopback connections and hold both ends (twice as many sockets), with the agent
  * tracing the whole host at --max-sockets. Prints what
  * the agent reports against `ss`, its resident memory, the kernel memory of its BPF
- * maps (bpftool's bytes_memlock), and what --max-sockets promises: the owners and
- * seeds maps are sized by it, so the kernel side is bounded by the flag whatever the
- * host holds, and sockets past it are counted (tcptrace_bpf_map_full_total), not lost
- * silently. In the kernel summary the held sockets never reach the agent: its memory
+ * maps (the memlock of each map fd), and what --max-sockets promises: the owners map
+ * is sized by it (seeds by the sockets present at start), so the kernel side is bounded
+ * by the flag whatever the host holds, and sockets past it are counted
+ * (tcptrace_bpf_map_full_total), not lost silently. In the kernel summary the held sockets never reach the agent: its memory
  * does not follow them.
  *
  * usage: node dist/bench/agent-sockets.js [--connections N] [--max-sockets N]   (root; npm run bench:sockets)
@@ -135,7 +135,7 @@ async function main(): Promise<void> {
         `ss: ${ss} ESTABLISHED sockets on the helpers' ports; the agent: ${est} ESTABLISHED on the host (held in the kernel, and seen)`,
         `owners map ${owners}/${ownersMax} entries; map full ${full}; lost ${lost}`,
         `agent RSS ${MiB(rss0)} before, ${MiB(rss)} with them (JS heap ${MiB(heap)})`,
-        `the agent's BPF maps: ${MiB(kmem.bytes)} in all (${top}); owners and seeds are sized by --max-sockets ${values['max-sockets']}, whatever the host holds`,
+        `the agent's BPF maps: ${MiB(kmem.bytes)} in all (${top}); owners is sized by --max-sockets ${values['max-sockets']}, seeds by the sockets present at start, whatever the host holds later`,
       ].join('\n') + '\n',
     );
   } finally {

@@ -193,7 +193,10 @@ Tracer::Tracer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tracer>(info) 
   if (!err) err = bpf_map__set_inner_map_fd(skel_->maps.rings, ring_template_.get());
   // unused without targ_owners: one entry each instead of preallocated megabytes
   if (!err) err = bpf_map__set_max_entries(skel_->maps.owners, owners ? max_sockets : 1);
-  if (!err) err = bpf_map__set_max_entries(skel_->maps.seeds, owners ? max_sockets : 1);
+  // seeds: the sockets present at attach; sized by the caller from what the host holds (maxSeeds),
+  // at most max_sockets (an 1M-socket --max-sockets would otherwise preallocate 120 MiB for it)
+  const uint32_t max_seeds = std::max<uint32_t>(std::min<uint32_t>(GetU32(o, "maxSeeds", max_sockets), max_sockets), 1);
+  if (!err) err = bpf_map__set_max_entries(skel_->maps.seeds, owners ? max_seeds : 1);
   if (!err && !owners) err = bpf_map__set_max_entries(skel_->maps.listeners, 1);
   if (!err) err = bpf_map__set_max_entries(skel_->maps.targets, max_targets);
   if (!err) err = bpf_map__set_max_entries(skel_->maps.stack_scratch, static_cast<uint32_t>(std::max(libbpf_num_possible_cpus(), 1) * TT_SCRATCH_PER_CPU));
@@ -315,6 +318,7 @@ Napi::Value Tracer::SeedOwners(const Napi::CallbackInfo& info) {
     if (cookie == 0) continue;
     tt_owner ow = OwnerFrom(o);
     int err = bpf_map__update_elem(skel_->maps.seeds, &cookie, sizeof(cookie), &ow, sizeof(ow), BPF_ANY);
+    if (err == -E2BIG) break;  // the seeds map is full: the caller counts the rest (unattributed in the kernel)
     if (err) throw ToJsError(env, MakeError("seed socket owner", -err));
     n++;
   }

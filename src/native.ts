@@ -109,6 +109,8 @@ export interface NativeTracerOptions {
    */
   owners?: boolean;
   /** note each acquiring process's cgroup id in the kernel (proc_cgroups) */
+  /** entries of the seeds map (sockets present at attach); at most maxSockets */
+  maxSeeds?: number;
   cgroups?: boolean;
 }
 

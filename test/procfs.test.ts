@@ -148,3 +148,14 @@ test('sysctl helpers', () => {
   assert.ok(range[0]! < range[1]!);
   assert.equal(readSysctl('net.ipv4.no_such_setting'), null);
 });
+
+test('the seeds map is sized from the TCP sockets the host holds, not from --max-sockets', async () => {
+  const { seedsFor } = await import('../src/trace/session.js');
+  const stat = (alloc: number) => `sockets: used 9\nTCP: inuse 3 orphan 0 tw 2 alloc ${alloc} mem 1\nUDP: inuse 0 mem 0\n`;
+  assert.equal(seedsFor(1_048_576, stat(10)), 4116, 'twice the sockets now, and room for a burst');
+  assert.equal(seedsFor(131_072, stat(500_000)), 131_072, 'never past --max-sockets');
+  assert.equal(seedsFor(131_072, null), 131_072, 'no sockstat: --max-sockets');
+  assert.equal(seedsFor(131_072, 'garbage'), 131_072);
+  // and this host's own file parses
+  assert.ok(seedsFor(1 << 30) >= 4096);
+});

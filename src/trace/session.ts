@@ -3,6 +3,7 @@
  * stop. The library API behind `tcptrace` and `tcptrace record`; it throws,
  * never exits. Records go to sinks in batches exactly as read from the ring.
  */
+import { readFileSync } from 'node:fs';
 import { planAttach, type AttachPlan } from '../attach/probe.js';
 import { hookPlan, type HookPlan, type SyscallHooks } from '../attach/modes.js';
 import { TcptraceError } from '../errors.js';
@@ -131,6 +132,7 @@ export class TraceSession {
       ringBytes: opts.ringBytes,
       ringPerCpu: opts.ringPerCpu ?? true,
       maxSockets: opts.maxSockets,
+      maxSeeds: seedsFor(opts.maxSockets),
       stacks: opts.stacks,
       stackBytes: opts.stackBytes,
       stackRate: opts.stackRate,
@@ -197,6 +199,8 @@ export class TraceSession {
     if (this.info.owners !== 'kernel') return; // the table has them from the present records
     const owners = socks.map((s) => ({ cookie: s.diag.cookie, tgid: s.pid, fd: s.fd, origin: TT_ORIGIN.PREEXISTING, comm: s.comm }));
     const n = this.tracer.seedOwners(owners);
+    const unseeded = owners.filter((o) => o.cookie).length - n;
+    if (unseeded > 0) log.warn({ seeded: n, unseeded }, 'the seeds map is full: sockets present at attach left unattributed in the kernel (the agent attributes them from their present records)');
     const listeners = socks
       .filter((s) => s.diag.state === TCP.LISTEN)
       .map((s) => ({ netns: s.netns, port: s.diag.sport, tgid: s.pid, fd: s.fd, comm: s.comm }));
@@ -353,6 +357,25 @@ function namedStates(counts: number[]): Record<string, number> {
  * the socket table attributes them from the stream (a transition costs ~0.3 us
  * less a run: README, "How it works").
  */
+/**
+ * The seeds map holds the sockets present at attach only: sized from the TCP sockets
+ * the host has allocated now (/proc/net/sockstat "TCP: ... alloc N", every network
+ * namespace), doubled for those opened before the snapshot, not from --max-sockets.
+ */
+export function seedsFor(maxSockets: number, sockstat: string | null = readSockstat()): number {
+  const alloc = sockstat ? Number(/^TCP:.*\balloc (\d+)/m.exec(sockstat)?.[1] ?? NaN) : NaN;
+  if (!Number.isFinite(alloc)) return maxSockets;
+  return Math.min(maxSockets, 2 * alloc + 4096);
+}
+
+function readSockstat(): string | null {
+  try {
+    return readFileSync('/proc/net/sockstat', 'utf8');
+  } catch {
+    return null;
+  }
+}
+
 function kernelOwners(opts: TraceOptions, targets: Set<number> | null): boolean {
   return targets !== null || opts.stacks;
 }
