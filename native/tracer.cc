@@ -9,8 +9,10 @@
 #include <cerrno>
 #include <cstring>
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <set>
+#include <vector>
 
 #include "bpf_error.h"
 #include "libbpf_log.h"
@@ -459,14 +461,44 @@ Napi::Value Tracer::Rings(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(std::max<size_t>(cpu_rings_.size(), 1)));
 }
 
-// heldStates(): sockets the kernel holds in summary mode (never published), counted
-// by TCP state (index = state). One pass over the owners map, at the end of a trace.
-// Entries of each hash map of the object, counted by walking its keys
-// (BPF_MAP_GET_NEXT_KEY: no values copied; about 0.3 us a key). No kernel keeps
-// an element count user space can read without an iterator program (the
-// bpf_map_sum_elem_count kfunc, 6.6+, is for BPF programs), so this walks.
-// Bounded: at most max_entries + 1 steps a map, whatever happens to it meanwhile.
-// Arrays are full by construction, ring buffers have no entries: left out.
+namespace {
+
+// Calls fn(key) for each key of a live BPF hash map (BPF_MAP_GET_NEXT_KEY; no
+// values copied). Bounded: at most max_entries + 1 keys, whatever user space or
+// the kernel does to the map meanwhile (a key deleted under the walk restarts it
+// from the first key, so an unbounded walk of a busy map may not end). Returns
+// the keys visited.
+uint64_t ForEachKey(int fd, size_t key_size, uint32_t max_entries, const std::function<void(const void*)>& fn) {
+  std::vector<uint8_t> a(key_size), b(key_size);
+  uint8_t* prev = nullptr;
+  uint8_t* next = a.data();
+  uint64_t n = 0;
+  while (n <= max_entries && bpf_map_get_next_key(fd, prev, next) == 0) {
+    fn(next);
+    n++;
+    prev = next;
+    next = next == a.data() ? b.data() : a.data();
+  }
+  return n;
+}
+
+// The owners map's held entries (summary mode: never published), one call each.
+void ForEachHeld(bpf_map* owners, const std::function<void(const tt_owner&)>& fn) {
+  const int fd = bpf_map__fd(owners);
+  ForEachKey(fd, sizeof(uint64_t), bpf_map__max_entries(owners), [&](const void* key) {
+    tt_owner ow;
+    // an entry deleted between the two calls is skipped: the map is live
+    if (bpf_map_lookup_elem(fd, key, &ow) == 0 && !(ow.flags & TT_OWNER_PUBLISHED)) fn(ow);
+  });
+}
+
+}  // namespace
+
+// mapFill(): entries of each hash map of the object, counted by walking its keys
+// (about 0.3 us a key). No kernel keeps an element count user space can read
+// without an iterator program (the bpf_map_sum_elem_count kfunc, 6.6+, is for BPF
+// programs), so this walks. Arrays are full by construction, ring buffers have
+// no entries: left out.
 Napi::Value Tracer::MapFill(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   RequireState(env, kAttached, "mapFill");
@@ -475,24 +507,17 @@ Napi::Value Tracer::MapFill(const Napi::CallbackInfo& info) {
   bpf_map* map;
   bpf_object__for_each_map(map, skel_->obj) {
     const bpf_map_type type = bpf_map__type(map);
-    if (type != BPF_MAP_TYPE_HASH && type != BPF_MAP_TYPE_LRU_HASH && type != BPF_MAP_TYPE_PERCPU_HASH && type != BPF_MAP_TYPE_LRU_PERCPU_HASH) continue;
+    const bool lru = type == BPF_MAP_TYPE_LRU_HASH || type == BPF_MAP_TYPE_LRU_PERCPU_HASH;
+    if (type != BPF_MAP_TYPE_HASH && type != BPF_MAP_TYPE_PERCPU_HASH && !lru) continue;
     const int fd = bpf_map__fd(map);
     if (fd < 0) continue;  // not created (a map of programs not loaded)
     const uint32_t max = bpf_map__max_entries(map);
-    std::vector<uint8_t> a(bpf_map__key_size(map)), b(a.size());
-    uint8_t* prev = nullptr;
-    uint8_t* next = a.data();
-    uint64_t entries = 0;
-    while (entries <= max && bpf_map_get_next_key(fd, prev, next) == 0) {
-      entries++;
-      prev = next;
-      next = next == a.data() ? b.data() : a.data();
-    }
+    const uint64_t entries = ForEachKey(fd, bpf_map__key_size(map), max, [](const void*) {});
     Napi::Object o = Napi::Object::New(env);
     o.Set("map", bpf_map__name(map));
     o.Set("entries", static_cast<double>(entries));
     o.Set("maxEntries", static_cast<double>(max));
-    o.Set("lru", type == BPF_MAP_TYPE_LRU_HASH || type == BPF_MAP_TYPE_LRU_PERCPU_HASH);
+    o.Set("lru", lru);
     out.Set(n++, o);
   }
   return out;
@@ -500,8 +525,8 @@ Napi::Value Tracer::MapFill(const Napi::CallbackInfo& info) {
 
 // activeCloses(drop?: number[]): the active_closes map (bpf/lib/closes.bpf.h) as a
 // flat array [tgid, stackId, count, ...]; the keys of the tgids in drop (exited
-// processes the agent has folded into its totals) are deleted first. One walk,
-// bounded by the map's size.
+// processes the agent has folded into its totals) are deleted. The keys are taken
+// first and then read, so deleting does not disturb the walk.
 Napi::Value Tracer::ActiveCloses(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   RequireState(env, kAttached, "activeCloses");
@@ -511,15 +536,9 @@ Napi::Value Tracer::ActiveCloses(const Napi::CallbackInfo& info) {
     for (uint32_t i = 0; i < a.Length(); i++) drop.insert(a.Get(i).As<Napi::Number>().Uint32Value());
   }
   const int fd = bpf_map__fd(skel_->maps.active_closes);
-  const uint32_t max = bpf_map__max_entries(skel_->maps.active_closes);
   std::vector<tt_close_key> keys;
-  tt_close_key key{}, next{};
-  tt_close_key* prev = nullptr;
-  while (keys.size() <= max && bpf_map_get_next_key(fd, prev, &next) == 0) {
-    keys.push_back(next);
-    key = next;
-    prev = &key;
-  }
+  ForEachKey(fd, sizeof(tt_close_key), bpf_map__max_entries(skel_->maps.active_closes),
+             [&](const void* k) { keys.push_back(*static_cast<const tt_close_key*>(k)); });
   Napi::Array out = Napi::Array::New(env);
   uint32_t n = 0;
   for (const tt_close_key& k : keys) {
@@ -536,24 +555,14 @@ Napi::Value Tracer::ActiveCloses(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// heldByProcess(): the sockets held in the kernel (summary mode, never published),
-// counted by (tgid, TCP state), as a flat array [tgid, state, count, ...]: the
-// agent's sockets-by-state gauges add them to the sockets it sees. One walk of the
-// owners map, bounded by its size.
+// heldByProcess(): the sockets held in the kernel, counted by (tgid, TCP state), as
+// a flat array [tgid, state, count, ...]: the agent's sockets-by-state gauges add
+// them to the sockets it sees.
 Napi::Value Tracer::HeldByProcess(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   RequireState(env, kAttached, "heldByProcess");
   std::map<uint64_t, uint32_t> counts;  // tgid << 8 | state
-  const int fd = bpf_map__fd(skel_->maps.owners);
-  const uint32_t max = bpf_map__max_entries(skel_->maps.owners);
-  uint64_t key = 0, next = 0;
-  uint64_t* prev = nullptr;
-  tt_owner ow;
-  for (uint32_t steps = 0; steps <= max && bpf_map_get_next_key(fd, prev, &next) == 0; steps++) {
-    if (bpf_map_lookup_elem(fd, &next, &ow) == 0 && !(ow.flags & TT_OWNER_PUBLISHED)) counts[(static_cast<uint64_t>(ow.tgid) << 8) | (ow.state & 15)]++;
-    key = next;
-    prev = &key;
-  }
+  ForEachHeld(skel_->maps.owners, [&](const tt_owner& ow) { counts[(static_cast<uint64_t>(ow.tgid) << 8) | (ow.state & 15)]++; });
   Napi::Array out = Napi::Array::New(env, counts.size() * 3);
   uint32_t i = 0;
   for (const auto& [k, n] : counts) {
@@ -576,20 +585,13 @@ Napi::Value Tracer::CgroupOf(const Napi::CallbackInfo& info) {
   return Napi::BigInt::New(env, id);
 }
 
+// heldStates(): sockets the kernel holds in summary mode (never published), counted
+// by TCP state (index = state). One pass over the owners map, at the end of a trace.
 Napi::Value Tracer::HeldStates(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   RequireState(env, kAttached, "heldStates");
   uint32_t counts[16] = {};
-  int fd = bpf_map__fd(skel_->maps.owners);
-  uint64_t key = 0, next = 0;
-  uint64_t* prev = nullptr;
-  tt_owner ow;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    // an entry deleted between the two calls is skipped: the map is live
-    if (bpf_map_lookup_elem(fd, &next, &ow) == 0 && !(ow.flags & TT_OWNER_PUBLISHED)) counts[ow.state & 15]++;
-    key = next;
-    prev = &key;
-  }
+  ForEachHeld(skel_->maps.owners, [&](const tt_owner& ow) { counts[ow.state & 15]++; });
   Napi::Array out = Napi::Array::New(env, 16);
   for (uint32_t i = 0; i < 16; i++) out.Set(i, counts[i]);
   return out;

@@ -8,8 +8,8 @@
  * process's counts fold into its workload's total (so the counter stays
  * monotonic) and its kernel keys are deleted.
  */
-import { readFileSync } from 'node:fs';
 import type { SocketRecord } from '../model/socket-table.js';
+import { processComm } from '../sys/procfs.js';
 import { TCP } from '../model/states.js';
 
 /** pid -> acquire stack id (0: none) -> active closes */
@@ -64,7 +64,7 @@ export class ActiveCloses {
     let name = comm ?? '';
     if (!name) {
       try {
-        name = readFileSync(`/proc/${pid}/comm`, 'utf8').trim().slice(0, 15);
+        name = processComm(pid);
       } catch {
         // exited already
       }

@@ -8,13 +8,13 @@
  * addresses, ports or stacks; past --max-workloads the rest fold into
  * `workload="~other"`, counted in tcptrace_workloads_overflow.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Analyzer } from '../analysis/analyzer.js';
 import type { MapFill } from '../native.js';
 import { TCP, stateName } from '../model/states.js';
 import { monotonicNs } from '../sys/host.js';
-import { nofileLimit } from '../sys/procfs.js';
+import { nofileLimit, openFdCount, processComm } from '../sys/procfs.js';
 import { VERSION } from '../version.js';
 import { Selection, NO_SELECTORS } from './selection.js';
 import { TransitionCounts } from './transitions.js';
@@ -366,27 +366,13 @@ export class AgentMetrics {
 
   /** summary mode: the sockets the kernel holds by (tgid, state), once the session runs */
   heldSource: (() => number[] | null) | null = null;
-  private heldCache: { at: number; flat: number[] } | null = null;
-
   /** walked at most every 5 s (the owners map, one lookup per socket) */
-  private held(): number[] {
-    if (!this.heldSource) return [];
-    const now = performance.now();
-    if (!this.heldCache || now - this.heldCache.at >= 5000) this.heldCache = { at: now, flat: this.heldSource() ?? [] };
-    return this.heldCache.flat;
-  }
+  private readonly held = cachedFor<number[]>(5000, [], () => (this.heldSource ? (this.heldSource() ?? []) : undefined));
 
   /** the session's map fill, once it runs (set by the agent command) */
   mapFillSource: (() => MapFill[]) | null = null;
-  private fillCache: { at: number; maps: MapFill[] } | null = null;
-
   /** walking every map's keys costs up to ~0.1 s when they are full: at most every 15 s, whatever the scrape interval */
-  private mapFill(): MapFill[] {
-    const now = performance.now();
-    if (!this.mapFillSource) return [];
-    if (!this.fillCache || now - this.fillCache.at >= 15_000) this.fillCache = { at: now, maps: this.mapFillSource() };
-    return this.fillCache.maps;
-  }
+  private readonly mapFill = cachedFor<MapFill[]>(15_000, [], () => this.mapFillSource?.());
 
   /** the processes reported: set again by a reload */
   selection: Selection;
@@ -465,7 +451,7 @@ export class AgentMetrics {
     const held = this.held();
     for (let i = 0; i + 2 < held.length; i += 3) {
       const pid = held[i]!;
-      if (!this.selection.selects(pid, () => procComm(pid), () => this.workloads.of(pid))) continue;
+      if (!this.selection.selects(pid, () => commOrEmpty(pid), () => this.workloads.of(pid))) continue;
       pids.add(pid);
       const k = `${this.workloads.of(pid).workload}\0${stateName(held[i + 1]!)}`;
       states.set(k, (states.get(k) ?? 0) + held[i + 2]!);
@@ -496,9 +482,9 @@ interface ProcessRow {
 }
 
 /** /proc/PID/comm ('' once it exited) */
-function procComm(pid: number): string {
+function commOrEmpty(pid: number): string {
   try {
-    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+    return processComm(pid);
   } catch {
     return '';
   }
@@ -509,7 +495,7 @@ function fdFigures(pid: number): { openFds: number | null; maxFds: number | null
   let openFds: number | null = null;
   let maxFds: number | null = null;
   try {
-    openFds = readdirSync(`/proc/${pid}/fd`).length;
+    openFds = openFdCount(pid);
   } catch {
     // gone, or not ours to read
   }
@@ -519,4 +505,24 @@ function fdFigures(pid: number): { openFds: number | null; maxFds: number | null
     // gone
   }
   return { openFds, maxFds };
+}
+
+/**
+ * f's value, computed again at most every ms (a walk of a kernel map per scrape would
+ * cost what a fast scraper asks); while f has nothing yet (undefined: no session),
+ * none, and nothing cached.
+ */
+function cachedFor<T>(ms: number, none: T, f: () => T | undefined): () => T {
+  let at = -Infinity;
+  let value = none;
+  return () => {
+    const now = performance.now();
+    if (now - at >= ms) {
+      const v = f();
+      if (v === undefined) return none;
+      value = v;
+      at = now;
+    }
+    return value;
+  };
 }

@@ -13,7 +13,7 @@ import { AgentMetrics } from '../agent/metrics.js';
 import { AgentServer, parseListen, type ListenAddress } from '../agent/server.js';
 import { closeWaitProfile } from '../agent/profile.js';
 import { CgroupTree } from '../agent/cgroups.js';
-import { readConfigFile, type AgentSettings } from '../agent/config.js';
+import { checkNumber, readConfigFile, type AgentSettings } from '../agent/config.js';
 import { Selection } from '../agent/selection.js';
 import { parsePushUrl, ProfilePusher } from '../agent/push.js';
 import { ExitedProcesses } from '../agent/forget.js';
@@ -81,10 +81,13 @@ function eventsOut(file: string | undefined): Writable {
   }
 }
 
+/** the flag's rule is the config file's (src/agent/config.ts), as a commander error */
 function growthFactor(v: string): number {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 1) throw new InvalidArgumentError(`'${v}' is not a factor > 1`);
-  return n;
+  try {
+    return checkNumber('events-growth', v);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message.replace(/^events-growth: /, ''));
+  }
 }
 
 export function agentCommand(): Command {

@@ -91,6 +91,16 @@ export function fdTable(pid: Pid): FdTable {
   return { open, sockets };
 }
 
+/** How many fds the process has open: one readdir of /proc/PID/fd, no readlink (fdTable says which are sockets). */
+export function openFdCount(pid: Pid): number {
+  const dir = `/proc/${pid}/fd`;
+  try {
+    return readdirSync(dir).length;
+  } catch (err) {
+    throw procError(pid, dir, err);
+  }
+}
+
 /** Socket inode -> fd for every socket the process holds (the sock_diag join key). */
 export function socketInodes(pid: Pid): Map<number, number> {
   return fdTable(pid).sockets;

@@ -222,42 +222,37 @@ export class TraceSession {
     return this.resolver?.forget(pid) ?? [];
   }
 
+  /**
+   * A read of the live tracer's maps for the agent, between scrapes: once the session
+   * stops (the tracer closed under a scrape) or outside summary mode, the fallback.
+   */
+  private whileLive<T>(read: () => T, fallback: T, summaryOnly = false): T {
+    if (summaryOnly && !this.info.summary) return fallback;
+    try {
+      return read();
+    } catch {
+      return fallback;
+    }
+  }
+
   /** the cgroup v2 id a process acquired its last socket in (with the cgroups option); null: unknown */
   cgroupOf(pid: number): bigint | null {
-    try {
-      return this.tracer.cgroupOf(pid);
-    } catch {
-      return null;
-    }
+    return this.whileLive(() => this.tracer.cgroupOf(pid), null);
   }
 
   /** summary mode: the sockets the kernel holds, flat [tgid, state, count, ...] (null: not summarising, or closed) */
   heldByProcess(): number[] | null {
-    if (!this.info.summary) return null;
-    try {
-      return this.tracer.heldByProcess();
-    } catch {
-      return null;
-    }
+    return this.whileLive(() => this.tracer.heldByProcess(), null, true);
   }
 
   /** summary mode's kernel-counted active closes, flat [tgid, stackId, count, ...] (null: not summarising, or closed) */
   activeCloses(drop: number[] = []): number[] | null {
-    if (!this.info.summary) return null;
-    try {
-      return this.tracer.activeCloses(drop);
-    } catch {
-      return null;
-    }
+    return this.whileLive(() => this.tracer.activeCloses(drop), null, true);
   }
 
   /** entries of every BPF hash map against its size (walks the keys: the agent caches it); [] once closed */
   mapFill(): MapFill[] {
-    try {
-      return this.tracer.mapFill();
-    } catch {
-      return []; // stopping: the tracer is closed
-    }
+    return this.whileLive(() => this.tracer.mapFill(), []);
   }
 
   private sampleCounters(): void {
