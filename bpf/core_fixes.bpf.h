@@ -140,6 +140,19 @@ static __always_inline struct pt_regs *current_user_regs(void)
 }
 
 /*
+ * The current thread's fs base (x86-64 TLS): on glibc it is the thread's
+ * pthread_t, which CPython stores as PyThreadState.thread_id. thread.fsbase has
+ * this name since 4.15 (commit 296f781a4b7 "x86/asm/64: Rename thread_struct's
+ * fs and gs to fsbase and gsbase"); arm64 would read thread.uw.tp_value.
+ */
+static __always_inline __u64 current_fsbase(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	return BPF_CORE_READ(task, thread.fsbase);
+}
+
+/*
  * A register from current_user_regs(): a plain load through the helper's typed
  * pointer where it exists (5.15+; two probe reads cost ~140 ns a stack site
  * here), a probe read of the computed frame before.

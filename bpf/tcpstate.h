@@ -236,11 +236,69 @@ struct tt_stack {
 	__u32 stack_len; /* valid bytes in stack[]: whole pages from (regs.sp & ~4095) upwards */
 	__u8 site;	 /* enum tt_site */
 	__u8 call;	 /* syscall number class: enum tt_call for acquire, else 0 */
-	__u8 pad[2];
+	__u8 py_frames;	 /* struct tt_py_frame records after the stack bytes (CPython processes) */
+	__u8 py_status;	 /* enum tt_py_status: why the Python frames end where they do */
 	__u8 stack[TT_STACK_MAX];
 };
 _Static_assert(sizeof(struct tt_stack) == 112 + TT_STACK_MAX, "tt_stack layout");
 #define TT_STACK_FIXED 112
+
+/*
+ * CPython frames (3.11+). A CPython process's Python frames (_PyInterpreterFrame)
+ * live in the interpreter's data-stack chunks and generator objects, not on the
+ * C stack, and the chain changes as soon as the syscall returns: the kernel
+ * copies it at the capture, innermost first, one frame per record. User space
+ * names the code objects later (they live long), from the target's memory.
+ * See docs/python.md and src/stacks/python/.
+ */
+#define TT_PY_FRAMES_MAX 96	/* Python frames one capture copies; deeper stacks are cut (TT_PY_TRUNCATED) */
+#define TT_PY_THREADS_MAX 64	/* thread states walked to find the calling thread's */
+#define TT_PY_RUN_END (1u << 0) /* the oldest frame one _PyEval_EvalFrameDefault call runs: the next belongs to the C frame below */
+#define TT_PY_CODE_UNREAD (1u << 1) /* the code object's co_firstlineno did not read: no guard, the name may be wrong */
+#define TT_PY_SHIM (1u << 2)	/* 3.12+: a frame a C call into the interpreter pushed on the C stack; the run before it ends there */
+
+enum tt_py_status {
+	TT_PY_NONE = 0,	     /* not a CPython process tcptrace knows */
+	TT_PY_COMPLETE = 1,  /* every frame, down to the thread's first */
+	TT_PY_TRUNCATED = 2, /* cut at TT_PY_FRAMES_MAX */
+	TT_PY_NO_THREAD = 3, /* the calling thread has no thread state among the first TT_PY_THREADS_MAX (not a Python thread) */
+	TT_PY_FAULT = 4,     /* a frame did not read (paged out, or the chain changed under us) */
+};
+
+struct tt_py_frame {
+	__u64 code;	   /* the frame's code object (PyCodeObject *; a shim's is not one) */
+	__u32 instr;	   /* its instruction pointer, in bytes from the code object */
+	__s32 firstlineno; /* the code object's co_firstlineno at the capture: guards against a code object freed and reused */
+	__u8 flags;	   /* TT_PY_* */
+	__u8 pad[7];
+};
+_Static_assert(sizeof(struct tt_py_frame) == 24, "tt_py_frame layout");
+
+/*
+ * Map py_procs (tgid -> this): where one CPython process keeps what the walk
+ * reads, written by user space when it recognises the interpreter
+ * (src/stacks/python/). Offsets are of the interpreter's own structs, from its
+ * _Py_DebugOffsets (3.13+) or the table for its version (3.11, 3.12).
+ */
+struct tt_py_proc {
+	__u64 interp_head;     /* address of _PyRuntime.interpreters.head */
+	__u16 threads_head;    /* PyInterpreterState: threads.head */
+	__u16 tstate_next;     /* PyThreadState: next */
+	__u16 tstate_thread_id; /* PyThreadState: thread_id (pthread_self(): the thread's fsbase on x86-64 glibc) */
+	__u16 tstate_frame;    /* PyThreadState: cframe (3.11, 3.12) or current_frame (3.13+) */
+	__u16 cframe_frame;    /* _PyCFrame: current_frame; 0xffff: tstate_frame is the frame itself */
+	__u16 frame_code;      /* _PyInterpreterFrame: f_code / f_executable */
+	__u16 frame_previous;
+	__u16 frame_instr;     /* prev_instr (3.11, 3.12) or instr_ptr (3.13+) */
+	__u16 frame_owner;     /* owner (a byte) */
+	__u16 frame_is_entry;  /* 3.11: is_entry (a byte); 0xffff: none */
+	__u16 code_firstlineno;
+	__u8 owner_cstack;     /* 3.12+: the owner value of the C-stack shim frames; 0xff: none */
+	__u8 version_minor;
+	__u8 pad[8];
+};
+_Static_assert(sizeof(struct tt_py_proc) == 40, "tt_py_proc layout");
+#define TT_PY_NO_OFFSET 0xffff
 
 /*
  * Stack dedup. From each full copy it unwinds, user space learns the CFA rule
@@ -255,6 +313,12 @@ _Static_assert(sizeof(struct tt_stack) == 112 + TT_STACK_MAX, "tt_stack layout")
 #define TT_DEDUP_DEPTH 6
 #define TT_FP_SEED 0xcbf29ce484222325ULL /* FNV-1a 64 over return addresses */
 #define TT_FP_PRIME 0x100000001b3ULL
+/*
+ * In a CPython process every Python code path shows the same interpreter frames
+ * natively, so a stack's fingerprint there also folds in its Python frames: ph
+ * = FNV-1a 64 (same seed and prime) over each frame's code and instr, and the
+ * key's hash = (native hash ^ ph) * TT_FP_PRIME (ph: none when no frames).
+ */
 
 struct tt_cfa_key {
 	__u64 pc;

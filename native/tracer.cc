@@ -104,6 +104,7 @@ void Tracer::Init(Napi::Env env, Napi::Object exports) {
                                         InstanceMethod("seedOwners", &Tracer::SeedOwners),
                                         InstanceMethod("seedListeners", &Tracer::SeedListeners),
                                         InstanceMethod("learnStack", &Tracer::LearnStack),
+                                        InstanceMethod("setPython", &Tracer::SetPython),
                                         InstanceMethod("start", &Tracer::Start),
                                         InstanceMethod("stop", &Tracer::Stop),
                                         InstanceMethod("counters", &Tracer::Counters),
@@ -370,6 +371,28 @@ Napi::Value Tracer::LearnStack(const Napi::CallbackInfo& info) {
   uint32_t id = GetU32(o, "stackId", 0);
   int err = bpf_map__update_elem(skel_->maps.known_stacks, &kk, sizeof(kk), &id, sizeof(id), BPF_ANY);
   if (err) throw ToJsError(env, MakeError("register a known stack", -err));
+  return env.Undefined();
+}
+
+// setPython(tgid, config: Buffer | null): the tt_py_proc entry of a CPython process
+// (src/stacks/python/process.ts), or null to drop it. The kernel copies the
+// process's Python frames at each capture from then on.
+Napi::Value Tracer::SetPython(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (state_ != kAttached) return env.Undefined();
+  if (info.Length() < 2 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "setPython(tgid, config): expected a tgid");
+  uint32_t tgid = info[0].As<Napi::Number>().Uint32Value();
+  if (info[1].IsNull() || info[1].IsUndefined()) {
+    bpf_map__delete_elem(skel_->maps.py_procs, &tgid, sizeof(tgid), 0);
+    return env.Undefined();
+  }
+  if (!info[1].IsBuffer() || info[1].As<Napi::Buffer<uint8_t>>().Length() != sizeof(tt_py_proc)) {
+    throw Napi::TypeError::New(env, "setPython: config must be a Buffer of sizeof(struct tt_py_proc)");
+  }
+  tt_py_proc p;
+  std::memcpy(&p, info[1].As<Napi::Buffer<uint8_t>>().Data(), sizeof(p));
+  int err = bpf_map__update_elem(skel_->maps.py_procs, &tgid, sizeof(tgid), &p, sizeof(p), BPF_ANY);
+  if (err) throw ToJsError(env, MakeError("register a CPython process", -err));
   return env.Undefined();
 }
 

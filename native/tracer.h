@@ -50,6 +50,7 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
   Napi::Value SeedOwners(const Napi::CallbackInfo& info);
   Napi::Value SeedListeners(const Napi::CallbackInfo& info);
   Napi::Value LearnStack(const Napi::CallbackInfo& info);
+  Napi::Value SetPython(const Napi::CallbackInfo& info);
   Napi::Value Start(const Napi::CallbackInfo& info);
   Napi::Value Stop(const Napi::CallbackInfo& info);
   Napi::Value Counters(const Napi::CallbackInfo& info);

@@ -129,6 +129,8 @@ export interface NativeTracer {
   seedOwners(owners: SeedOwner[]): number;
   seedListeners(listeners: SeedListener[]): void;
   learnStack(stack: { tgid: number; site: number; hash: bigint; stackId: number; rules: { pc: number; cfaOff: number }[] }): void;
+  /** the tt_py_proc entry of a CPython process (null: drop it) */
+  setPython(tgid: number, config: Buffer | null): void;
   /** onBatch gets the packed records, and the offsets of the stack records among them (when there are any) */
   start(onBatch: (batch: Buffer, stackOffsets: Uint32Array | undefined, records: number) => void, opts?: { intervalMs?: number; maxInflightBytes?: number }): void;
   stop(): Promise<void>;

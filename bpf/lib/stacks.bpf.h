@@ -15,6 +15,7 @@
 #include "config.bpf.h"
 #include "ring.bpf.h"
 #include "owners.bpf.h"
+#include "python.bpf.h"
 
 /*
  * Scratch for stack records (too big for the 512-byte BPF stack), TT_SCRATCH_PER_CPU
@@ -25,8 +26,10 @@
  */
 struct stack_scratch_value {
 	struct tt_stack rec;
+	struct tt_py_frame py_tail[TT_PY_FRAMES_MAX]; /* the Python frames follow the stack bytes in the record */
 	__u8 slack[8];
 	__u64 users;
+	struct py_walk py;
 };
 
 struct {
@@ -212,7 +215,7 @@ static __always_inline void send_stack_ref(const bool btf, const struct sock *sk
 }
 
 static __always_inline bool emit_stack_ref(const bool btf, const struct sock *sk, struct tt_owner *o, __u8 site, __u32 tgid, __u32 tid, __u64 ip, __u64 sp,
-					   __u8 *buf)
+					   __u8 *buf, const struct py_walk *py)
 {
 	struct walk_key wk = { .ip = ip, .sp = sp, .tgid = tgid, .site = site };
 	struct tt_known_key kk = { .tgid = tgid, .site = site };
@@ -220,7 +223,16 @@ static __always_inline bool emit_stack_ref(const bool btf, const struct sock *sk
 	__u32 *stack_id, id, depth;
 
 	m = recall_walk(&wk, buf);
-	if (m) {
+	if (m && py && py->n) {
+		/* the native walk is recalled, the stack is not: the Python frames decide it */
+		count(TT_CNT_STACKS_RECALLED);
+		kk.hash = py_fold(m->hash, py);
+		depth = m->depth;
+		stack_id = bpf_map_lookup_elem(&known_stacks, &kk);
+		if (!stack_id)
+			return false;
+		id = *stack_id;
+	} else if (m) {
 		count(TT_CNT_STACKS_RECALLED);
 		id = m->stack_id;
 		kk.hash = m->hash;
@@ -229,10 +241,11 @@ static __always_inline bool emit_stack_ref(const bool btf, const struct sock *sk
 		depth = fingerprint(tgid, ip, sp, &fresh);
 		if (!depth)
 			return false;
-		kk.hash = fresh.hash;
+		kk.hash = py_fold(fresh.hash, py);
 		stack_id = bpf_map_lookup_elem(&known_stacks, &kk);
 		if (!stack_id)
 			return false;
+		/* a memo holds the native walk; in a CPython process its stack id is not used (recalls fold the frames in again) */
 		id = fresh.stack_id = *stack_id;
 		/* a deeper span (a big frame on the way) is walked each time: one copy would not hold it */
 		if (fresh.span <= TT_WALK_SPAN)
@@ -303,18 +316,27 @@ static __always_inline void scratch_give(struct stack_scratch_value *v)
  * owners entry, if it has one. A full copy publishes a held socket: user space
  * keeps a copy only for a socket whose life it then sees.
  */
-static __always_inline void copy_stack(const bool btf, const struct sock *sk, struct tt_owner *o, __u8 site, __u8 call, struct tt_stack *s)
+static __always_inline void copy_stack(const bool btf, const struct sock *sk, struct tt_owner *o, __u8 site, __u8 call,
+				       struct stack_scratch_value *v)
 {
+	struct tt_stack *s = &v->rec;
 	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32, off = 0, size, py_len = 0;
+	struct tt_py_proc *pyp = bpf_map_lookup_elem(&py_procs, &tgid);
+	struct py_walk *py = NULL;
 	struct pt_regs *regs;
-	__u32 off = 0, size;
 	__u64 ip, sp;
 
+	/* a CPython process: its Python frames now, before the syscall returns (and they are part of the fingerprint) */
+	if (pyp) {
+		py = &v->py;
+		py_walk_frames(pyp, id, py);
+	}
 	regs = current_user_regs();
 	ip = USER_REG(regs, ip);
 	sp = USER_REG(regs, sp);
 	/* a stack seen before costs a few reads and a 56-byte record, not a copy (s->stack holds the memo's compare) */
-	if (emit_stack_ref(btf, sk, o, site, id >> 32, (__u32)id, ip, sp, s->stack))
+	if (emit_stack_ref(btf, sk, o, site, tgid, (__u32)id, ip, sp, s->stack, py))
 		return;
 	if (!stack_allowed(id >> 32)) {
 		count(TT_CNT_STACKS_LIMITED);
@@ -342,7 +364,20 @@ static __always_inline void copy_stack(const bool btf, const struct sock *sk, st
 		off += 4096;
 	}
 	s->stack_len = off;
-	size = (TT_STACK_FIXED + off + 7) & ~7u;
+	s->py_frames = 0;
+	s->py_status = py ? py->status : TT_PY_NONE;
+	if (py && py->n && off <= TT_STACK_MAX) {
+		__u32 n = py->n;
+
+		if (n > TT_PY_FRAMES_MAX)
+			n = TT_PY_FRAMES_MAX;
+		py_len = n * sizeof(struct tt_py_frame);
+		if (py_len && !bpf_probe_read_kernel(&s->stack[off], py_len, py->f))
+			s->py_frames = n;
+		else
+			py_len = 0;
+	}
+	size = (TT_STACK_FIXED + off + py_len + 7) & ~7u;
 	fill_hdr(&s->hdr, TT_KIND_STACK, size, 0);
 	s->sk = (__u64)sk;
 	s->cookie = sk_cookie_of(btf, sk);
@@ -389,7 +424,7 @@ static __always_inline void capture_stack(const bool btf, const struct sock *sk,
 		count(TT_CNT_STACKS_BUSY);
 		return;
 	}
-	copy_stack(btf, sk, o, site, call, &scratch->rec);
+	copy_stack(btf, sk, o, site, call, scratch);
 	scratch_give(scratch);
 }
 

@@ -13,6 +13,8 @@
 import { native } from '../native.js';
 import * as G from '../generated/events.js';
 import { SITE_NAMES, type Frame, type ResolvedStack } from './types.js';
+import { InterpreterRegistry, type InterpreterConfigurer } from './interpreters.js';
+import { foldPyHash, pyFramesOf, pyKey, type PyCapture } from './python/frames.js';
 
 interface NativeResolved {
   pid: number;
@@ -44,6 +46,8 @@ export interface ResolverStats {
   unwindMs: number;
   symbolizeMs: number;
   unresolvedFrames: number;
+  /** CPython processes recognised, and their frames named and not */
+  python: { processes: number; unsupported: number; named: number; unnamed: number };
 }
 
 /** Where learnt stacks go: the kernel's dedup maps (Tracer.learnStack). */
@@ -65,15 +69,26 @@ export class StackResolver {
   private stacks = 0;
   private nextId = 1;
   private distinct = 0;
+  /** the interpreted runtimes (CPython) of the processes seen, whose frames are spliced in */
+  readonly interpreters: InterpreterRegistry;
 
-  constructor(private readonly teach?: StackTeacher) {
+  constructor(
+    private readonly teach?: StackTeacher,
+    configure?: InterpreterConfigurer,
+  ) {
     const Ctor = (native() as unknown as { StackResolver: new (o: object) => NativeStackResolver }).StackResolver;
     this.nat = new Ctor({ maxFrames: 64 });
+    this.interpreters = new InterpreterRegistry(configure);
   }
 
-  /** Open a process's files now (at attach), so its stacks resolve even after it exits. */
+  /**
+   * Open a process's files now (at attach), so its stacks resolve even after it
+   * exits, and recognise its interpreter, so the kernel copies its Python
+   * frames from its first stack on.
+   */
   prepare(pid: number): void {
     this.nat.prepare(pid);
+    this.interpreters.of(pid);
   }
 
   /**
@@ -83,11 +98,13 @@ export class StackResolver {
    * kernel knows a fingerprint every socket on that path costs another full copy.
    */
   resolveAll(buf: Buffer, offsets: ArrayLike<number>): ResolvedStack[] {
-    const unwound: { r: NativeResolved; id: number }[] = [];
+    const unwound: { r: NativeResolved; id: number; py: PyCapture }[] = [];
     for (let i = 0; i < offsets.length; i++) {
       const r = this.nat.resolve(buf, offsets[i]);
+      const py = pyFramesOf(buf, offsets[i]);
       this.stacks++;
-      const key = r.pcs.join(',');
+      this.interpreters.of(r.pid); // a process first seen now: its next stacks carry its Python frames
+      const key = py.frames.length ? `${r.pcs.join(',')}|${pyKey(py.frames)}` : r.pcs.join(',');
       let mine = this.ids.get(r.pid);
       if (!mine) this.ids.set(r.pid, (mine = new Map()));
       let id = mine.get(key);
@@ -95,18 +112,21 @@ export class StackResolver {
         mine.set(key, (id = this.nextId++));
         this.distinct++;
       }
-      if (this.teach) this.learn(r, id);
-      unwound.push({ r, id });
+      if (this.teach) this.learn(r, id, py);
+      unwound.push({ r, id, py });
     }
-    return unwound.map(({ r, id }) => {
+    return unwound.map(({ r, id, py }) => {
       let known = this.byId.get(id);
-      if (!known) this.byId.set(id, (known = { frames: this.nat.symbolize(r.pid, r.pcs), stop: r.stop, complete: r.complete }));
+      if (!known) {
+        const frames = this.interpreters.splice(r.pid, this.nat.symbolize(r.pid, r.pcs), py);
+        this.byId.set(id, (known = { frames, stop: r.stop, complete: r.complete }));
+      }
       return { ts: r.ts, sk: sk48(r.sk), cookie: r.cookie, pid: r.pid, tid: r.tid, site: SITE_NAMES[r.site] ?? 'acquire', stackId: id, frames: known.frames, stop: r.stop, complete: r.complete };
     });
   }
 
   /** Derive CFA rules and the fingerprint the kernel will compute, and register them. */
-  private learn(r: NativeResolved, stackId: number): void {
+  private learn(r: NativeResolved, stackId: number, py: PyCapture): void {
     const { pcs, sps } = r;
     const fresh: { pc: number; cfaOff: number }[] = [];
     let rules = this.rules.get(r.pid);
@@ -134,7 +154,8 @@ export class StackResolver {
       depth++;
     }
     if (depth === 0) return;
-    this.teach!({ tgid: r.pid, site: r.site, hash: h, stackId, rules: fresh });
+    // in a CPython process the kernel folds the copied Python frames in (bpf/lib/python.bpf.h)
+    this.teach!({ tgid: r.pid, site: r.site, hash: foldPyHash(h, py.frames), stackId, rules: fresh });
   }
 
   /** processes whose stacks are kept (the agent forgets those that exited) */
@@ -157,12 +178,13 @@ export class StackResolver {
     this.ids.delete(pid);
     this.rules.delete(pid);
     this.nat.forget(pid);
+    this.interpreters.forget(pid);
     return gone;
   }
 
   stats(): ResolverStats {
     const s = this.nat.stats();
-    return { stacks: this.stacks, distinct: this.distinct, unwindMs: s.unwindNs / 1e6, symbolizeMs: s.symbolizeNs / 1e6, unresolvedFrames: s.unresolvedFrames };
+    return { stacks: this.stacks, distinct: this.distinct, unwindMs: s.unwindNs / 1e6, symbolizeMs: s.symbolizeNs / 1e6, unresolvedFrames: s.unresolvedFrames, python: this.interpreters.stats() };
   }
 }
 

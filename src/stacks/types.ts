@@ -20,6 +20,12 @@ export interface Frame {
   reason?: string;
   /** functions inlined at this address, innermost first */
   inlined?: InlinedFrame[];
+  /**
+   * an interpreter's frame spliced in where the interpreter ran it (absent: a
+   * native or JIT frame). Python: symbol is the qualified name, file and line
+   * the source, addr the code object, offset the instruction's, in bytes.
+   */
+  kind?: 'python';
 }
 
 export type Site = 'acquire' | 'io' | 'eof';

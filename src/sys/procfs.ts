@@ -263,3 +263,28 @@ export function parseFileNr(value: string): FileNr {
   const [allocated = 0, free = 0, max = 0] = sysctlNumbers(value);
   return { allocated, free, max };
 }
+
+export interface Mapping {
+  start: number;
+  end: number;
+  perms: string;
+  offset: number;
+  inode: number;
+  /** the mapped file ('' for anonymous memory; [heap], [stack] and the like as the kernel names them) */
+  path: string;
+}
+
+/** /proc/PID/maps text -> mappings (file paths with spaces kept whole; " (deleted)" kept). */
+export function parseMaps(text: string): Mapping[] {
+  const out: Mapping[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^([0-9a-f]+)-([0-9a-f]+) (\S+) ([0-9a-f]+) \S+ (\d+)\s*(.*)$/.exec(line);
+    if (!m) continue;
+    out.push({ start: parseInt(m[1], 16), end: parseInt(m[2], 16), perms: m[3], offset: parseInt(m[4], 16), inode: Number(m[5]), path: m[6] });
+  }
+  return out;
+}
+
+export function processMaps(pid: Pid): Mapping[] {
+  return parseMaps(readProc(pid, 'maps'));
+}

@@ -89,7 +89,7 @@ export class TraceSession {
   ) {
     this.tracer = tracer;
     this.targets = targets;
-    this.resolver = opts.stacks ? new StackResolver((s) => tracer.learnStack(s)) : null;
+    this.resolver = opts.stacks ? new StackResolver((s) => tracer.learnStack(s), (pid, cfg) => tracer.setPython(pid, cfg)) : null;
     this.done = new Promise((r) => (this.resolveDone = r));
     this.info = {
       tool: { name: 'tcptrace', version: VERSION },

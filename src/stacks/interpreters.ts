@@ -1,0 +1,96 @@
+/**
+ * Interpreted runtimes whose frames tcptrace splices into native stacks, one
+ * module each behind this small interface (as the OpenTelemetry profiler keeps
+ * interpreter/python, interpreter/hotspot): CPython now (src/stacks/python/).
+ * A process's runtime is recognised once, from its memory, when its first
+ * stack arrives (or at attach for --pid targets); the kernel is then told what
+ * to copy for it at a capture.
+ */
+import { logger } from '../log.js';
+
+const log = logger('stacks');
+import type { Frame } from './types.js';
+import type { PyCapture } from './python/frames.js';
+import { PythonProcess, type PythonUnsupported } from './python/process.js';
+import { pyRuns, splicePython } from './python/splice.js';
+
+/** What the kernel must know about a process's runtime (null: forget it). */
+export type InterpreterConfigurer = (pid: number, pythonConfig: Buffer | null) => void;
+
+const EVAL = /^_PyEval_EvalFrameDefault(\.|$)/;
+
+export class InterpreterRegistry {
+  private readonly procs = new Map<number, PythonProcess | PythonUnsupported | null>();
+  private unsupported = 0;
+
+  constructor(private readonly configure?: InterpreterConfigurer) {}
+
+  /** The runtime of `pid`, recognised on first sight (null: none tcptrace knows, or the process is gone). */
+  of(pid: number): PythonProcess | PythonUnsupported | null {
+    if (this.procs.has(pid)) return this.procs.get(pid)!;
+    let found: PythonProcess | PythonUnsupported | null = null;
+    try {
+      found = PythonProcess.detect(pid);
+    } catch (err) {
+      log.debug({ pid, err: (err as Error).message }, 'interpreter detection failed');
+    }
+    this.procs.set(pid, found);
+    if (found instanceof PythonProcess) {
+      log.info({ pid, python: found.version, file: found.file }, 'CPython: its Python frames are copied at each capture');
+      try {
+        this.configure?.(pid, found.kernelConfig());
+      } catch (err) {
+        log.warn({ pid, err: (err as Error).message }, 'could not tell the kernel about a CPython process: its Python frames are not copied');
+      }
+    } else if (found) {
+      this.unsupported++;
+      log.warn({ pid, why: found.unsupported }, 'a Python process whose frames tcptrace does not name');
+    }
+    return found;
+  }
+
+  /** The native frames of one capture with its runtime's frames in place. */
+  splice(pid: number, native: Frame[], py: PyCapture): Frame[] {
+    const p = this.procs.get(pid);
+    if (p instanceof PythonProcess) {
+      if (!py.frames.length) return native;
+      return splicePython(native, pyRuns(py.frames, (r) => p.frame(r)));
+    }
+    if (p && native.some((f) => EVAL.test(f.symbol))) {
+      // say it where the frames would be: the report lists frame reasons as notes
+      return native.map((f) => (EVAL.test(f.symbol) ? { ...f, reason: p.unsupported } : f));
+    }
+    return native;
+  }
+
+  forget(pid: number): void {
+    const p = this.procs.get(pid);
+    this.procs.delete(pid);
+    if (p instanceof PythonProcess) {
+      p.close();
+      try {
+        this.configure?.(pid, null);
+      } catch {
+        /* the tracer is closing */
+      }
+    }
+  }
+
+  stats(): { processes: number; unsupported: number; named: number; unnamed: number } {
+    let processes = 0;
+    let named = 0;
+    let unnamed = 0;
+    for (const p of this.procs.values()) {
+      if (!(p instanceof PythonProcess)) continue;
+      processes++;
+      named += p.named;
+      unnamed += p.unnamed;
+    }
+    return { processes, unsupported: this.unsupported, named, unnamed };
+  }
+
+  close(): void {
+    for (const p of this.procs.values()) if (p instanceof PythonProcess) p.close();
+    this.procs.clear();
+  }
+}
