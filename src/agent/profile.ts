@@ -147,8 +147,13 @@ export function closeWaitProfile(inp: ProfileInputs): Buffer {
     return m.id as number;
   };
   const frameLocation = (pid: number, f: Frame): number => {
-    const key = `${pid}\0${f.addr}`;
+    // an interpreted frame is a code object and an instruction in it: no machine address, no mapping
+    const py = f.kind === 'python';
+    const key = py ? `${pid}\0${f.addr}+${f.offset}` : `${pid}\0${f.addr}`;
     let loc = locations.get(key);
+    if (!loc && py) {
+      locations.set(key, (loc = new Location({ id: locations.size + 1, line: [new Line({ functionId: fn(f.symbol || '[unnamed Python frame]', f.file), line: f.line ?? 0 })] })));
+    }
     if (!loc) {
       const addr = hex(f.addr);
       const name = f.symbol || `${f.module}+${f.moduleOffset}`;

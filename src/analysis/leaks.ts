@@ -70,6 +70,19 @@ export function buildLeaks(a: AnalysisState, endNs: number, startedNs: number): 
 export function groupLeaks(a: AnalysisState, endNs: number, startedNs: number): LeakGroupRecords[] {
   const { table, stacksById, options } = a;
   const groups = new Map<string, { recs: SocketRecord[]; ages: number[]; holder: number; attach: boolean }>();
+  // one code path, one group: two stack ids whose frames name the same functions and lines
+  // (glibc's accept4 has a second syscall instruction once a process has threads) are one path
+  const paths = new Map<number, string>();
+  const pathOf = (id: number | undefined): string => {
+    if (id === undefined) return '-';
+    let p = paths.get(id);
+    if (p === undefined) {
+      const frames = stacksById.get(id);
+      p = frames ? frames.map((f) => (f.symbol ? `${f.symbol}|${f.file ?? ''}|${f.line ?? ''}` : `${f.module}+${f.moduleOffset}`)).join(';') : `#${id}`;
+      paths.set(id, p);
+    }
+    return p;
+  };
   for (const rec of table.live.values()) {
     if (rec.state !== TCP.CLOSE_WAIT || !table.isTarget(rec)) continue;
     const holder = table.holder(rec);
@@ -78,7 +91,7 @@ export function groupLeaks(a: AnalysisState, endNs: number, startedNs: number): 
     const ageMs = (endNs - since) / 1e6;
     if (ageMs < options.leakAfterMs) continue;
     const origin = rec.preexisting ? 'preexisting' : rec.origin === 'accept-pending' ? 'accept' : rec.origin;
-    const key = `${holder.pid}|${origin}|${rec.stacks.acquire ?? '-'}|${rec.stacks.eof ?? '-'}`;
+    const key = `${holder.pid}|${origin}|${pathOf(rec.stacks.acquire)}|${pathOf(rec.stacks.eof)}`;
     let g = groups.get(key);
     if (!g) groups.set(key, (g = { recs: [], ages: [], holder: holder.pid, attach: false }));
     g.recs.push(rec);
@@ -103,7 +116,7 @@ export function groupLeaks(a: AnalysisState, endNs: number, startedNs: number): 
       const all = [...(stacks.acquire ?? []), ...(stacks.io ?? []), ...(stacks.eof ?? [])];
       for (const f of all) if (f.reason && !notes.includes(f.reason)) notes.push(f.reason);
       if (all.some((f) => f.symbol === '_PyEval_EvalFrameDefault'))
-        notes.push('Python functions are not named by native unwinding: run CPython 3.12+ with -X perf (a frame-pointer build) to name them');
+        notes.push('Python functions are not named here: tcptrace reads the frames of CPython 3.11-3.13 (default builds) from the process; this interpreter is not one of those (or was not recognised: --log-level info says which)');
     }
     const peers = new Map<string, number>();
     for (const r of g.recs) {

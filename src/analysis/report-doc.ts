@@ -89,6 +89,8 @@ export interface ReportDoc {
     /** agent time spent unwinding and symbolizing (live only) */
     unwindMs?: number;
     symbolizeMs?: number;
+    /** CPython processes whose frames were copied, those of a version not named, and Python frames named / unnamed (live only) */
+    python?: { processes: number; unsupported: number; named: number; unnamed: number };
   } | null;
   warnings: string[];
 }
@@ -182,6 +184,7 @@ export function buildReport(a: AnalysisState, end: SessionEnd): ReportDoc {
           distinct: a.stacksById.size,
           stoppedEarly: Object.fromEntries(a.stackStops),
           ...(end.stackCost ? { unwindMs: Math.round(end.stackCost.unwindMs * 10) / 10, symbolizeMs: Math.round(end.stackCost.symbolizeMs * 10) / 10 } : {}),
+          ...(end.stackCost?.python?.processes || end.stackCost?.python?.unsupported ? { python: end.stackCost.python } : {}),
         }
       : null,
     warnings,

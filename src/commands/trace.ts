@@ -46,7 +46,9 @@ Leaks: sockets in CLOSE_WAIT for --leak-after seconds and not closed, grouped by
 stack that acquired them (accept/connect) and the read that saw EOF, like memleak.
 Names need symbols: Node wants NODE_OPTIONS="--perf-basic-prof-only-functions
 --interpreted-frames-native-stack", Java -XX:+PreserveFramePointer and
-\`jcmd PID Compiler.perfmap\`, CPython 3.12+ -X perf; libc lines need libc6-dbg.`,
+\`jcmd PID Compiler.perfmap\`; libc lines need libc6-dbg. CPython 3.11-3.13 needs nothing: the
+kernel copies each capture's Python frames and tcptrace names them (function, file, line)
+from the process's memory, with no flag and no restart.`,
     );
   for (const o of selectorOptions()) cmd.addOption(o);
   for (const o of analysisOptions()) cmd.addOption(o);

@@ -174,7 +174,7 @@ export class PythonProcess {
 
   /** A frame record as a named frame; an unnamed one says why. */
   frame(r: PyFrameRecord): Frame {
-    const base: Frame = { addr: `0x${r.code.toString(16)}`, symbol: '', offset: r.instr, module: '', moduleOffset: '0x0', kind: 'python' };
+    const base: Frame = { addr: `0x${r.code.toString(16)}`, symbol: '', offset: r.instr, module: 'python', moduleOffset: '0x0', kind: 'python' };
     const c = this.code(r.code);
     if ('error' in c) {
       this.unnamed++;
@@ -191,7 +191,7 @@ export class PythonProcess {
       line = null;
     }
     this.named++;
-    return { ...base, symbol: c.qualname, module: c.filename, file: c.filename, ...(line !== null ? { line } : {}) };
+    return { ...base, symbol: c.qualname, module: 'python', file: c.filename, ...(line !== null ? { line } : {}) };
   }
 
   close(): void {

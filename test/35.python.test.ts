@@ -1,0 +1,236 @@
+/**
+ * Python frames from live CPython processes, with no flag and no restart: for
+ * Debian's /usr/bin/python3.11 (static, non-PIE) and every pyenv CPython
+ * 3.11-3.13 on the machine (shared libpython, PIE), three leaky services
+ * (test/fixtures/python/leaks.py): an http.client client that keeps its
+ * connections, an asyncio client that never closes its writer, and a threaded
+ * server whose error path keeps the socket in a registry. The leak group must
+ * name the leaking Python function with the file and line the fixture itself
+ * printed (traceback.extract_stack() on the line of the call), the closing
+ * path must be in no leak group, and the counts must equal ss. An interpreter
+ * tcptrace does not know (3.10) must say so, not name frames wrongly.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { FIXTURES, needKernelBtf, needRoot, sleep, ssCloseWait, startServer, startTcptrace, stopGroup, type Server } from './helpers/proc.js';
+
+const skip = needRoot() ?? needKernelBtf();
+const FIXTURE = join(FIXTURES, 'python/leaks.py');
+const PYENV = '/root/.pyenv/versions';
+
+interface Frame {
+  symbol: string;
+  file?: string;
+  line?: number;
+  kind?: string;
+  reason?: string;
+}
+interface Truth {
+  site: string;
+  qualname: string;
+  file: string;
+  line: number;
+}
+
+/** Every CPython 3.11-3.13 here: Debian's, then pyenv's, by minor version. */
+function interpreters(): { label: string; path: string; minor: number }[] {
+  const out: { label: string; path: string; minor: number }[] = [];
+  if (existsSync('/usr/bin/python3.11')) out.push({ label: 'Debian python3.11', path: '/usr/bin/python3.11', minor: 11 });
+  const versions = existsSync(PYENV) ? readdirSync(PYENV) : [];
+  for (const v of versions.sort()) {
+    const m = /^3\.(\d+)\.\d+$/.exec(v);
+    if (!m || Number(m[1]) < 11 || Number(m[1]) > 13) continue;
+    const path = join(PYENV, v, 'bin/python3');
+    if (existsSync(path)) out.push({ label: `pyenv ${v}`, path, minor: Number(m[1]) });
+  }
+  return out;
+}
+
+const found = interpreters();
+
+/** A fixture process that waits for a line on stdin; its stdout lines collected. */
+function startFixture(python: string, args: string[]): { proc: ChildProcess; lines: string[]; waitFor: (re: RegExp, ms?: number) => Promise<string> } {
+  const proc = spawn(python, [FIXTURE, ...args], { stdio: ['pipe', 'pipe', 'inherit'], detached: true });
+  const lines: string[] = [];
+  let buf = '';
+  proc.stdout!.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      lines.push(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+    }
+  });
+  const waitFor = async (re: RegExp, ms = 20_000): Promise<string> => {
+    for (let t = 0; t < ms; t += 50) {
+      const l = lines.find((x) => re.test(x));
+      if (l) return l;
+      await sleep(50);
+    }
+    throw new Error(`fixture never printed ${re}; printed ${JSON.stringify(lines)}`);
+  };
+  return { proc, lines, waitFor };
+}
+
+const truthOf = (lines: string[], site: string): Truth => {
+  const l = lines.map((x) => (x.startsWith('{') ? (JSON.parse(x) as Truth) : null)).find((x) => x?.site === site);
+  assert.ok(l, `the fixture printed no ground truth for ${site}: ${JSON.stringify(lines)}`);
+  return l;
+};
+
+const pyFrames = (frames: Frame[] | null) => (frames ?? []).filter((f) => f.kind === 'python');
+const describeStack = (frames: Frame[] | null) => (frames ?? []).map((f) => `${f.kind === 'python' ? 'py:' : ''}${f.symbol || '?'}${f.line ? `:${f.line}` : ''}`).join(' < ');
+
+/** Traces the fixture while `work` runs, until ss shows `expect` CLOSE_WAIT sockets and past --leak-after. */
+async function traceFixture(pid: number, expect: number, work: () => Promise<void>): Promise<{ doc: any; ss: Set<string> }> {
+  const t = startTcptrace(['--pid', String(pid), '--format', 'json', '--leak-after', '1']);
+  try {
+    await t.ready;
+    await work();
+    for (let i = 0; i < 100 && ssCloseWait(pid).size < expect; i++) await sleep(100);
+    await sleep(1300);
+  } finally {
+    var r = await t.stop();
+  }
+  assert.equal(r.code, 0, r.stderr);
+  return { doc: JSON.parse(r.stdout), ss: ssCloseWait(pid) };
+}
+
+function assertCounts(doc: any, pid: number, ss: Set<string>, expect: number): any[] {
+  assert.equal(ss.size, expect, `ss shows ${ss.size} CLOSE_WAIT sockets for the fixture`);
+  const mine = doc.leaks.filter((g: any) => g.pid === pid);
+  assert.equal(mine.reduce((a: number, g: any) => a + g.count, 0), expect, JSON.stringify(doc.leaks.map((g: any) => [g.pid, g.count])));
+  assert.deepEqual(new Set(mine.flatMap((g: any) => g.sockets.map((s: any) => `${s.local} ${s.remote}`))), ss);
+  return mine;
+}
+
+function assertNamed(frames: Frame[] | null, truth: Truth, what: string): void {
+  const f = pyFrames(frames).find((x) => x.symbol === truth.qualname);
+  assert.ok(f, `${what}: no Python frame ${truth.qualname} in ${describeStack(frames)}`);
+  assert.equal(f.file, truth.file, `${what}: ${truth.qualname}'s file`);
+  assert.equal(f.line, truth.line, `${what}: ${truth.qualname}'s line`);
+}
+
+for (const py of found) {
+  describe(`${py.label}: Python frames of a live process`, { skip: skip ?? false }, () => {
+    let http: Server;
+    let http10: Server;
+    before(async () => {
+      http = await startServer(process.execPath, [join(FIXTURES, 'http_server.mjs')]);
+      http10 = await startServer(process.execPath, [join(FIXTURES, 'http10_server.mjs')]);
+    });
+    after(async () => {
+      await http?.stop();
+      await http10?.stop();
+    });
+
+    test('http.client kept open: the group names CatalogClient.fetch_catalog at the fixture\'s line; the closing path is in no group; counts = ss', async () => {
+      const fx = startFixture(py.path, ['http-client', String(http.port), '3']);
+      try {
+        const { doc, ss } = await traceFixture(fx.proc.pid!, 3, async () => {
+          fx.proc.stdin!.write('go\n');
+          await fx.waitFor(/^DONE/);
+        });
+        const groups = assertCounts(doc, fx.proc.pid!, ss, 3);
+        const truth = truthOf(fx.lines, 'connect');
+        assert.equal(groups.length, 1, groups.map((g: any) => describeStack(g.stacks.acquire)).join('\n'));
+        assertNamed(groups[0].stacks.acquire, truth, 'acquire (connect)');
+        assertNamed(groups[0].stacks.io, { ...truth }, 'first write');
+        // the interpreter's own frames are replaced, and http.client's frames are named too
+        assert.ok(!groups[0].stacks.acquire.some((f: Frame) => f.symbol === '_PyEval_EvalFrameDefault'), describeStack(groups[0].stacks.acquire));
+        assert.ok(pyFrames(groups[0].stacks.acquire).some((f) => f.symbol === 'HTTPConnection.connect' && /http\/client\.py$/.test(f.file ?? '')));
+        for (const g of doc.leaks) for (const s of ['acquire', 'io', 'eof']) assert.ok(!pyFrames(g.stacks[s]).some((f) => f.symbol === 'CatalogClient.fetch_and_close'), 'the closing path is in a leak group');
+        assert.ok(!groups[0].notes.some((n: string) => /not named/.test(n)), groups[0].notes.join('; '));
+        assert.ok(doc.stacks.deduped + doc.stacks.recalled > 0, `the kernel recognised no Python stack: ${JSON.stringify(doc.stacks)}`);
+      } finally {
+        await stopGroup(fx.proc);
+      }
+    });
+
+    test('asyncio.open_connection, writer never closed: the group names the coroutine fetch_prices and its caller', async () => {
+      const fx = startFixture(py.path, ['asyncio-client', String(http10.port), '3']);
+      try {
+        const { doc, ss } = await traceFixture(fx.proc.pid!, 3, async () => {
+          fx.proc.stdin!.write('go\n');
+          await fx.waitFor(/^DONE/);
+        });
+        const groups = assertCounts(doc, fx.proc.pid!, ss, 3);
+        const truth = truthOf(fx.lines, 'connect');
+        for (const g of groups) {
+          assertNamed(g.stacks.acquire, truth, 'acquire (connect)');
+          assert.ok(pyFrames(g.stacks.acquire).some((f) => f.symbol === 'asyncio_client'), describeStack(g.stacks.acquire));
+          assert.ok(pyFrames(g.stacks.acquire).some((f) => f.symbol === 'BaseEventLoop.create_connection'), describeStack(g.stacks.acquire));
+        }
+      } finally {
+        await stopGroup(fx.proc);
+      }
+    });
+
+    test('threaded server, a handler that keeps the socket on an error path: the accept loop serve_orders is named; counts = ss', async () => {
+      const fx = startFixture(py.path, ['threaded-server']);
+      try {
+        const port = Number((await fx.waitFor(/^READY \d+/)).split(' ')[1]);
+        const { doc, ss } = await traceFixture(fx.proc.pid!, 3, async () => {
+          fx.proc.stdin!.write('go\n');
+          await fx.waitFor(/"site": "accept"/);
+          for (const p of ['BAD order', 'GET /', 'BAD order', 'GET /', 'BAD order']) {
+            await new Promise<void>((resolve, reject) => {
+              const c = connect(port, '127.0.0.1', () => c.write(p));
+              c.on('error', reject);
+              if (p.startsWith('BAD')) {
+                // our FIN goes out; the handler never closes its side: done once ours is sent
+                setTimeout(() => c.end(), 100);
+                c.on('finish', () => resolve());
+              } else {
+                c.on('data', () => c.end());
+                c.on('close', () => resolve());
+              }
+            });
+          }
+        });
+        const groups = assertCounts(doc, fx.proc.pid!, ss, 3);
+        assert.equal(groups.length, 1, groups.map((g: any) => describeStack(g.stacks.acquire)).join('\n'));
+        assertNamed(groups[0].stacks.acquire, truthOf(fx.lines, 'accept'), 'acquire (accept)');
+        assert.equal(groups[0].origin, 'accept');
+      } finally {
+        await stopGroup(fx.proc);
+      }
+    });
+  });
+}
+
+for (const minor of [11, 12, 13]) {
+  if (!found.some((p) => p.minor === minor)) {
+    test(`CPython 3.${minor} frames`, { skip: `no CPython 3.${minor} on this machine (looked for /usr/bin/python3.${minor} and ${PYENV}/3.${minor}.*/bin/python3)` }, () => {});
+  }
+}
+
+const older = existsSync(PYENV) ? readdirSync(PYENV).filter((v) => /^3\.10\.\d+$/.test(v)) : [];
+describe('an interpreter tcptrace does not know', { skip: skip ?? (older.length ? false : `no CPython 3.10 under ${PYENV} to check it with`) }, () => {
+  let http: Server;
+  before(async () => {
+    http = await startServer(process.execPath, [join(FIXTURES, 'http_server.mjs')]);
+  });
+  after(() => http?.stop());
+
+  test('CPython 3.10: the counts still equal ss, no Python frame is named, and the report says why', async () => {
+    const fx = startFixture(join(PYENV, older[0], 'bin/python3'), ['http-client', String(http.port), '2']);
+    try {
+      const { doc, ss } = await traceFixture(fx.proc.pid!, 2, async () => {
+        fx.proc.stdin!.write('go\n');
+        await fx.waitFor(/^DONE/);
+      });
+      const groups = assertCounts(doc, fx.proc.pid!, ss, 2);
+      for (const g of groups) {
+        assert.equal(pyFrames(g.stacks.acquire).length, 0);
+        assert.ok(g.notes.some((n: string) => /before 3\.11/.test(n)), g.notes.join('; '));
+      }
+    } finally {
+      await stopGroup(fx.proc);
+    }
+  });
+});
