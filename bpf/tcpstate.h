@@ -70,7 +70,9 @@ enum tt_site {
 	TT_SITE_ACQUIRE = 1, /* accept / connect / listen */
 	TT_SITE_IO = 2,	     /* first write/send after acquiring it */
 	TT_SITE_EOF = 3,     /* the read that returned 0: the program saw the peer's FIN */
+	TT_SITE_READ = 4,    /* first read that returned data: the handler that took the request (accepts in one place, reads in another) */
 };
+#define TT_SITES 4
 
 /* targets checked in the kernel without a map lookup (the rest spill to the targets map) */
 #define TT_FAST_TARGETS 8
@@ -350,6 +352,7 @@ _Static_assert(sizeof(struct tt_stack_ref) == 56, "tt_stack_ref layout");
 
 #define TT_OWNER_IO_SEEN (1u << 0)  /* the first write/send stack was taken */
 #define TT_OWNER_EOF_SEEN (1u << 1) /* the EOF read stack was taken */
+#define TT_OWNER_READ_SEEN (1u << 4) /* the first read's stack was taken */
 /*
  * Summary mode (targ_summary: --pid with no live lines and no recording): a
  * target's socket is kept in the kernel, its transitions only counted, until it
@@ -365,14 +368,15 @@ struct tt_owner {
 	__u32 tgid;
 	__s32 fd;
 	/* summary mode: stack ids seen at its sites (index enum tt_site - 1; 0: none), sent when published */
-	__u32 stack_ids[3];
+	__u32 stack_ids[TT_SITES];
 	__u8 origin;
 	__u8 flags; /* TT_OWNER_* */
 	__u8 state; /* TCP state after the last transition seen (summary mode: the end-of-trace states) */
 	__u8 pad;
+	__u32 pad2; /* comm 8-aligned: it is copied 8 bytes at a time */
 	char comm[TT_COMM_LEN];
 };
-_Static_assert(sizeof(struct tt_owner) == 48, "tt_owner layout");
+_Static_assert(sizeof(struct tt_owner) == 56, "tt_owner layout");
 
 /*
  * Key of the active_closes map (summary mode): a process, and the stack id its

@@ -356,7 +356,7 @@ async function synthetic(out: string, n: number): Promise<{ sink: HtmlTimeline; 
   assert.equal(COUNTER_SERIES.length, 4);
   const group: LeakGroup = {
     pid: 2001, comm: 'orders-1', state: 'CLOSE_WAIT', origin: 'accept', count: leaked, oldestMs: 7900, medianMs: 4000, ageSince: 'transition',
-    stacks: { acquire: FRAMES, io: null, eof: null }, notes: [], peers: [{ addr: '10.1.0.1', count: leaked }], sockets: [],
+    stacks: { acquire: FRAMES, io: null, read: null, eof: null }, notes: [], peers: [{ addr: '10.1.0.1', count: leaked }], sockets: [],
   };
   sink.leakGroups([group], endNs);
   const end: SessionEnd = { endedNs: BigInt(endNs), reason: 'duration', exitedPids: [], counters: {} as SessionEnd['counters'] };

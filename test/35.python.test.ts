@@ -115,6 +115,20 @@ function assertNamed(frames: Frame[] | null, truth: Truth, what: string): void {
   assert.equal(f.line, truth.line, `${what}: ${truth.qualname}'s line`);
 }
 
+/** A client mode of the fixture, traced from before its first connection until its `count` leaks are past --leak-after. */
+async function traceClientMode(python: string, mode: string, port: number, count: number, check: (doc: any, groups: any[], lines: string[]) => void): Promise<void> {
+  const fx = startFixture(python, [mode, String(port), String(count)]);
+  try {
+    const { doc, ss } = await traceFixture(fx.proc.pid!, count, async () => {
+      fx.proc.stdin!.write('go\n');
+      await fx.waitFor(/^DONE/);
+    });
+    check(doc, assertCounts(doc, fx.proc.pid!, ss, count), fx.lines);
+  } finally {
+    await stopGroup(fx.proc);
+  }
+}
+
 for (const py of found) {
   describe(`${py.label}: Python frames of a live process`, { skip: skip ?? false }, () => {
     let http: Server;
@@ -129,48 +143,32 @@ for (const py of found) {
     });
 
     test('http.client kept open: the group names CatalogClient.fetch_catalog at the fixture\'s line; the closing path is in no group; counts = ss', async () => {
-      const fx = startFixture(py.path, ['http-client', String(http.port), '3']);
-      try {
-        const { doc, ss } = await traceFixture(fx.proc.pid!, 3, async () => {
-          fx.proc.stdin!.write('go\n');
-          await fx.waitFor(/^DONE/);
-        });
-        const groups = assertCounts(doc, fx.proc.pid!, ss, 3);
-        const truth = truthOf(fx.lines, 'connect');
+      await traceClientMode(py.path, 'http-client', http.port, 3, (doc, groups, lines) => {
+        const truth = truthOf(lines, 'connect');
         assert.equal(groups.length, 1, groups.map((g: any) => describeStack(g.stacks.acquire)).join('\n'));
         assertNamed(groups[0].stacks.acquire, truth, 'acquire (connect)');
-        assertNamed(groups[0].stacks.io, { ...truth }, 'first write');
+        assertNamed(groups[0].stacks.io, truth, 'first write');
         // the interpreter's own frames are replaced, and http.client's frames are named too
         assert.ok(!groups[0].stacks.acquire.some((f: Frame) => f.symbol === '_PyEval_EvalFrameDefault'), describeStack(groups[0].stacks.acquire));
         assert.ok(pyFrames(groups[0].stacks.acquire).some((f) => f.symbol === 'HTTPConnection.connect' && /http\/client\.py$/.test(f.file ?? '')));
         for (const g of doc.leaks) for (const s of ['acquire', 'io', 'eof']) assert.ok(!pyFrames(g.stacks[s]).some((f) => f.symbol === 'CatalogClient.fetch_and_close'), 'the closing path is in a leak group');
         assert.ok(!groups[0].notes.some((n: string) => /not named/.test(n)), groups[0].notes.join('; '));
         assert.ok(doc.stacks.deduped + doc.stacks.recalled > 0, `the kernel recognised no Python stack: ${JSON.stringify(doc.stacks)}`);
-      } finally {
-        await stopGroup(fx.proc);
-      }
+      });
     });
 
     test('asyncio.open_connection, writer never closed: the group names the coroutine fetch_prices and its caller', async () => {
-      const fx = startFixture(py.path, ['asyncio-client', String(http10.port), '3']);
-      try {
-        const { doc, ss } = await traceFixture(fx.proc.pid!, 3, async () => {
-          fx.proc.stdin!.write('go\n');
-          await fx.waitFor(/^DONE/);
-        });
-        const groups = assertCounts(doc, fx.proc.pid!, ss, 3);
-        const truth = truthOf(fx.lines, 'connect');
+      await traceClientMode(py.path, 'asyncio-client', http10.port, 3, (_doc, groups, lines) => {
+        const truth = truthOf(lines, 'connect');
         for (const g of groups) {
           assertNamed(g.stacks.acquire, truth, 'acquire (connect)');
           assert.ok(pyFrames(g.stacks.acquire).some((f) => f.symbol === 'asyncio_client'), describeStack(g.stacks.acquire));
           assert.ok(pyFrames(g.stacks.acquire).some((f) => f.symbol === 'BaseEventLoop.create_connection'), describeStack(g.stacks.acquire));
         }
-      } finally {
-        await stopGroup(fx.proc);
-      }
+      });
     });
 
-    test('threaded server, a handler that keeps the socket on an error path: the accept loop serve_orders is named; counts = ss', async () => {
+    test('threaded server, a handler that keeps the socket on an error path: the accept loop serve_orders and, at the first read, the handler handle_order are named; counts = ss', async () => {
       const fx = startFixture(py.path, ['threaded-server']);
       try {
         const port = Number((await fx.waitFor(/^READY \d+/)).split(' ')[1]);
@@ -196,6 +194,9 @@ for (const py of found) {
         assert.equal(groups.length, 1, groups.map((g: any) => describeStack(g.stacks.acquire)).join('\n'));
         assertNamed(groups[0].stacks.acquire, truthOf(fx.lines, 'accept'), 'acquire (accept)');
         assert.equal(groups[0].origin, 'accept');
+        // the first read names the handler thread that took the request and kept the socket
+        assertNamed(groups[0].stacks.read, truthOf(fx.lines, 'read'), 'first read');
+        assert.ok(!pyFrames(groups[0].stacks.read).some((f) => f.symbol === 'serve_orders'), 'the handler thread has its own stack');
       } finally {
         await stopGroup(fx.proc);
       }
@@ -218,19 +219,11 @@ describe('an interpreter tcptrace does not know', { skip: skip ?? (older.length 
   after(() => http?.stop());
 
   test('CPython 3.10: the counts still equal ss, no Python frame is named, and the report says why', async () => {
-    const fx = startFixture(join(PYENV, older[0], 'bin/python3'), ['http-client', String(http.port), '2']);
-    try {
-      const { doc, ss } = await traceFixture(fx.proc.pid!, 2, async () => {
-        fx.proc.stdin!.write('go\n');
-        await fx.waitFor(/^DONE/);
-      });
-      const groups = assertCounts(doc, fx.proc.pid!, ss, 2);
+    await traceClientMode(join(PYENV, older[0], 'bin/python3'), 'http-client', http.port, 2, (_doc, groups) => {
       for (const g of groups) {
         assert.equal(pyFrames(g.stacks.acquire).length, 0);
         assert.ok(g.notes.some((n: string) => /before 3\.11/.test(n)), g.notes.join('; '));
       }
-    } finally {
-      await stopGroup(fx.proc);
-    }
+    });
   });
 });

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * The I/O stack sites, once per socket: the first write/send names the handler
- * that owns the socket, the first read that returns 0 is the program seeing the
- * peer's FIN. From sock:sock_{send,recv}_length (6.3+: the socket itself, only
+ * that owns the socket, the first read that returns data names the one that took
+ * the request (a server that accepts in one loop and reads in a handler: the
+ * handler that then drops the socket writes nothing), and the first read that
+ * returns 0 is the program seeing the peer's FIN. From sock:sock_{send,recv}_length (6.3+: the socket itself, only
  * for socket I/O) or, before 6.3, the read/write syscall hooks (an fd -> sock
  * walk, and a tid -> fd map across a read).
  */
@@ -60,6 +62,8 @@ static __always_inline void on_sock_io(const bool btf, const struct sock *sk, bo
 		io_site(btf, sk, TT_OWNER_IO_SEEN, TT_SITE_IO);
 	else if (ret == 0)
 		io_site(btf, sk, TT_OWNER_EOF_SEEN, TT_SITE_EOF);
+	else if (ret > 0)
+		io_site(btf, sk, TT_OWNER_READ_SEEN, TT_SITE_READ);
 }
 
 /* write/send syscall on a traced socket (kernels without the sock I/O tracepoints) */
@@ -74,7 +78,7 @@ static __always_inline void on_io_enter(const bool btf, long fd)
 		io_site(btf, sk, TT_OWNER_IO_SEEN, TT_SITE_IO);
 }
 
-/* a read-family syscall returned: 0 on a traced socket is the program seeing the peer's FIN */
+/* a read-family syscall returned: data on a traced socket is its first read (once), 0 the program seeing the peer's FIN */
 static __always_inline void on_read_exit(const bool btf, long ret)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
@@ -86,11 +90,11 @@ static __always_inline void on_read_exit(const bool btf, long ret)
 		return;
 	fd = *p;
 	bpf_map_delete_elem(&pending, &tid);
-	if (ret != 0)
+	if (ret < 0)
 		return;
 	sk = fd_to_tcp_sk(btf, fd);
 	if (sk)
-		io_site(btf, sk, TT_OWNER_EOF_SEEN, TT_SITE_EOF);
+		io_site(btf, sk, ret ? TT_OWNER_READ_SEEN : TT_OWNER_EOF_SEEN, ret ? TT_SITE_READ : TT_SITE_EOF);
 }
 
 #endif /* TCPTRACE_LIB_IO_SITES_BPF_H */

@@ -253,7 +253,7 @@ static __always_inline bool emit_stack_ref(const bool btf, const struct sock *sk
 	}
 	if (held(o)) {
 		/* the first id of each site, sent (and counted as deduped) if the socket is published */
-		if (site >= TT_SITE_ACQUIRE && site <= TT_SITE_EOF && !o->stack_ids[site - 1])
+		if (site >= TT_SITE_ACQUIRE && site <= TT_SITES && !o->stack_ids[site - 1])
 			o->stack_ids[site - 1] = id;
 		return true;
 	}
@@ -270,7 +270,7 @@ static __always_inline bool emit_stack_ref(const bool btf, const struct sock *sk
 static __always_inline void publish(const bool btf, const struct sock *sk, struct tt_owner *o)
 {
 	o->flags |= TT_OWNER_PUBLISHED;
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < TT_SITES; i++) {
 		__u32 id = o->stack_ids[i];
 
 		if (!id)

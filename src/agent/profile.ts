@@ -29,9 +29,9 @@ export const SAMPLE_TYPES = ['leaked_sockets', 'close_wait_sockets', 'inuse_sock
 export const PREEXISTING_FRAME = '[acquired before tcptrace started]';
 export const NO_STACK_FRAME = '[no stack captured]';
 
-const SITE_LABEL: Record<Site, string> = { eof: 'eof read', io: 'first write', acquire: 'acquire' };
+const SITE_LABEL: Record<Site, string> = { eof: 'eof read', io: 'first write', read: 'first read', acquire: 'acquire' };
 /** the site whose stack a sample shows, best first (see above) */
-const SITE_ORDER: Site[] = ['io', 'eof', 'acquire'];
+const SITE_ORDER: Site[] = ['io', 'read', 'eof', 'acquire'];
 
 export interface ProfileInputs {
   analyzer: Analyzer;

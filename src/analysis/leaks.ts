@@ -54,7 +54,19 @@ const quantile = (xs: number[], q: number) => {
   return s.length ? s[Math.min(s.length - 1, Math.floor(q * s.length))] : 0;
 };
 
-const SITE_TEXT: Record<Site, string> = { acquire: 'acquisition', io: 'first write/send', eof: 'EOF read' };
+const SITE_TEXT: Record<Site, string> = { acquire: 'acquisition', io: 'first write/send', eof: 'EOF read', read: 'first read' };
+
+/**
+ * The frames that make a code path: all of them, but in a stack with Python
+ * frames only the native ones below the first (the call into the kernel) and
+ * the Python ones: the interpreter's C frames between Python frames change as
+ * CPython specialises a call site (a generic call, then a direct one), the
+ * program's path does not.
+ */
+function pathFrames(frames: Frame[]): Frame[] {
+  const first = frames.findIndex((f) => f.kind === 'python');
+  return first < 0 ? frames : [...frames.slice(0, first), ...frames.slice(first).filter((f) => f.kind === 'python')];
+}
 
 /** A leak group with the socket records it was built from (the timeline export draws them). */
 export interface LeakGroupRecords {
@@ -78,7 +90,7 @@ export function groupLeaks(a: AnalysisState, endNs: number, startedNs: number): 
     let p = paths.get(id);
     if (p === undefined) {
       const frames = stacksById.get(id);
-      p = frames ? frames.map((f) => (f.symbol ? `${f.symbol}|${f.file ?? ''}|${f.line ?? ''}` : `${f.module}+${f.moduleOffset}`)).join(';') : `#${id}`;
+      p = frames ? pathFrames(frames).map((f) => (f.symbol ? `${f.symbol}|${f.file ?? ''}|${f.line ?? ''}` : `${f.module}+${f.moduleOffset}`)).join(';') : `#${id}`;
       paths.set(id, p);
     }
     return p;
@@ -91,7 +103,8 @@ export function groupLeaks(a: AnalysisState, endNs: number, startedNs: number): 
     const ageMs = (endNs - since) / 1e6;
     if (ageMs < options.leakAfterMs) continue;
     const origin = rec.preexisting ? 'preexisting' : rec.origin === 'accept-pending' ? 'accept' : rec.origin;
-    const key = `${holder.pid}|${origin}|${pathOf(rec.stacks.acquire)}|${pathOf(rec.stacks.eof)}`;
+    // the first read tells apart handlers behind one accept loop (the one that took the request and dropped it)
+    const key = `${holder.pid}|${origin}|${pathOf(rec.stacks.acquire)}|${pathOf(rec.stacks.read)}|${pathOf(rec.stacks.eof)}`;
     let g = groups.get(key);
     if (!g) groups.set(key, (g = { recs: [], ages: [], holder: holder.pid, attach: false }));
     g.recs.push(rec);
@@ -105,7 +118,7 @@ export function groupLeaks(a: AnalysisState, endNs: number, startedNs: number): 
       const id = first.stacks[site];
       return id === undefined ? null : stacksById.get(id) ?? null;
     };
-    const stacks = { acquire: stack('acquire'), io: stack('io'), eof: stack('eof') };
+    const stacks = { acquire: stack('acquire'), io: stack('io'), read: stack('read'), eof: stack('eof') };
     const notes: string[] = [];
     if (first.heldBy) notes.push(`acquired by pid ${first.pid} (${first.comm}), which closed its fd ${first.fd}; this process still holds another fd of it (inherited without CLOEXEC, dup'd, or passed)`);
     if (first.preexisting) notes.push('acquired before tcptrace attached: no stack; restart tracing earlier, or watch new sockets of this process');
@@ -113,7 +126,7 @@ export function groupLeaks(a: AnalysisState, endNs: number, startedNs: number): 
     else {
       // (no EOF stack is itself the finding: the program never read the peer's EOF)
       if (!stacks.acquire) notes.push(`no ${SITE_TEXT.acquire} stack: not captured (per-process stack rate limit, or acquired before attach)`);
-      const all = [...(stacks.acquire ?? []), ...(stacks.io ?? []), ...(stacks.eof ?? [])];
+      const all = [...(stacks.acquire ?? []), ...(stacks.io ?? []), ...(stacks.read ?? []), ...(stacks.eof ?? [])];
       for (const f of all) if (f.reason && !notes.includes(f.reason)) notes.push(f.reason);
       if (all.some((f) => f.symbol === '_PyEval_EvalFrameDefault'))
         notes.push('Python functions are not named here: tcptrace reads the frames of CPython 3.11-3.13 (default builds) from the process; this interpreter is not one of those (or was not recognised: --log-level info says which)');

@@ -252,6 +252,7 @@ export class HtmlTimeline implements TimelineSink {
     callEnd: new Column(Uint32Array),
     acquire: new Column(Int32Array),
     io: new Column(Int32Array),
+    read: new Column(Int32Array),
     eof: new Column(Int32Array),
     // per state: ns after the state before (the first: after the socket's start)
     stTs: new Column(Float64Array, 4096),
@@ -323,6 +324,7 @@ export class HtmlTimeline implements TimelineSink {
     c.callEnd.push(c.cTs.length);
     c.acquire.push(this.stack(life.stacks.acquire));
     c.io.push(this.stack(life.stacks.io));
+    c.read.push(this.stack(life.stacks.read));
     c.eof.push(this.stack(life.stacks.eof));
     if (life.sharedWith.length) this.shared.push([index, ...life.sharedWith]);
     if (this.windowed && life.pid && life.start <= this.origin) {
@@ -366,7 +368,7 @@ export class HtmlTimeline implements TimelineSink {
     const wallStartMs = Number(info.clock.wallNs) / 1e6 + (this.base - Number(info.clock.monotonicNs)) / 1e6;
     const report = end.report;
     const groups = this.groups.map((g) => {
-      const top = codePathFrame(g.stacks.acquire) ?? codePathFrame(g.stacks.io) ?? codePathFrame(g.stacks.eof);
+      const top = codePathFrame(g.stacks.acquire) ?? codePathFrame(g.stacks.io) ?? codePathFrame(g.stacks.read) ?? codePathFrame(g.stacks.eof);
       return {
         pid: g.pid,
         comm: g.comm,
@@ -376,7 +378,7 @@ export class HtmlTimeline implements TimelineSink {
         medianMs: g.medianMs,
         ageSince: g.ageSince,
         at: top ? top.symbol || top.addr : null,
-        stacks: { acquire: this.frameList(g.stacks.acquire), io: this.frameList(g.stacks.io), eof: this.frameList(g.stacks.eof) },
+        stacks: { acquire: this.frameList(g.stacks.acquire), io: this.frameList(g.stacks.io), read: this.frameList(g.stacks.read), eof: this.frameList(g.stacks.eof) },
         notes: g.notes,
         peers: g.peers,
       };

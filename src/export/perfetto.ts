@@ -592,6 +592,7 @@ function describeGroup(g: LeakGroup): string {
   const lines = [`${g.count} sockets in CLOSE_WAIT, oldest ${fmtSeconds(g.oldestMs)}, median ${fmtSeconds(g.medianMs)}; pid ${g.pid} (${g.comm}), ${g.origin}`];
   const sites: [string, Frame[] | null][] = [
     ['acquired', g.stacks.acquire],
+    ['first read', g.stacks.read],
     ['first write', g.stacks.io],
     ['EOF read', g.stacks.eof],
   ];

@@ -26,7 +26,7 @@ import type { SessionEnd, SessionInfo, TraceSink } from '../trace/types.js';
 /** TCP_TIMEWAIT_LEN (include/net/tcp.h): how long the kernel keeps a TIME_WAIT socket */
 export const TIME_WAIT_NS = 60e9;
 
-export type CallKind = 'accept' | 'connect' | 'listen' | 'close' | 'shutdown' | 'first write' | 'EOF read';
+export type CallKind = 'accept' | 'connect' | 'listen' | 'close' | 'shutdown' | 'first write' | 'first read' | 'EOF read';
 
 /** a call on a socket (accept, close, ...), or a stack site the kernel captured (first write, EOF read) */
 export interface TimelineCall {
@@ -135,7 +135,7 @@ const CALLS: Record<number, CallKind> = {
   [TT_CALL.CLOSE]: 'close',
   [TT_CALL.SHUTDOWN]: 'shutdown',
 };
-const SITE_CALL: Partial<Record<Site, CallKind>> = { io: 'first write', eof: 'EOF read' };
+const SITE_CALL: Partial<Record<Site, CallKind>> = { io: 'first write', read: 'first read', eof: 'EOF read' };
 
 /** what one life adds to its process's counters now */
 interface Contribution {

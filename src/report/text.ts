@@ -48,6 +48,10 @@ function leakGroupLines(g: LeakGroup): string[] {
   const age = g.ageSince === 'attach' ? `in CLOSE_WAIT since before attach (>= ${formatDuration(g.oldestMs)})` : `oldest ${formatDuration(g.oldestMs)}, median ${formatDuration(g.medianMs)}`;
   out.push(`  ${n(g.count)} socket${g.count === 1 ? '' : 's'}  ${ACQUIRED[g.origin] ?? 'acquired at'}:  ${age}`);
   if (g.stacks.acquire) out.push(...frameLines(g.stacks.acquire, '    '));
+  if (g.stacks.read) {
+    out.push('  first read:');
+    out.push(...frameLines(g.stacks.read, '    ', 8));
+  }
   if (g.stacks.io) {
     out.push('  first write/send:');
     out.push(...frameLines(g.stacks.io, '    ', 8));

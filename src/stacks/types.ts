@@ -28,8 +28,9 @@ export interface Frame {
   kind?: 'python';
 }
 
-export type Site = 'acquire' | 'io' | 'eof';
-export const SITE_NAMES: Record<number, Site> = { 1: 'acquire', 2: 'io', 3: 'eof' };
+/** acquire (accept/connect/listen), first write/send, EOF read, first read that returned data (enum tt_site) */
+export type Site = 'acquire' | 'io' | 'eof' | 'read';
+export const SITE_NAMES: Record<number, Site> = { 1: 'acquire', 2: 'io', 3: 'eof', 4: 'read' };
 
 /** One captured stack, resolved: which socket, which site, which frames. */
 export interface ResolvedStack {

@@ -32,7 +32,7 @@ interface PageGroup {
   medianMs: number;
   ageSince: 'transition' | 'attach';
   at: string | null;
-  stacks: { acquire: number[] | null; io: number[] | null; eof: number[] | null };
+  stacks: { acquire: number[] | null; io: number[] | null; read?: number[] | null; eof: number[] | null };
   notes: string[];
   peers: { addr: string; count: number }[];
 }
@@ -112,7 +112,7 @@ interface RowHeader {
     open: { label: 'open', stroke: '#0969da' },
   };
   const KIND_TEXT: Record<string, string> = { late: 'closed late (sat in CLOSE_WAIT for --leak-after or longer)', listener: 'listeners', open: 'open at the end', closed: 'closed' };
-  const SITE_TEXT: Record<string, string> = { acquire: 'acquire', io: 'first write', eof: 'EOF read' };
+  const SITE_TEXT: Record<string, string> = { acquire: 'acquire', io: 'first write', read: 'first read', eof: 'EOF read' };
 
   const ROW = 16;
   const AXIS = 22;
@@ -781,8 +781,8 @@ interface RowHeader {
         const peers = g.peers.map((p) => `${esc(p.addr)}${p.count > 1 ? ` ×${p.count}` : ''}`).join(', ');
         // with stacks on and the socket acquired while tracing, a missing I/O stack is itself a finding
         const traced = meta.stacks && g.origin !== 'preexisting' && g.stacks.acquire !== null;
-        const missing = { acquire: 'not captured', io: traced ? 'none seen: no write to it was traced' : 'not captured', eof: traced ? 'none seen: the program never read the EOF' : 'not captured' };
-        const stacks = (['acquire', 'io', 'eof'] as const).map((s) => `<div><h4>${SITE_TEXT[s]}</h4>${frameRows(g.stacks[s], missing[s])}</div>`).join('');
+        const missing = { acquire: 'not captured', io: traced ? 'none seen: no write to it was traced' : 'not captured', read: traced ? 'none seen: no read of data was traced' : 'not captured', eof: traced ? 'none seen: the program never read the EOF' : 'not captured' };
+        const stacks = (['acquire', 'read', 'io', 'eof'] as const).map((s) => `<div><h4>${SITE_TEXT[s]}</h4>${frameRows(g.stacks[s] ?? null, missing[s])}</div>`).join('');
         const notes = g.notes.map((n) => `<div class="notes">${esc(n)}</div>`).join('');
         return (
           `<tbody class="group" data-leak="${i}" data-count="${g.count}" data-origin="${esc(g.origin)}" data-pid="${g.pid}">` +
@@ -874,8 +874,8 @@ interface RowHeader {
         }
         calls.push(`<tr><td>${esc(kindName + arg)}</td><td class="num">${fmtAt(d.cAbs[k], 6)}</td><td class="num">${c.cFd[k] >= 0 ? c.cFd[k] : ''}</td><td class="num">${c.cPid[k] || ''}</td><td>${st >= 0 ? `<a class="link" data-stack="${stacks.findIndex((x) => x.idx === st)}">stack</a>` : ''}</td></tr>`);
       }
-      for (const [site, col] of [['acquire', 'acquire'], ['io', 'io'], ['eof', 'eof']] as const) {
-        const st = c[col][i];
+      for (const [site, col] of [['acquire', 'acquire'], ['read', 'read'], ['io', 'io'], ['eof', 'eof']] as const) {
+        const st = c[col]?.[i] ?? -1;
         if (st >= 0 && !seen.has(st)) {
           seen.add(st);
           stacks.push({ title: SITE_TEXT[site], idx: st });
