@@ -86,7 +86,7 @@ for (const [label, flags] of [
       const g = doc.leaks.find((x: any) => x.origin === 'preexisting');
       assert.equal(g?.count, 2);
       assert.equal(g.ageSince, 'attach');
-      assert.deepEqual(g.stacks, { acquire: null, io: null, eof: null });
+      assert.deepEqual(g.stacks, { acquire: null, io: null, read: null, eof: null });
       assert.ok(g.notes.some((n: string) => /before tcptrace attached/.test(n)));
     });
   });

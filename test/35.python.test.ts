@@ -86,8 +86,8 @@ const pyFrames = (frames: Frame[] | null) => (frames ?? []).filter((f) => f.kind
 const describeStack = (frames: Frame[] | null) => (frames ?? []).map((f) => `${f.kind === 'python' ? 'py:' : ''}${f.symbol || '?'}${f.line ? `:${f.line}` : ''}`).join(' < ');
 
 /** Traces the fixture while `work` runs, until ss shows `expect` CLOSE_WAIT sockets and past --leak-after. */
-async function traceFixture(pid: number, expect: number, work: () => Promise<void>): Promise<{ doc: any; ss: Set<string> }> {
-  const t = startTcptrace(['--pid', String(pid), '--format', 'json', '--leak-after', '1']);
+async function traceFixture(pid: number, expect: number, work: () => Promise<void>, extra: string[] = []): Promise<{ doc: any; ss: Set<string> }> {
+  const t = startTcptrace(['--pid', String(pid), '--format', 'json', '--leak-after', '1', ...extra]);
   try {
     await t.ready;
     await work();
@@ -116,13 +116,13 @@ function assertNamed(frames: Frame[] | null, truth: Truth, what: string): void {
 }
 
 /** A client mode of the fixture, traced from before its first connection until its `count` leaks are past --leak-after. */
-async function traceClientMode(python: string, mode: string, port: number, count: number, check: (doc: any, groups: any[], lines: string[]) => void): Promise<void> {
+async function traceClientMode(python: string, mode: string, port: number, count: number, check: (doc: any, groups: any[], lines: string[]) => void, extra: string[] = []): Promise<void> {
   const fx = startFixture(python, [mode, String(port), String(count)]);
   try {
     const { doc, ss } = await traceFixture(fx.proc.pid!, count, async () => {
       fx.proc.stdin!.write('go\n');
       await fx.waitFor(/^DONE/);
-    });
+    }, extra);
     check(doc, assertCounts(doc, fx.proc.pid!, ss, count), fx.lines);
   } finally {
     await stopGroup(fx.proc);
@@ -225,5 +225,21 @@ describe('an interpreter tcptrace does not know', { skip: skip ?? (older.length 
         assert.ok(g.notes.some((n: string) => /before 3\.11/.test(n)), g.notes.join('; '));
       }
     });
+  });
+});
+
+describe('--no-python-frames', { skip: skip ?? (found.length ? false : 'no CPython 3.11-3.13 on this machine') }, () => {
+  let http: Server;
+  before(async () => {
+    http = await startServer(process.execPath, [join(FIXTURES, 'http_server.mjs')]);
+  });
+  after(() => http?.stop());
+
+  test('the process is not read: interpreter frames only, the counts still equal ss', async () => {
+    await traceClientMode(found[0].path, 'http-client', http.port, 2, (doc, groups) => {
+      for (const g of groups) assert.equal(pyFrames(g.stacks.acquire).length, 0, describeStack(g.stacks.acquire));
+      assert.ok(groups.some((g) => g.stacks.acquire?.some((f: Frame) => f.symbol === '_PyEval_EvalFrameDefault')));
+      assert.equal(doc.stacks.python, undefined);
+    }, ['--no-python-frames']);
   });
 });

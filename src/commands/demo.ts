@@ -66,6 +66,7 @@ export function demoCommand(): Command {
             stacks: true,
             stackBytes: DEFAULTS.stackBytes,
             stackRate: DEFAULTS.stackRate,
+            pythonFrames: true,
           },
           [analyzer],
           async (s) => {

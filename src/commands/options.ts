@@ -55,6 +55,8 @@ export interface SelectorOpts {
   stacks?: boolean;
   stackBytes: number;
   stackRate: number;
+  /** false: --no-python-frames */
+  pythonFrames: boolean;
 }
 
 export interface AnalysisOpts {
@@ -96,6 +98,7 @@ export function selectorOptions(): Option[] {
     new Option('--no-stacks', 'do not capture user stacks (no leak attribution; lowest overhead; default for the whole system)'),
     new Option('--stack-bytes <bytes>', 'user stack copied per capture, whole pages from the stack pointer').argParser(parseStackBytes).default(DEFAULTS.stackBytes, '32K'),
     new Option('--stack-rate <n>', 'stacks captured per second per process at most (bounds the cost under churn)').argParser(parseWhole).default(DEFAULTS.stackRate),
+    new Option('--no-python-frames', "do not read CPython processes' frames (3.11-3.13, named by default from their memory): their stacks show the interpreter's C frames"),
   ];
 }
 

@@ -26,6 +26,7 @@ export async function runSession(
       stacks: opts.stacks ?? opts.pid !== undefined,
       stackBytes: opts.stackBytes,
       stackRate: opts.stackRate,
+      pythonFrames: opts.pythonFrames,
       summary: opts.summary,
       cgroups: opts.cgroups,
       analysis: opts.leakAfter !== undefined ? { leakAfterMs: opts.leakAfter * 1000, top: opts.top ?? 10, intervalS: opts.interval } : undefined,

@@ -23,11 +23,15 @@ export class InterpreterRegistry {
   private readonly procs = new Map<number, PythonProcess | PythonUnsupported | null>();
   private unsupported = 0;
 
-  constructor(private readonly configure?: InterpreterConfigurer) {}
+  constructor(
+    private readonly configure?: InterpreterConfigurer,
+    private readonly enabled = true,
+  ) {}
 
   /** The runtime of `pid`, recognised on first sight (null: none tcptrace knows, or the process is gone). */
   of(pid: number): PythonProcess | PythonUnsupported | null {
     if (this.procs.has(pid)) return this.procs.get(pid)!;
+    if (!this.enabled) return null;
     let found: PythonProcess | PythonUnsupported | null = null;
     try {
       found = PythonProcess.detect(pid);

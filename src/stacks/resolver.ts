@@ -74,11 +74,12 @@ export class StackResolver {
 
   constructor(
     private readonly teach?: StackTeacher,
-    configure?: InterpreterConfigurer,
+    /** null: interpreters' frames are not read (--no-python-frames) */
+    configure?: InterpreterConfigurer | null,
   ) {
     const Ctor = (native() as unknown as { StackResolver: new (o: object) => NativeStackResolver }).StackResolver;
     this.nat = new Ctor({ maxFrames: 64 });
-    this.interpreters = new InterpreterRegistry(configure);
+    this.interpreters = new InterpreterRegistry(configure ?? undefined, configure !== null);
   }
 
   /**

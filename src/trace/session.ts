@@ -38,6 +38,8 @@ export interface TraceOptions {
   stackBytes: number;
   /** stacks per second per process */
   stackRate: number;
+  /** copy and name CPython processes' Python frames (default true) */
+  pythonFrames?: boolean;
   /**
    * Summary mode (with pids, without children): the kernel keeps each target
    * socket to itself until it enters CLOSE_WAIT or LISTEN (or a full stack copy
@@ -89,7 +91,7 @@ export class TraceSession {
   ) {
     this.tracer = tracer;
     this.targets = targets;
-    this.resolver = opts.stacks ? new StackResolver((s) => tracer.learnStack(s), (pid, cfg) => tracer.setPython(pid, cfg)) : null;
+    this.resolver = opts.stacks ? new StackResolver((s) => tracer.learnStack(s), opts.pythonFrames === false ? null : (pid, cfg) => tracer.setPython(pid, cfg)) : null;
     this.done = new Promise((r) => (this.resolveDone = r));
     this.info = {
       tool: { name: 'tcptrace', version: VERSION },
