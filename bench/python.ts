@@ -107,7 +107,7 @@ run(async () => {
       return [name, bpfUsPerConn(p.costs).toFixed(2), costNote(p.costs, 3), String(st.captured), String(st.deduped + st.recalled), st.python ? `${st.python.named} / ${st.python.unnamed}` : '-'];
     });
     console.log('\nBPF stats (one unpaired run each): kernel time per connection, and the costliest programs as runs per connection x us per run');
-    console.log(table([['condition', 'BPF us / conn', 'programs', 'stacks captured (copies)', 'recognised in the kernel', 'Python frames named / unnamed'], ...rows]));
+    console.log(table([['condition', 'BPF us / conn', 'programs', 'stacks delivered', 'recognitions in the kernel', 'Python frames named / unnamed (of the distinct stacks)'], ...rows]));
     const capture = (name: string) => profile[name].costs.filter((c) => /connect|accept|send|recv|read|write/.test(c.name));
     const us = (cs: ReturnType<typeof programCosts>) => cs.reduce((a, c) => a + c.runsPerConn * c.nsPerRun, 0) / 1000;
     const withPy = us(capture('python frames'));

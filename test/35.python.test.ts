@@ -16,6 +16,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { Profile } from 'pprof-format';
+import { freePort, get } from './helpers/agent.js';
 import { FIXTURES, needKernelBtf, needRoot, sleep, ssCloseWait, startServer, startTcptrace, stopGroup, type Server } from './helpers/proc.js';
 
 const skip = needRoot() ?? needKernelBtf();
@@ -241,5 +244,42 @@ describe('--no-python-frames', { skip: skip ?? (found.length ? false : 'no CPyth
       assert.ok(groups.some((g) => g.stacks.acquire?.some((f: Frame) => f.symbol === '_PyEval_EvalFrameDefault')));
       assert.equal(doc.stacks.python, undefined);
     }, ['--no-python-frames']);
+  });
+});
+
+describe('tcptrace agent: a Python service running before the agent', { skip: skip ?? (found.length ? false : 'no CPython 3.11-3.13 on this machine') }, () => {
+  let http: Server;
+  before(async () => {
+    http = await startServer(process.execPath, [join(FIXTURES, 'http_server.mjs')]);
+  });
+  after(() => http?.stop());
+
+  test('is recognised at attach: the pprof leaked samples name CatalogClient.fetch_catalog, their count = ss', async () => {
+    const fx = startFixture(found[0].path, ['http-client', String(http.port), '3']);
+    const port = await freePort();
+    const agent = startTcptrace(['agent', '--listen', `127.0.0.1:${port}`, '--leak-after', '1']);
+    try {
+      await agent.ready;
+      fx.proc.stdin!.write('go\n');
+      await fx.waitFor(/^DONE/);
+      for (let i = 0; i < 100 && ssCloseWait(fx.proc.pid!).size < 3; i++) await sleep(100);
+      await sleep(1500);
+      const ss = ssCloseWait(fx.proc.pid!);
+      const p = Profile.decode(gunzipSync((await get(port, '/debug/pprof/close_wait')).body));
+      const str = (i: unknown) => p.stringTable.strings[Number(i)];
+      const fn = new Map(p.function.map((f) => [Number(f.id), { name: str(f.name), file: str(f.filename) }]));
+      const loc = new Map(p.location.map((l) => [Number(l.id), l]));
+      const mine = p.sample.filter((x) => x.label.some((l) => str(l.key) === 'pid' && Number(l.num) === fx.proc.pid));
+      assert.equal(ss.size, 3);
+      assert.equal(mine.reduce((n, x) => n + Number(x.value[0]), 0), ss.size, 'leaked_sockets = ss');
+      const truth = truthOf(fx.lines, 'connect');
+      for (const x of mine.filter((y) => Number(y.value[0]) > 0)) {
+        const lines = x.locationId.flatMap((id) => loc.get(Number(id))!.line.map((l) => ({ ...fn.get(Number(l.functionId))!, line: Number(l.line) })));
+        assert.ok(lines.some((l) => l.name === truth.qualname && l.file === truth.file && l.line === truth.line), lines.map((l) => `${l.name}:${l.line}`).join(' < '));
+      }
+    } finally {
+      await agent.stop('SIGINT');
+      await stopGroup(fx.proc);
+    }
   });
 });

@@ -6,6 +6,7 @@
  * stack arrives (or at attach for --pid targets); the kernel is then told what
  * to copy for it at a capture.
  */
+import { readFileSync } from 'node:fs';
 import { logger } from '../log.js';
 
 const log = logger('stacks');
@@ -51,6 +52,28 @@ export class InterpreterRegistry {
       log.warn({ pid, why: found.unsupported }, 'a Python process whose frames tcptrace does not name');
     }
     return found;
+  }
+
+  /**
+   * Recognise the interpreters of processes already running (the whole-system
+   * trace, at attach); returns how many run a CPython whose frames are named.
+   * Processes whose maps name no Python file cost one read of their maps.
+   */
+  scan(pids: Iterable<number>): number {
+    let n = 0;
+    if (!this.enabled) return 0;
+    for (const pid of pids) {
+      if (pid === process.pid || this.procs.has(pid)) continue;
+      let maps: string;
+      try {
+        maps = readFileSync(`/proc/${pid}/maps`, 'latin1');
+      } catch {
+        continue; // gone, or a kernel thread
+      }
+      if (!/\/(lib)?python3/.test(maps)) continue;
+      if (this.of(pid) instanceof PythonProcess) n++;
+    }
+    return n;
   }
 
   /** The native frames of one capture with its runtime's frames in place. */

@@ -16,6 +16,7 @@ import { stateName, TCP } from '../model/states.js';
 import { alive, descendants, snapshotSockets, toPresentEvent, type OwnedSocket } from './snapshot.js';
 import { closeWaitHolders } from './holders.js';
 import { StackResolver, splitStacks } from '../stacks/resolver.js';
+import { listPids } from '../sys/procfs.js';
 import { zeroCounters, type Counters, type EndReason, type SessionEnd, type SessionInfo, type TraceSink } from './types.js';
 
 export interface TraceOptions {
@@ -178,6 +179,12 @@ export class TraceSession {
 
     // open the targets' files now: their stacks must resolve even if they exit
     if (this.resolver && pids) for (const pid of pids) this.resolver.prepare(pid);
+    // the whole system: the CPython processes running now get their Python frames from their first stack on
+    else if (this.resolver) {
+      const t0 = Date.now();
+      const n = this.resolver.interpreters.scan(listPids());
+      log.info({ python: n, ms: Date.now() - t0 }, 'CPython processes recognised at attach');
+    }
     const resolver = this.resolver;
     const toSinks = (b: Buffer, records?: number) => this.eachSink((s) => s.batch(b, records));
     this.tracer.start(
