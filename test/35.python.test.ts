@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { Profile } from 'pprof-format';
 import { freePort, get } from './helpers/agent.js';
-import { FIXTURES, needKernelBtf, needRoot, sleep, ssCloseWait, startServer, startTcptrace, stopGroup, type Server } from './helpers/proc.js';
+import { FIXTURES, needKernelBtf, needRoot, runTcptrace, sleep, ssCloseWait, startServer, startTcptrace, stopGroup, WORK, type Server } from './helpers/proc.js';
 
 const skip = needRoot() ?? needKernelBtf();
 const FIXTURE = join(FIXTURES, 'python/leaks.py');
@@ -171,6 +171,32 @@ for (const py of found) {
       });
     });
 
+    test('a generator that connects, and a C function (sorted) that calls back into Python: each frame in its place', async () => {
+      await traceClientMode(py.path, 'generator-client', http10.port, 2, (_doc, groups, lines) => {
+        const truth = truthOf(lines, 'connect');
+        for (const g of groups) {
+          assertNamed(g.stacks.acquire, truth, 'acquire (connect) in a generator');
+          const names = pyFrames(g.stacks.acquire).map((f) => f.symbol);
+          assert.ok(names.indexOf('connect_lazily') < names.indexOf('generator_client'), names.join(' < '));
+        }
+      });
+      await traceClientMode(py.path, 'reentry-client', http10.port, 2, (_doc, groups, lines) => {
+        const truth = truthOf(lines, 'connect');
+        const caller = truthOf(lines, 'caller');
+        for (const g of groups) {
+          const st: Frame[] = g.stacks.acquire;
+          assertNamed(st, truth, 'acquire (connect) in a key function');
+          assertNamed(st, caller, 'the Python caller of sorted()');
+          const inner = st.findIndex((f) => f.kind === 'python' && f.symbol === 'open_for');
+          const outer = st.findIndex((f) => f.kind === 'python' && f.symbol === 'reentry_client');
+          // the C frames of sorted() sit between the two Python runs, none of them an eval loop left unreplaced
+          const between = st.slice(inner + 1, outer);
+          assert.ok(inner >= 0 && outer > inner + 1 && between.every((f) => f.kind !== 'python'), describeStack(st));
+          assert.ok(!between.some((f) => f.symbol === '_PyEval_EvalFrameDefault'), describeStack(st));
+        }
+      });
+    });
+
     test('threaded server, a handler that keeps the socket on an error path: the accept loop serve_orders and, at the first read, the handler handle_order are named; counts = ss', async () => {
       const fx = startFixture(py.path, ['threaded-server']);
       try {
@@ -281,5 +307,40 @@ describe('tcptrace agent: a Python service running before the agent', { skip: sk
       await agent.stop('SIGINT');
       await stopGroup(fx.proc);
     }
+  });
+});
+
+describe('a recording of a Python service', { skip: skip ?? (found.length ? false : 'no CPython 3.11-3.13 on this machine') }, () => {
+  let http: Server;
+  before(async () => {
+    http = await startServer(process.execPath, [join(FIXTURES, 'http_server.mjs')]);
+  });
+  after(() => http?.stop());
+
+  test('keeps the Python frames: tcptrace report names CatalogClient.fetch_catalog (kind python, file, line) in text and JSON', async () => {
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(WORK, { recursive: true });
+    const file = join(WORK, `python-${process.pid}.tcptrace`);
+    const fx = startFixture(found[0].path, ['http-client', String(http.port), '2']);
+    const rec = startTcptrace(['record', '-o', file, '--pid', String(fx.proc.pid)]);
+    try {
+      await rec.ready;
+      fx.proc.stdin!.write('go\n');
+      await fx.waitFor(/^DONE/);
+      for (let i = 0; i < 100 && ssCloseWait(fx.proc.pid!).size < 2; i++) await sleep(100);
+      await sleep(300);
+    } finally {
+      const r = await rec.stop();
+      assert.equal(r.code, 0, r.stderr);
+      await stopGroup(fx.proc);
+    }
+    const truth = truthOf(fx.lines, 'connect');
+    const json = await runTcptrace(['report', file, '--format', 'json', '--leak-after', '0.1']);
+    assert.equal(json.code, 0, json.stderr);
+    const g = JSON.parse(json.stdout).leaks.find((x: any) => x.origin === 'connect');
+    assert.ok(g, json.stdout.slice(0, 2000));
+    assertNamed(g.stacks.acquire, truth, 'recorded acquire stack');
+    const text = await runTcptrace(['report', file, '--leak-after', '0.1']);
+    assert.match(text.stdout, new RegExp(`CatalogClient\\.fetch_catalog\\s+python\\s+${truth.file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:${truth.line}`));
   });
 });

@@ -8,6 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { logger } from '../log.js';
+import { parseMaps } from '../sys/procfs.js';
 
 const log = logger('stacks');
 import type { Frame } from './types.js';
@@ -19,6 +20,7 @@ import { pyRuns, splicePython } from './python/splice.js';
 export type InterpreterConfigurer = (pid: number, pythonConfig: Buffer | null) => void;
 
 const EVAL = /^_PyEval_EvalFrameDefault(\.|$)/;
+const PYTHON_FILE = /\/(lib)?python3[^/\n]*$/m;
 
 export class InterpreterRegistry {
   private readonly procs = new Map<number, PythonProcess | PythonUnsupported | null>();
@@ -35,7 +37,9 @@ export class InterpreterRegistry {
     if (!this.enabled) return null;
     let found: PythonProcess | PythonUnsupported | null = null;
     try {
-      found = PythonProcess.detect(pid);
+      // most processes map no Python file: one read of their maps and a substring test
+      const maps = readFileSync(`/proc/${pid}/maps`, 'latin1');
+      if (PYTHON_FILE.test(maps)) found = PythonProcess.detect(pid, parseMaps(maps));
     } catch (err) {
       log.debug({ pid, err: (err as Error).message }, 'interpreter detection failed');
     }
@@ -58,21 +62,12 @@ export class InterpreterRegistry {
    * Recognise the interpreters of processes already running (the whole-system
    * trace, at attach); returns how many run a CPython whose frames are named.
    * Processes whose maps name no Python file cost one read of their maps.
+   * (A process not seen here is recognised at its first stack.)
    */
   scan(pids: Iterable<number>): number {
     let n = 0;
     if (!this.enabled) return 0;
-    for (const pid of pids) {
-      if (pid === process.pid || this.procs.has(pid)) continue;
-      let maps: string;
-      try {
-        maps = readFileSync(`/proc/${pid}/maps`, 'latin1');
-      } catch {
-        continue; // gone, or a kernel thread
-      }
-      if (!/\/(lib)?python3/.test(maps)) continue;
-      if (this.of(pid) instanceof PythonProcess) n++;
-    }
+    for (const pid of pids) if (pid !== process.pid && this.of(pid) instanceof PythonProcess) n++;
     return n;
   }
 

@@ -71,8 +71,8 @@ export class PythonProcess {
    * The CPython in `pid`, or why its frames cannot be named, or null when it
    * runs no CPython at all. Throws only for a process that cannot be read.
    */
-  static detect(pid: number): PythonProcess | PythonUnsupported | null {
-    const candidates = interpreterFile(processMaps(pid));
+  static detect(pid: number, maps: Mapping[] = processMaps(pid)): PythonProcess | PythonUnsupported | null {
+    const candidates = interpreterFile(maps);
     for (const { path, maps } of candidates) {
       const onDisk = existsSync(`/proc/${pid}/root${path}`) ? `/proc/${pid}/root${path}` : `/proc/${pid}/map_files/${maps[0].start.toString(16)}-${maps[0].end.toString(16)}`;
       let syms;
