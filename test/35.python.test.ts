@@ -239,16 +239,30 @@ for (const minor of [11, 12, 13]) {
   }
 }
 
+/** Lets a client fixture run, until ss shows its `expect` CLOSE_WAIT sockets, and `afterMs` more. */
+async function letItLeak(fx: ReturnType<typeof startFixture>, expect: number, afterMs: number): Promise<void> {
+  fx.proc.stdin!.write('go\n');
+  await fx.waitFor(/^DONE/);
+  for (let i = 0; i < 100 && ssCloseWait(fx.proc.pid!).size < expect; i++) await sleep(100);
+  await sleep(afterMs);
+}
+
+/** The keep-alive HTTP server (closes idle connections after 100 ms) for the tests of one describe. */
+function keepHttpServer(): () => Server {
+  let server: Server;
+  before(async () => {
+    server = await startServer(process.execPath, [join(FIXTURES, 'http_server.mjs')]);
+  });
+  after(() => server?.stop());
+  return () => server;
+}
+
 const older = existsSync(PYENV) ? readdirSync(PYENV).filter((v) => /^3\.10\.\d+$/.test(v)) : [];
 describe('an interpreter tcptrace does not know', { skip: skip ?? (older.length ? false : `no CPython 3.10 under ${PYENV} to check it with`) }, () => {
-  let http: Server;
-  before(async () => {
-    http = await startServer(process.execPath, [join(FIXTURES, 'http_server.mjs')]);
-  });
-  after(() => http?.stop());
+  const http = keepHttpServer();
 
   test('CPython 3.10: the counts still equal ss, no Python frame is named, and the report says why', async () => {
-    await traceClientMode(join(PYENV, older[0], 'bin/python3'), 'http-client', http.port, 2, (_doc, groups) => {
+    await traceClientMode(join(PYENV, older[0], 'bin/python3'), 'http-client', http().port, 2, (_doc, groups) => {
       for (const g of groups) {
         assert.equal(pyFrames(g.stacks.acquire).length, 0);
         assert.ok(g.notes.some((n: string) => /before 3\.11/.test(n)), g.notes.join('; '));
@@ -258,14 +272,10 @@ describe('an interpreter tcptrace does not know', { skip: skip ?? (older.length 
 });
 
 describe('--no-python-frames', { skip: skip ?? (found.length ? false : 'no CPython 3.11-3.13 on this machine') }, () => {
-  let http: Server;
-  before(async () => {
-    http = await startServer(process.execPath, [join(FIXTURES, 'http_server.mjs')]);
-  });
-  after(() => http?.stop());
+  const http = keepHttpServer();
 
   test('the process is not read: interpreter frames only, the counts still equal ss', async () => {
-    await traceClientMode(found[0].path, 'http-client', http.port, 2, (doc, groups) => {
+    await traceClientMode(found[0].path, 'http-client', http().port, 2, (doc, groups) => {
       for (const g of groups) assert.equal(pyFrames(g.stacks.acquire).length, 0, describeStack(g.stacks.acquire));
       assert.ok(groups.some((g) => g.stacks.acquire?.some((f: Frame) => f.symbol === '_PyEval_EvalFrameDefault')));
       assert.equal(doc.stacks.python, undefined);
@@ -274,22 +284,15 @@ describe('--no-python-frames', { skip: skip ?? (found.length ? false : 'no CPyth
 });
 
 describe('tcptrace agent: a Python service running before the agent', { skip: skip ?? (found.length ? false : 'no CPython 3.11-3.13 on this machine') }, () => {
-  let http: Server;
-  before(async () => {
-    http = await startServer(process.execPath, [join(FIXTURES, 'http_server.mjs')]);
-  });
-  after(() => http?.stop());
+  const http = keepHttpServer();
 
   test('is recognised at attach: the pprof leaked samples name CatalogClient.fetch_catalog, their count = ss', async () => {
-    const fx = startFixture(found[0].path, ['http-client', String(http.port), '3']);
+    const fx = startFixture(found[0].path, ['http-client', String(http().port), '3']);
     const port = await freePort();
     const agent = startTcptrace(['agent', '--listen', `127.0.0.1:${port}`, '--leak-after', '1']);
     try {
       await agent.ready;
-      fx.proc.stdin!.write('go\n');
-      await fx.waitFor(/^DONE/);
-      for (let i = 0; i < 100 && ssCloseWait(fx.proc.pid!).size < 3; i++) await sleep(100);
-      await sleep(1500);
+      await letItLeak(fx, 3, 1500);
       const ss = ssCloseWait(fx.proc.pid!);
       const p = Profile.decode(gunzipSync((await get(port, '/debug/pprof/close_wait')).body));
       const str = (i: unknown) => p.stringTable.strings[Number(i)];
@@ -311,24 +314,17 @@ describe('tcptrace agent: a Python service running before the agent', { skip: sk
 });
 
 describe('a recording of a Python service', { skip: skip ?? (found.length ? false : 'no CPython 3.11-3.13 on this machine') }, () => {
-  let http: Server;
-  before(async () => {
-    http = await startServer(process.execPath, [join(FIXTURES, 'http_server.mjs')]);
-  });
-  after(() => http?.stop());
+  const http = keepHttpServer();
 
   test('keeps the Python frames: tcptrace report names CatalogClient.fetch_catalog (kind python, file, line) in text and JSON', async () => {
     const { mkdirSync } = await import('node:fs');
     mkdirSync(WORK, { recursive: true });
     const file = join(WORK, `python-${process.pid}.tcptrace`);
-    const fx = startFixture(found[0].path, ['http-client', String(http.port), '2']);
+    const fx = startFixture(found[0].path, ['http-client', String(http().port), '2']);
     const rec = startTcptrace(['record', '-o', file, '--pid', String(fx.proc.pid)]);
     try {
       await rec.ready;
-      fx.proc.stdin!.write('go\n');
-      await fx.waitFor(/^DONE/);
-      for (let i = 0; i < 100 && ssCloseWait(fx.proc.pid!).size < 2; i++) await sleep(100);
-      await sleep(300);
+      await letItLeak(fx, 2, 300);
     } finally {
       const r = await rec.stop();
       assert.equal(r.code, 0, r.stderr);
