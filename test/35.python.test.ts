@@ -12,13 +12,13 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { Profile } from 'pprof-format';
 import { freePort, get } from './helpers/agent.js';
+import { startLineFixture, type LineFixture } from './helpers/fixture.js';
 import { FIXTURES, needKernelBtf, needRoot, runTcptrace, sleep, ssCloseWait, startServer, startTcptrace, stopGroup, WORK, type Server } from './helpers/proc.js';
 
 const skip = needRoot() ?? needKernelBtf();
@@ -56,28 +56,7 @@ function interpreters(): { label: string; path: string; minor: number }[] {
 const found = interpreters();
 
 /** A fixture process that waits for a line on stdin; its stdout lines collected. */
-function startFixture(python: string, args: string[]): { proc: ChildProcess; lines: string[]; waitFor: (re: RegExp, ms?: number) => Promise<string> } {
-  const proc = spawn(python, [FIXTURE, ...args], { stdio: ['pipe', 'pipe', 'inherit'], detached: true });
-  const lines: string[] = [];
-  let buf = '';
-  proc.stdout!.on('data', (d: Buffer) => {
-    buf += d.toString();
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      lines.push(buf.slice(0, i));
-      buf = buf.slice(i + 1);
-    }
-  });
-  const waitFor = async (re: RegExp, ms = 20_000): Promise<string> => {
-    for (let t = 0; t < ms; t += 50) {
-      const l = lines.find((x) => re.test(x));
-      if (l) return l;
-      await sleep(50);
-    }
-    throw new Error(`fixture never printed ${re}; printed ${JSON.stringify(lines)}`);
-  };
-  return { proc, lines, waitFor };
-}
+const startFixture = (python: string, args: string[]): LineFixture => startLineFixture(python, [FIXTURE, ...args]);
 
 const truthOf = (lines: string[], site: string): Truth => {
   const l = lines.map((x) => (x.startsWith('{') ? (JSON.parse(x) as Truth) : null)).find((x) => x?.site === site);

@@ -6,15 +6,26 @@
  * offsets Java unwinding needs are all there (JDK 17's values as the
  * reference memo measured them), and every code heap lies in an executable
  * mapping of the process (/proc/PID/maps). A process with no JVM is none.
+ *
+ * Then Java frames in real leaks, traced with --pid, each JDK interpreted
+ * (-Xint) and in its default tiered mode (the fixtures' code stays cold, so
+ * interpreted; compiled frames are not named yet): a client that leaks a
+ * Socket, an NIO SocketChannel client, and a thread-pool server whose handler
+ * keeps the socket on a bad request (named at its first read). The leak group
+ * must name the leaking method with the file and line the fixture printed
+ * from its own Thread.getStackTrace(), and the counts must equal ss. The JVMs
+ * get no flag tcptrace needs (-Xint is the test's, to reach the interpreter).
  */
-import { describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { HotSpotProcess } from '../src/stacks/hotspot/process.js';
 import { processMaps } from '../src/sys/procfs.js';
-import { FIXTURES, sleep, stopGroup } from './helpers/proc.js';
+import { connect } from 'node:net';
+import { startLineFixture, type LineFixture } from './helpers/fixture.js';
+import { FIXTURES, needKernelBtf, needRoot, sleep, ssCloseWait, startServer, startTcptrace, stopGroup, type Server } from './helpers/proc.js';
 
 const JVM = '/usr/lib/jvm';
 const jdks = [...new Set((existsSync(JVM) ? readdirSync(JVM) : []).map((d) => join(JVM, d)).filter((d) => existsSync(join(d, 'bin/java')) && existsSync(join(d, 'lib/server/libjvm.so'))).map((d) => realpathSync(d)))].sort();
@@ -68,3 +79,111 @@ for (const jdk of jdks) {
 test('a process without a JVM is none', () => {
   assert.equal(HotSpotProcess.detect(process.pid), null);
 });
+
+interface JFrame {
+  symbol: string;
+  file?: string;
+  line?: number;
+  kind?: string;
+}
+const describeStack = (frames: JFrame[] | null) => (frames ?? []).map((f) => `${f.kind === 'java' ? 'j:' : ''}${f.symbol || '?'}${f.line ? `:${f.line}` : ''}`).join(' < ');
+
+/** "TRUTH [site] Class.method File.java:line" as the fixture printed it */
+function truthOf(fx: LineFixture, site?: string): { symbol: string; file: string; line: number } {
+  const re = site ? new RegExp(`^TRUTH ${site} (\\S+) (\\S+):(\\d+)$`) : /^TRUTH (\S+) (\S+):(\d+)$/;
+  const m = fx.lines.map((l) => re.exec(l)).find((x) => x);
+  assert.ok(m, `no ground truth${site ? ` for ${site}` : ''}: ${JSON.stringify(fx.lines)}`);
+  return { symbol: m[1], file: m[2], line: Number(m[3]) };
+}
+
+function assertNamed(frames: JFrame[] | null, truth: { symbol: string; file: string; line: number }, what: string): void {
+  const f = (frames ?? []).find((x) => x.kind === 'java' && x.symbol === truth.symbol);
+  assert.ok(f, `${what}: no Java frame ${truth.symbol} in ${describeStack(frames)}`);
+  assert.equal(f.file, truth.file, `${what}: ${truth.symbol}'s file`);
+  assert.equal(f.line, truth.line, `${what}: ${truth.symbol}'s line`);
+}
+
+async function traceJava(fx: LineFixture, expect: number, work: () => Promise<void>): Promise<any[]> {
+  const pid = fx.proc.pid!;
+  const t = startTcptrace(['--pid', String(pid), '--format', 'json', '--leak-after', '1']);
+  await t.ready;
+  await work();
+  for (let i = 0; i < 100 && ssCloseWait(pid).size < expect; i++) await sleep(100);
+  await sleep(1300);
+  const ss = ssCloseWait(pid);
+  const r = await t.stop();
+  assert.equal(r.code, 0, r.stderr);
+  const doc = JSON.parse(r.stdout);
+  assert.equal(ss.size, expect, 'ss CLOSE_WAIT sockets of the fixture');
+  const mine = doc.leaks.filter((g: any) => g.pid === pid);
+  assert.equal(mine.reduce((a: number, g: any) => a + g.count, 0), expect, JSON.stringify(doc.leaks.map((g: any) => [g.pid, g.count])));
+  assert.deepEqual(new Set(mine.flatMap((g: any) => g.sockets.map((x: any) => `${x.local} ${x.remote}`))), ss);
+  for (const g of mine) assert.ok(!g.notes.some((n: string) => /perf map|PreserveFramePointer/.test(n)), g.notes.join('; '));
+  return mine;
+}
+
+const traceSkip = needRoot() ?? needKernelBtf();
+for (const jdk of jdks) {
+  for (const mode of [['-Xint'], []]) {
+    describe(`${jdk} ${mode.join(' ') || 'default (tiered)'}: Java frames of live leaks`, { skip: traceSkip ?? false }, () => {
+      let http10: Server;
+      const java = join(jdk, 'bin/java');
+      before(async () => {
+        http10 = await startServer(process.execPath, [join(FIXTURES, 'http10_server.mjs')]);
+      });
+      after(() => http10?.stop());
+
+      for (const [fixture, method] of [['LeakyClient', 'postEntry'], ['NioClient', 'fetchRates']] as const) {
+        test(`${fixture}: the group names ${fixture}.${method} at the fixture's line; counts = ss`, async () => {
+          const fx = startLineFixture(java, [...mode, join(FIXTURES, `java/${fixture}.java`), String(http10.port), '3']);
+          try {
+            const groups = await traceJava(fx, 3, async () => {
+              await sleep(200);
+              fx.proc.stdin!.write('go\n');
+              await fx.waitFor(/^DONE/, 60_000);
+            });
+            const truth = truthOf(fx);
+            assert.equal(truth.symbol, `${fixture}.${method}`);
+            for (const g of groups) {
+              assertNamed(g.stacks.acquire, truth, 'acquire (connect)');
+              assert.ok(g.stacks.acquire.some((f: JFrame) => f.kind === 'java' && f.symbol === `${fixture}.main`), describeStack(g.stacks.acquire));
+            }
+          } finally {
+            await stopGroup(fx.proc);
+          }
+        });
+      }
+
+      test('LeakyServer (thread pool): the accept loop and, at the first read, the handler handleInvoice are named; counts = ss', async () => {
+        const fx = startLineFixture(java, [...mode, join(FIXTURES, 'java/LeakyServer.java')]);
+        try {
+          const port = Number((await fx.waitFor(/^PORT \d+/, 60_000)).split(' ')[1]);
+          const groups = await traceJava(fx, 3, async () => {
+            fx.proc.stdin!.write('go\n');
+            await fx.waitFor(/^TRUTH accept/);
+            for (const p of ['BAD invoice', 'GET /', 'BAD invoice', 'GET /', 'BAD invoice']) {
+              await new Promise<void>((resolve, reject) => {
+                const c = connect(port, '127.0.0.1', () => c.write(p));
+                c.on('error', reject);
+                if (p.startsWith('BAD')) {
+                  setTimeout(() => c.end(), 150);
+                  c.on('finish', () => resolve());
+                } else {
+                  c.on('data', () => c.end());
+                  c.on('close', () => resolve());
+                }
+              });
+            }
+          });
+          const read = truthOf(fx, 'read');
+          const accept = truthOf(fx, 'accept');
+          assert.equal(groups.length, 1, groups.map((g: any) => describeStack(g.stacks.read)).join('\n'));
+          assertNamed(groups[0].stacks.acquire, accept, 'acquire (accept)');
+          assertNamed(groups[0].stacks.read, read, 'first read');
+        } finally {
+          await stopGroup(fx.proc);
+        }
+      });
+    });
+  }
+}

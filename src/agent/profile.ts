@@ -147,12 +147,12 @@ export function closeWaitProfile(inp: ProfileInputs): Buffer {
     return m.id as number;
   };
   const frameLocation = (pid: number, f: Frame): number => {
-    // an interpreted frame is a code object and an instruction in it: no machine address, no mapping
-    const py = f.kind === 'python';
+    // an interpreted frame is a code object (a method) and an instruction in it: no mapping
+    const py = f.kind === 'python' || f.kind === 'java';
     const key = py ? `${pid}\0${f.addr}+${f.offset}` : `${pid}\0${f.addr}`;
     let loc = locations.get(key);
     if (!loc && py) {
-      locations.set(key, (loc = new Location({ id: locations.size + 1, line: [new Line({ functionId: fn(f.symbol || '[unnamed Python frame]', f.file), line: f.line ?? 0 })] })));
+      locations.set(key, (loc = new Location({ id: locations.size + 1, line: [new Line({ functionId: fn(f.symbol || `[unnamed ${f.kind === 'java' ? 'Java' : 'Python'} frame]`, f.file), line: f.line ?? 0 })] })));
     }
     if (!loc) {
       const addr = hex(f.addr);

@@ -13,6 +13,9 @@ const PY_STDLIB = /\/lib\/python3\.\d+t?\/(?!site-packages\/|dist-packages\/)/;
 
 export function isAppFrame(f: Frame): boolean {
   if (f.kind === 'python') return f.symbol !== '' && !PY_STDLIB.test(f.file ?? '');
+  // the JDK's own classes are the runtime, as the CPython stdlib is; JVM stubs are named [like this]
+  if (f.kind === 'java') return !/^(java|javax|jdk|sun|com\.sun)\./.test(f.symbol);
+  if (f.module === 'java') return false;
   // Node's own JavaScript (node:internal/..., node:net) is runtime too
   if (f.symbol.startsWith('JS:')) return !/ node:/.test(f.symbol);
   return f.symbol !== '' && !RUNTIME.test(f.symbol) && !/^(libc|libpthread|ld-linux)/.test(f.module.split('/').pop() ?? '');

@@ -14,6 +14,8 @@ const log = logger('stacks');
 import type { Frame } from './types.js';
 import type { PyCapture } from './python/frames.js';
 import { PythonProcess, type PythonUnsupported } from './python/process.js';
+import { HotSpotProcess } from './hotspot/process.js';
+import { JavaFrames, type StackWords } from './hotspot/frames.js';
 import { pyRuns, splicePython } from './python/splice.js';
 
 /** What the kernel must know about a process's runtime (null: forget it). */
@@ -21,9 +23,19 @@ export type InterpreterConfigurer = (pid: number, pythonConfig: Buffer | null) =
 
 const EVAL = /^_PyEval_EvalFrameDefault(\.|$)/;
 const PYTHON_FILE = /\/(lib)?python3[^/\n]*$/m;
+const JVM_FILE = /\/libjvm\.so$/m;
+
+type Runtime = PythonProcess | PythonUnsupported | JavaFrames | null;
+
+/** What a capture gives the runtimes besides its frames: pcs, the stack pointer at each, and its stack copy. */
+export interface CaptureContext {
+  pcs: readonly number[];
+  sps: readonly number[];
+  words: StackWords;
+}
 
 export class InterpreterRegistry {
-  private readonly procs = new Map<number, PythonProcess | PythonUnsupported | null>();
+  private readonly procs = new Map<number, Runtime>();
   private unsupported = 0;
 
   constructor(
@@ -32,14 +44,21 @@ export class InterpreterRegistry {
   ) {}
 
   /** The runtime of `pid`, recognised on first sight (null: none tcptrace knows, or the process is gone). */
-  of(pid: number): PythonProcess | PythonUnsupported | null {
+  of(pid: number): Runtime {
     if (this.procs.has(pid)) return this.procs.get(pid)!;
     if (!this.enabled) return null;
-    let found: PythonProcess | PythonUnsupported | null = null;
+    let found: Runtime = null;
     try {
-      // most processes map no Python file: one read of their maps and a substring test
+      // most processes map no interpreter's file: one read of their maps and a substring test
       const maps = readFileSync(`/proc/${pid}/maps`, 'latin1');
       if (PYTHON_FILE.test(maps)) found = PythonProcess.detect(pid, parseMaps(maps));
+      else if (JVM_FILE.test(maps)) {
+        const jvm = HotSpotProcess.detect(pid, parseMaps(maps));
+        if (jvm) {
+          found = new JavaFrames(jvm);
+          log.info({ pid, jvm: jvm.release, heaps: jvm.heaps.length }, 'HotSpot: its interpreted Java frames are named');
+        }
+      }
     } catch (err) {
       log.debug({ pid, err: (err as Error).message }, 'interpreter detection failed');
     }
@@ -51,7 +70,7 @@ export class InterpreterRegistry {
       } catch (err) {
         log.warn({ pid, err: (err as Error).message }, 'could not tell the kernel about a CPython process: its Python frames are not copied');
       }
-    } else if (found) {
+    } else if (found && !(found instanceof JavaFrames)) {
       this.unsupported++;
       log.warn({ pid, why: found.unsupported }, 'a Python process whose frames tcptrace does not name');
     }
@@ -72,8 +91,15 @@ export class InterpreterRegistry {
   }
 
   /** The native frames of one capture with its runtime's frames in place. */
-  splice(pid: number, native: Frame[], py: PyCapture): Frame[] {
+  splice(pid: number, native: Frame[], py: PyCapture, ctx?: CaptureContext): Frame[] {
     const p = this.procs.get(pid);
+    if (p instanceof JavaFrames) {
+      if (!ctx) return native;
+      // frame i's caller's sp is sps[i + 1]; frames and pcs are one to one. A frame a perf map
+      // names (jcmd Compiler.perfmap: compiled methods) keeps that name, but for the interpreter's.
+      const mine = (f: Frame) => !f.symbol || f.module === '[anon]' || (f.jit === true && /^Interpreter/.test(f.symbol));
+      return native.map((f, i) => (mine(f) ? p.frame(f, BigInt(ctx.pcs[i]), ctx.sps[i + 1] ?? 0, ctx.words) : f));
+    }
     if (p instanceof PythonProcess) {
       if (!py.frames.length) return native;
       return splicePython(native, pyRuns(py.frames, (r) => p.frame(r)));
@@ -88,6 +114,7 @@ export class InterpreterRegistry {
   forget(pid: number): void {
     const p = this.procs.get(pid);
     this.procs.delete(pid);
+    if (p instanceof JavaFrames) p.close();
     if (p instanceof PythonProcess) {
       p.close();
       try {
@@ -112,7 +139,7 @@ export class InterpreterRegistry {
   }
 
   close(): void {
-    for (const p of this.procs.values()) if (p instanceof PythonProcess) p.close();
+    for (const p of this.procs.values()) if (p instanceof PythonProcess || p instanceof JavaFrames) p.close();
     this.procs.clear();
   }
 }

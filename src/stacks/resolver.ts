@@ -99,9 +99,9 @@ export class StackResolver {
    * kernel knows a fingerprint every socket on that path costs another full copy.
    */
   resolveAll(buf: Buffer, offsets: ArrayLike<number>): ResolvedStack[] {
-    const unwound: { r: NativeResolved; id: number; py: PyCapture }[] = [];
+    const unwound: { r: NativeResolved & { off: number }; id: number; py: PyCapture }[] = [];
     for (let i = 0; i < offsets.length; i++) {
-      const r = this.nat.resolve(buf, offsets[i]);
+      const r = { ...this.nat.resolve(buf, offsets[i]), off: offsets[i] };
       const py = pyFramesOf(buf, offsets[i]);
       this.stacks++;
       this.interpreters.of(r.pid); // a process first seen now: its next stacks carry its Python frames
@@ -119,7 +119,7 @@ export class StackResolver {
     return unwound.map(({ r, id, py }) => {
       let known = this.byId.get(id);
       if (!known) {
-        const frames = this.interpreters.splice(r.pid, this.nat.symbolize(r.pid, r.pcs), py);
+        const frames = this.interpreters.splice(r.pid, this.nat.symbolize(r.pid, r.pcs), py, { pcs: r.pcs, sps: r.sps, words: stackWords(buf, r.off) });
         this.byId.set(id, (known = { frames, stop: r.stop, complete: r.complete }));
       }
       return { ts: r.ts, sk: sk48(r.sk), cookie: r.cookie, pid: r.pid, tid: r.tid, site: SITE_NAMES[r.site] ?? 'acquire', stackId: id, frames: known.frames, stop: r.stop, complete: r.complete };
@@ -187,6 +187,14 @@ export class StackResolver {
     const s = this.nat.stats();
     return { stacks: this.stacks, distinct: this.distinct, unwindMs: s.unwindNs / 1e6, symbolizeMs: s.symbolizeNs / 1e6, unresolvedFrames: s.unresolvedFrames, python: this.interpreters.stats() };
   }
+}
+
+/** The 8-byte words of a full stack record's stack copy, by user address (null outside it). */
+function stackWords(buf: Buffer, off: number): (addr: number) => bigint | null {
+  const base = Number(buf.readBigUInt64LE(off + G.O_STACK_REGS_SP) & ~4095n);
+  const len = buf.readUInt32LE(off + G.O_STACK_STACK_LEN);
+  const data = off + G.O_STACK_STACK;
+  return (addr) => (addr >= base && addr + 8 <= base + len && data + (addr - base) + 8 <= buf.length ? buf.readBigUInt64LE(data + (addr - base)) : null);
 }
 
 /**

@@ -24,8 +24,9 @@ export interface Frame {
    * an interpreter's frame spliced in where the interpreter ran it (absent: a
    * native or JIT frame). Python: symbol is the qualified name, file and line
    * the source, addr the code object, offset the instruction's, in bytes.
+   * Java: symbol is Class.method, file and line the source, offset the bytecode index.
    */
-  kind?: 'python';
+  kind?: 'python' | 'java';
 }
 
 /** acquire (accept/connect/listen), first write/send, EOF read, first read that returned data (enum tt_site) */
