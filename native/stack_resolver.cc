@@ -97,6 +97,17 @@ Napi::Value StackResolver::Resolve(const Napi::CallbackInfo& info) {
   regs.r14 = rec.regs.r14;
   regs.r15 = rec.regs.r15;
 
+  // resolve(buf, off, {ip, sp, bp}): unwind again from another frame of the same copy
+  // (an interpreter's unwinder hands back the native frame below its own: the HotSpot call
+  // stub's caller); only those three registers are known there
+  if (info.Length() > 2 && info[2].IsObject()) {
+    Napi::Object o = info[2].As<Napi::Object>();
+    regs = stacks::UserRegs();
+    regs.ip = static_cast<uint64_t>(o.Get("ip").As<Napi::Number>().DoubleValue());
+    regs.sp = static_cast<uint64_t>(o.Get("sp").As<Napi::Number>().DoubleValue());
+    regs.bp = static_cast<uint64_t>(o.Get("bp").As<Napi::Number>().DoubleValue());
+    regs.present = (1u << 6) | (1u << 7) | (1u << 16);
+  }
   int pid = static_cast<int>(rec.tgid);
   uint64_t t0 = NowNs();
   stacks::Unwinder* u = UnwinderFor(pid);

@@ -19,7 +19,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, realpathSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, realpathSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { HotSpotProcess } from '../src/stacks/hotspot/process.js';
 import { processMaps } from '../src/sys/procfs.js';
@@ -133,9 +133,10 @@ for (const jdk of jdks) {
       });
       after(() => http10?.stop());
 
-      for (const [fixture, method] of [['LeakyClient', 'postEntry'], ['NioClient', 'fetchRates']] as const) {
-        test(`${fixture}: the group names ${fixture}.${method} at the fixture's line; counts = ss`, async () => {
-          const fx = startLineFixture(java, [...mode, join(FIXTURES, `java/${fixture}.java`), String(http10.port), '3']);
+      for (const [what, method, extra] of [['a Socket', 'postEntry', []], ['an NIO SocketChannel', 'fetchRates', ['nio']]] as const) {
+        const fixture = 'LeakyClient';
+        test(`${what} never closed: the group names ${fixture}.${method} at the fixture's line; counts = ss`, async () => {
+          const fx = startLineFixture(java, [...mode, join(FIXTURES, `java/${fixture}.java`), String(http10.port), '3', ...extra]);
           try {
             const groups = await traceJava(fx, 3, async () => {
               await sleep(200);
@@ -186,4 +187,42 @@ for (const jdk of jdks) {
       });
     });
   }
+}
+
+for (const jdk of jdks) {
+  describe(`${jdk} -Xcomp: compiled Java frames walked and named`, { skip: traceSkip ?? (existsSync(join(jdk, 'bin/javac')) ? false : `no javac in ${jdk}`) }, () => {
+    let http10: Server;
+    let classes = '';
+    before(async () => {
+      http10 = await startServer(process.execPath, [join(FIXTURES, 'http10_server.mjs')]);
+      classes = mkdtempSync('/tmp/tcptrace-javac-');
+      const c = spawnSync(join(jdk, 'bin/javac'), ['-d', classes, join(FIXTURES, 'java/LeakyClient.java')], { encoding: 'utf8' });
+      assert.equal(c.status, 0, c.stderr);
+    });
+    after(async () => {
+      await http10?.stop();
+      if (classes) rmSync(classes, { recursive: true, force: true });
+    });
+
+    test('every method compiled: the leak group names LeakyClient.postEntry and main, and the walk reaches the call stub and JavaCalls::call_helper; counts = ss', async () => {
+      const fx = startLineFixture(join(jdk, 'bin/java'), ['-Xcomp', '-cp', classes, 'LeakyClient', String(http10.port), '3']);
+      try {
+        const groups = await traceJava(fx, 3, async () => {
+          await sleep(500);
+          fx.proc.stdin!.write('go\n');
+          await fx.waitFor(/^DONE/, 90_000);
+        });
+        for (const g of groups) {
+          const st: JFrame[] = g.stacks.acquire;
+          const java = st.filter((f) => f.kind === 'java').map((f) => f.symbol);
+          assert.ok(java.includes('LeakyClient.main'), describeStack(st));
+          assert.ok(java.includes('LeakyClient.postEntry') || java.indexOf('LeakyClient.main') > 0, describeStack(st));
+          const stub = st.findIndex((f) => /^\[StubRoutines/.test(f.symbol));
+          assert.ok(stub > 0 && /^JavaCalls::call_helper/.test(st[stub + 1]?.symbol ?? ''), describeStack(st));
+        }
+      } finally {
+        await stopGroup(fx.proc);
+      }
+    });
+  });
 }

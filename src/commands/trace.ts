@@ -45,9 +45,8 @@ transitions; the report is the same, at a fraction of the cost under churn.
 Leaks: sockets in CLOSE_WAIT for --leak-after seconds and not closed, grouped by the
 stack that acquired them (accept/connect) and the read that saw EOF, like memleak.
 Names need symbols: Node wants NODE_OPTIONS="--perf-basic-prof-only-functions
---interpreted-frames-native-stack"; libc lines need libc6-dbg. HotSpot (JDK 17+) needs nothing for
-interpreted Java frames (read from the JVM's memory); compiled ones are named through a perf
-map for now (-XX:+PreserveFramePointer, \`jcmd PID Compiler.perfmap\`). CPython 3.11-3.13 needs nothing: the
+--interpreted-frames-native-stack"; libc lines need libc6-dbg. HotSpot (JDK 17+) needs nothing: Java
+frames are read from the JVM's memory (compiled ones without their line yet). CPython 3.11-3.13 needs nothing: the
 kernel copies each capture's Python frames and tcptrace names them (function, file, line)
 from the process's memory, with no flag and no restart.`,
     );

@@ -1,7 +1,9 @@
 /**
  * Interpreted runtimes whose frames tcptrace splices into native stacks, one
  * module each behind this small interface (as the OpenTelemetry profiler keeps
- * interpreter/python, interpreter/hotspot): CPython now (src/stacks/python/).
+ * interpreter/python, interpreter/hotspot): CPython (src/stacks/python/, frames
+ * copied by the kernel) and HotSpot (src/stacks/hotspot/, frames on the thread
+ * stack, walked from the stack copy).
  * A process's runtime is recognised once, from its memory, when its first
  * stack arrives (or at attach for --pid targets); the kernel is then told what
  * to copy for it at a capture.
@@ -32,6 +34,28 @@ export interface CaptureContext {
   pcs: readonly number[];
   sps: readonly number[];
   words: StackWords;
+  /** the native frames from another frame of the same copy (the unwinder run again from ip, sp and bp) */
+  unwindFrom(regs: { ip: number; sp: number; bp: number }): { frames: Frame[]; pcs: number[]; sps: number[] };
+}
+
+/**
+ * Native frames up to the first in the JVM's code cache, then the Java frames
+ * walked from there, then the native frames below the call into Java
+ * (unwound again from where the Java walk ended), and so on for nested calls.
+ * A frame a perf map names (jcmd Compiler.perfmap) is taken as native.
+ */
+function spliceJava(p: JavaFrames, native: Frame[], ctx: CaptureContext, depth: number): Frame[] {
+  const k = native.findIndex((f, i) => (!f.symbol || f.module === '[anon]' || (f.jit === true && /^Interpreter/.test(f.symbol))) && p.jvm.heapOf(BigInt(ctx.pcs[i])) !== undefined);
+  if (k < 0) return native;
+  // the first Java frame's fp: the native unwinder reached the frame after it by frame pointer when it is interpreted
+  const fp = ctx.sps[k + 1] ? BigInt(ctx.sps[k + 1] - 16) : null;
+  const { frames, resume } = p.walk(BigInt(ctx.pcs[k]), BigInt(ctx.sps[k] ?? 0), fp, ctx.words);
+  const out = [...native.slice(0, k), ...frames];
+  if (!resume || depth >= 4) return out;
+  const below = ctx.unwindFrom(resume);
+  if (!below.frames.length) return out;
+  // the resumed unwind starts at the call stub's caller; nested Java below it is walked the same way
+  return [...out, ...spliceJava(p, below.frames, { ...ctx, pcs: below.pcs, sps: below.sps }, depth + 1)];
 }
 
 export class InterpreterRegistry {
@@ -93,13 +117,7 @@ export class InterpreterRegistry {
   /** The native frames of one capture with its runtime's frames in place. */
   splice(pid: number, native: Frame[], py: PyCapture, ctx?: CaptureContext): Frame[] {
     const p = this.procs.get(pid);
-    if (p instanceof JavaFrames) {
-      if (!ctx) return native;
-      // frame i's caller's sp is sps[i + 1]; frames and pcs are one to one. A frame a perf map
-      // names (jcmd Compiler.perfmap: compiled methods) keeps that name, but for the interpreter's.
-      const mine = (f: Frame) => !f.symbol || f.module === '[anon]' || (f.jit === true && /^Interpreter/.test(f.symbol));
-      return native.map((f, i) => (mine(f) ? p.frame(f, BigInt(ctx.pcs[i]), ctx.sps[i + 1] ?? 0, ctx.words) : f));
-    }
+    if (p instanceof JavaFrames) return ctx ? spliceJava(p, native, ctx, 0) : native;
     if (p instanceof PythonProcess) {
       if (!py.frames.length) return native;
       return splicePython(native, pyRuns(py.frames, (r) => p.frame(r)));

@@ -31,8 +31,8 @@ interface NativeResolved {
 }
 
 interface NativeStackResolver {
-  /** unwinds a full record: pcs, no symbols */
-  resolve(buf: Buffer, off: number): NativeResolved;
+  /** unwinds a full record: pcs, no symbols; from other registers of the same copy when given */
+  resolve(buf: Buffer, off: number, regs?: { ip: number; sp: number; bp: number }): NativeResolved;
   symbolize(pid: number, pcs: number[]): Frame[];
   prepare(pid: number): void;
   forget(pid: number): void;
@@ -119,7 +119,11 @@ export class StackResolver {
     return unwound.map(({ r, id, py }) => {
       let known = this.byId.get(id);
       if (!known) {
-        const frames = this.interpreters.splice(r.pid, this.nat.symbolize(r.pid, r.pcs), py, { pcs: r.pcs, sps: r.sps, words: stackWords(buf, r.off) });
+        const unwindFrom = (regs: { ip: number; sp: number; bp: number }) => {
+          const again = this.nat.resolve(buf, r.off, regs);
+          return { frames: this.nat.symbolize(r.pid, again.pcs), pcs: again.pcs, sps: again.sps };
+        };
+        const frames = this.interpreters.splice(r.pid, this.nat.symbolize(r.pid, r.pcs), py, { pcs: r.pcs, sps: r.sps, words: stackWords(buf, r.off), unwindFrom });
         this.byId.set(id, (known = { frames, stop: r.stop, complete: r.complete }));
       }
       return { ts: r.ts, sk: sk48(r.sk), cookie: r.cookie, pid: r.pid, tid: r.tid, site: SITE_NAMES[r.site] ?? 'acquire', stackId: id, frames: known.frames, stop: r.stop, complete: r.complete };

@@ -13,8 +13,10 @@
  *   - the method's class, name and source file through ConstMethod,
  *     ConstantPool and Symbols, and its line from the compressed line number
  *     table at the bytecode index.
- * Compiled frames (nmethods) are not named yet: they say so. Every read is
- * bounded and may fail; a frame that does not read says why, never a wrong name.
+ * Compiled frames (nmethods) are walked by their frame size and named by
+ * their method, without a line or the methods inlined into them yet (that
+ * needs the nmethod's PcDescs and ScopeDescs). Every read is bounded and may
+ * fail; a frame that does not read says why, never a wrong name.
  */
 import type { Frame } from '../types.js';
 import { ProcessMemory } from '../../sys/process-memory.js';
@@ -66,6 +68,11 @@ export class JavaFrames {
 
   /** The name of the code blob holding pc ("Interpreter", "nmethod", a stub's), or null. */
   blobName(heap: CodeHeapRange, pc: bigint): string | null {
+    return this.blobAt(heap, pc)?.name ?? null;
+  }
+
+  /** The code blob holding pc: its address and name. */
+  blobAt(heap: CodeHeapRange, pc: bigint): { blob: bigint; name: string | null } | null {
     let idx = Number((pc - heap.low) >> BigInt(heap.log2SegmentSize));
     for (let step = 0; step < MAX_SEGMENT_STEPS; step++) {
       const tag = this.mem.read(heap.segmap + BigInt(idx), 1)?.[0];
@@ -75,11 +82,13 @@ export class JavaFrames {
       if (idx < 0) return null;
     }
     const blob = heap.low + (BigInt(idx) << BigInt(heap.log2SegmentSize)) + BigInt(this.size('HeapBlock'));
-    if (this.blobs.has(blob)) return this.blobs.get(blob)!;
+    // names are cached per blob address: a blob freed and another allocated there is read again only if it is new
+    if (this.blobs.has(blob)) return { blob, name: this.blobs.get(blob)! };
     const namePtr = this.mem.u64(blob + BigInt(this.off('CodeBlob::_name')));
     const name = namePtr ? this.cString(namePtr, 128) : null;
+    if (this.blobs.size > 65536) this.blobs.clear();
     this.blobs.set(blob, name);
-    return name;
+    return { blob, name };
   }
 
   private cString(addr: bigint, max: number): string | null {
@@ -193,42 +202,99 @@ export class JavaFrames {
     return out;
   }
 
-  /**
-   * A frame at pc in the code cache, whose caller's stack pointer is callerSp,
-   * as a Java frame (or the native frame with the reason it is not one).
-   */
-  frame(native: Frame, pc: bigint, callerSp: number, words: StackWords): Frame {
-    const heap = this.jvm.heapOf(pc);
-    if (!heap) return native;
-    const blob = this.blobName(heap, pc);
-    if (blob !== 'Interpreter') {
-      // compiled Java (an nmethod) is not named yet; a stub (the call stub into Java, adapters) is the JVM's own
-      if (blob && !/nmethod/.test(blob)) return { addr: native.addr, symbol: `[${blob}]`, offset: 0, module: 'java', moduleOffset: '0x0' };
-      this.unnamed++;
-      return { ...native, module: 'java', reason: blob ? `compiled Java frame (${blob}): not named yet (interpreted frames are)` : 'a pc in the code cache outside every blob' };
-    }
-    const fp = callerSp - 16;
-    const m = callerSp > 16 ? words(fp - 3 * 8) : null;
-    const bcp = callerSp > 16 ? words(fp - 8 * 8) : null;
-    const info = m ? this.method(m) : NO_METHOD;
-    if ('error' in info) {
-      this.unnamed++;
-      return { ...native, module: 'java', reason: `interpreted Java frame: ${info.error}` };
-    }
-    const bci = bcp !== null && bcp >= info.codeBase && bcp < info.codeBase + BigInt(info.codeSize) ? Number(bcp - info.codeBase) : -1;
+  private named_(info: MethodInfo, addr: string, bci: number, compiled: boolean): Frame {
     let line: number | undefined;
     if (bci >= 0 && info.lines) for (const e of info.lines) if (e.bci <= bci) line = e.line;
     this.named++;
     return {
-      addr: native.addr,
+      addr,
       symbol: `${info.klass}.${info.name}`,
       offset: bci,
       module: 'java',
       moduleOffset: '0x0',
       ...(info.file ? { file: info.file } : {}),
       ...(line !== undefined ? { line } : {}),
+      ...(compiled ? { jit: true } : {}),
       kind: 'java',
     };
+  }
+
+  /**
+   * Walks the Java frames from the first frame in the code cache (pc, its sp,
+   * and its fp when known) by each blob's own rule, as the JVM does:
+   *   - interpreted: rbp-chained (caller pc at fp + 8, caller sp fp + 16);
+   *   - compiled (nmethod) and other blobs with a frame size: the caller's sp
+   *     is sp + CodeBlob::_frame_size words, its pc and rbp just below it;
+   *   - the call stub (StubRoutines) ends the Java part: the native frame that
+   *     called into Java (JavaCalls::call_helper) continues from its rbp frame.
+   * Returns the frames and where native unwinding resumes (null: it cannot).
+   */
+  walk(pc: bigint, sp: bigint, fp: bigint | null, words: StackWords): { frames: Frame[]; resume: { ip: number; sp: number; bp: number } | null } {
+    const frames: Frame[] = [];
+    const word = (a: bigint): bigint | null => (a > 0n && a < 1n << 53n ? words(Number(a)) : null);
+    for (let n = 0; n < 256; n++) {
+      const hex = `0x${pc.toString(16)}`;
+      const heap = this.jvm.heapOf(pc);
+      if (!heap) return { frames, resume: fp !== null ? { ip: Number(pc), sp: Number(sp), bp: Number(fp) } : null };
+      const b = this.blobAt(heap, pc);
+      const name = b?.name ?? null;
+      if (!b || !name) {
+        this.unnamed++;
+        frames.push({ addr: hex, symbol: '', offset: 0, module: 'java', moduleOffset: '0x0', reason: 'a pc in the code cache outside every blob (code freed since the capture?)' });
+        return { frames, resume: null };
+      }
+      if (name === 'Interpreter') {
+        const m = fp !== null ? word(fp - 24n) : null;
+        const info = m ? this.method(m) : NO_METHOD;
+        if ('error' in info) {
+          this.unnamed++;
+          frames.push({ addr: hex, symbol: '', offset: 0, module: 'java', moduleOffset: '0x0', reason: `interpreted Java frame: ${info.error}` });
+          return { frames, resume: null };
+        }
+        const bcp = word(fp! - 64n);
+        const bci = bcp !== null && bcp >= info.codeBase && bcp < info.codeBase + BigInt(info.codeSize) ? Number(bcp - info.codeBase) : -1;
+        frames.push(this.named_(info, hex, bci, false));
+        // the sender's sp is kept at fp - 1 word: an adapter may have moved it (a compiled caller)
+        const next = word(fp! + 8n);
+        const nfp = word(fp!);
+        const senderSp = word(fp! - 8n);
+        if (next === null || nfp === null || senderSp === null) return { frames, resume: null };
+        sp = senderSp;
+        pc = next;
+        fp = nfp;
+        continue;
+      }
+      if (/^StubRoutines/.test(name)) {
+        frames.push({ addr: hex, symbol: `[${name}]`, offset: 0, module: 'java', moduleOffset: '0x0' });
+        const next = fp !== null ? word(fp + 8n) : null;
+        const nfp = fp !== null ? word(fp) : null;
+        return { frames, resume: next !== null && nfp !== null ? { ip: Number(next), sp: Number(fp! + 16n), bp: Number(nfp) } : null };
+      }
+      const fsB = this.mem.read(b.blob + BigInt(this.off('CodeBlob::_frame_size')), 4);
+      const fs = fsB ? fsB.readInt32LE(0) : 0;
+      if (fs <= 0 || fs > 1 << 16) {
+        this.unnamed++;
+        frames.push({ addr: hex, symbol: `[${name}]`, offset: 0, module: 'java', moduleOffset: '0x0', reason: `code blob "${name}" without a frame size` });
+        return { frames, resume: null };
+      }
+      if (/nmethod/.test(name)) {
+        const mOff = this.jvm.vm.offsets.get('nmethod::_method') ?? this.jvm.vm.offsets.get('CompiledMethod::_method');
+        const m = mOff !== undefined ? this.mem.u64(b.blob + BigInt(mOff)) : null;
+        const info = m ? this.method(m) : NO_METHOD;
+        if ('error' in info) {
+          this.unnamed++;
+          frames.push({ addr: hex, symbol: '', offset: 0, module: 'java', moduleOffset: '0x0', reason: `compiled Java frame: ${info.error}` });
+        } else frames.push(this.named_(info, hex, -1, true)); // the line needs the nmethod's PcDescs: not read yet
+      } else frames.push({ addr: hex, symbol: `[${name}]`, offset: 0, module: 'java', moduleOffset: '0x0' });
+      const callerSp = sp + BigInt(fs * 8);
+      const next = word(callerSp - 8n);
+      const nfp = word(callerSp - 16n);
+      if (next === null) return { frames, resume: null };
+      sp = callerSp;
+      pc = next;
+      fp = nfp;
+    }
+    return { frames, resume: null };
   }
 
   close(): void {

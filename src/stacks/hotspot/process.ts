@@ -17,7 +17,10 @@ const MAX_HEAPS = 16; /* segmented code cache: 3 heaps (non-nmethods, profiled, 
 export interface CodeHeapRange {
   name: string;
   low: bigint;
+  /** committed end (the code there now) */
   high: bigint;
+  /** reserved end: the heap grows up to it (a pc past `high` is code committed since) */
+  reservedHigh: bigint;
   /** the segment map (one byte per segment: how far back the blob starts) and the segment size's log2 */
   segmap: bigint;
   log2SegmentSize: number;
@@ -56,7 +59,7 @@ export class HotSpotProcess {
 
   /** the code heap holding pc, if any: a pc there is Java (interpreted, compiled) or a stub */
   heapOf(pc: bigint): CodeHeapRange | undefined {
-    return this.heaps.find((h) => pc >= h.low && pc < h.high);
+    return this.heaps.find((h) => pc >= h.low && pc < h.reservedHigh);
   }
 }
 
@@ -81,11 +84,12 @@ function readHeaps(mem: ProcessMemory, vm: VMStructs): CodeHeapRange[] {
     const memory = heap + BigInt(off('CodeHeap::_memory'));
     const low = mem.u64(memory + BigInt(off('VirtualSpace::_low')));
     const high = mem.u64(memory + BigInt(off('VirtualSpace::_high')));
+    const reservedHigh = mem.u64(memory + BigInt(off('VirtualSpace::_high_boundary')));
     const segmapLow = mem.u64(heap + BigInt(off('CodeHeap::_segmap')) + BigInt(off('VirtualSpace::_low')));
     const log2 = mem.read(heap + BigInt(off('CodeHeap::_log2_segment_size')), 4);
     const nameAt = vm.offsets.has('CodeHeap::_name') ? mem.u64(heap + BigInt(off('CodeHeap::_name'))) : null;
-    if (low === null || high === null || segmapLow === null || !log2 || high <= low) throw new VMStructsError(`code heap ${i}: implausible bounds`);
-    heaps.push({ name: nameAt ? (cString(mem, nameAt) ?? '') : `heap ${i}`, low, high, segmap: segmapLow, log2SegmentSize: log2.readInt32LE(0) });
+    if (low === null || high === null || reservedHigh === null || segmapLow === null || !log2 || high <= low || reservedHigh < high) throw new VMStructsError(`code heap ${i}: implausible bounds`);
+    heaps.push({ name: nameAt ? (cString(mem, nameAt) ?? '') : `heap ${i}`, low, high, reservedHigh, segmap: segmapLow, log2SegmentSize: log2.readInt32LE(0) });
   }
   return heaps;
 }
