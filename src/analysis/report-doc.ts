@@ -91,6 +91,8 @@ export interface ReportDoc {
     symbolizeMs?: number;
     /** CPython processes whose frames were copied, those of a version not named, and Python frames named / unnamed (live only) */
     python?: { processes: number; unsupported: number; named: number; unnamed: number };
+    /** HotSpot JVMs whose Java frames were walked, and Java frames named / unnamed (live only) */
+    java?: { processes: number; named: number; unnamed: number };
   } | null;
   warnings: string[];
 }
@@ -185,6 +187,7 @@ export function buildReport(a: AnalysisState, end: SessionEnd): ReportDoc {
           stoppedEarly: Object.fromEntries(a.stackStops),
           ...(end.stackCost ? { unwindMs: Math.round(end.stackCost.unwindMs * 10) / 10, symbolizeMs: Math.round(end.stackCost.symbolizeMs * 10) / 10 } : {}),
           ...(end.stackCost?.python?.processes || end.stackCost?.python?.unsupported ? { python: end.stackCost.python } : {}),
+          ...(end.stackCost?.java?.processes ? { java: end.stackCost.java } : {}),
         }
       : null,
     warnings,

@@ -20,6 +20,12 @@ import { HotSpotProcess } from './hotspot/process.js';
 import { JavaFrames, type StackWords } from './hotspot/frames.js';
 import { pyRuns, splicePython } from './python/splice.js';
 
+/** Per runtime: processes recognised, frames named and unnamed (of the distinct stacks) */
+export interface InterpreterStats {
+  python: { processes: number; unsupported: number; named: number; unnamed: number };
+  java: { processes: number; named: number; unnamed: number };
+}
+
 /** What the kernel must know about a process's runtime (null: forget it). */
 export type InterpreterConfigurer = (pid: number, pythonConfig: Buffer | null) => void;
 
@@ -143,17 +149,17 @@ export class InterpreterRegistry {
     }
   }
 
-  stats(): { processes: number; unsupported: number; named: number; unnamed: number } {
-    let processes = 0;
-    let named = 0;
-    let unnamed = 0;
+  stats(): InterpreterStats {
+    const python = { processes: 0, unsupported: this.unsupported, named: 0, unnamed: 0 };
+    const java = { processes: 0, named: 0, unnamed: 0 };
     for (const p of this.procs.values()) {
-      if (!(p instanceof PythonProcess)) continue;
-      processes++;
-      named += p.named;
-      unnamed += p.unnamed;
+      const into = p instanceof PythonProcess ? python : p instanceof JavaFrames ? java : null;
+      if (!into || !(p instanceof PythonProcess || p instanceof JavaFrames)) continue;
+      into.processes++;
+      into.named += p.named;
+      into.unnamed += p.unnamed;
     }
-    return { processes, unsupported: this.unsupported, named, unnamed };
+    return { python, java };
   }
 
   close(): void {

@@ -48,6 +48,8 @@ export interface ResolverStats {
   unresolvedFrames: number;
   /** CPython processes recognised, and their frames named and not */
   python: { processes: number; unsupported: number; named: number; unnamed: number };
+  /** HotSpot JVMs recognised, and their Java frames named and not */
+  java: { processes: number; named: number; unnamed: number };
 }
 
 /** Where learnt stacks go: the kernel's dedup maps (Tracer.learnStack). */
@@ -189,7 +191,7 @@ export class StackResolver {
 
   stats(): ResolverStats {
     const s = this.nat.stats();
-    return { stacks: this.stacks, distinct: this.distinct, unwindMs: s.unwindNs / 1e6, symbolizeMs: s.symbolizeNs / 1e6, unresolvedFrames: s.unresolvedFrames, python: this.interpreters.stats() };
+    return { stacks: this.stacks, distinct: this.distinct, unwindMs: s.unwindNs / 1e6, symbolizeMs: s.symbolizeNs / 1e6, unresolvedFrames: s.unresolvedFrames, ...this.interpreters.stats() };
   }
 }
 

@@ -1,18 +1,21 @@
 /**
- * Benchmark: what naming Python frames costs. A CPython HTTP server (bench/python/
- * server.py: a thread per connection, closed after each reply) under wrk with
- * `Connection: close`, traced with --pid, in interleaved rounds paired with the
- * baseline of the same round:
- *   baseline            no tracer
- *   --no-stacks         tcptrace --pid N --quiet --no-stacks (attribution off)
- *   --no-python-frames  stacks, but the kernel copies no Python frames (what attribution cost before)
- *   python frames       tcptrace --pid N --quiet: stacks with Python frames (the default)
+ * Benchmark: what naming interpreted frames costs. An HTTP server in the
+ * runtime under test under wrk with `Connection: close`, traced with --pid, in
+ * interleaved rounds paired with the baseline of the same round:
+ *   --runtime python: CPython's http.server (bench/python/server.py, a thread per connection)
+ *     baseline            no tracer
+ *     --no-stacks         tcptrace --pid N --quiet --no-stacks (attribution off)
+ *     --no-python-frames  stacks, but the kernel copies no Python frames (what attribution cost before)
+ *     python frames       tcptrace --pid N --quiet: stacks with Python frames (the default)
+ *   --runtime java: the JDK's com.sun.net.httpserver on 4 threads (bench/java/Server.java)
+ *     baseline, --no-stacks, and java frames (stacks; Java frames are walked in user space only)
  * Then one unpaired run of each stack condition with the kernel's BPF stats on:
- * the capturing programs' time per run with and without the Python frame copy
- * (its cost per capture), and from the tracer's JSON report the stacks captured,
- * recognised in the kernel, and the Python frames named and unnamed.
+ * the capturing programs' time per run (Python: with and without the frame
+ * copy, its cost per capture), and from the tracer's JSON report the stacks
+ * delivered, recognised in the kernel, the agent's unwind and symbolize time
+ * per distinct stack, and the interpreted frames named and unnamed.
  *
- * usage: node dist/bench/python.js [--python PATH] [--rounds N] [--seconds S] [--max-steal PCT] [--retries N]
+ * usage: node dist/bench/interpreters.js [--runtime python|java] [--python PATH] [--java PATH] [--rounds N] [--seconds S] [--max-steal PCT] [--retries N]
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -21,20 +24,24 @@ import { belowSteal, boxCpu, CLI, cpuDelta, killOnInterrupt, PAIRED_HEADER, pair
 import { bpfUsPerConn, costNote, programCosts, progCounts, withBpfStats } from './bpf-profile.js';
 
 const { values: OPT } = parseOptions(
-  'usage: node dist/bench/python.js [options]   (root)\n\nA CPython server under wrk, traced with and without Python frames, each condition paired with the baseline of its round.',
+  'usage: node dist/bench/interpreters.js [options]   (root)\n\nA CPython (or, with --runtime java, a Java) server under wrk, traced with and without attribution, each condition paired with the baseline of its round.',
   {
+    runtime: { default: 'python', kind: 'text', help: 'python or java: the server under test' },
     python: { default: '/usr/bin/python3.11', kind: 'text', help: 'the CPython (3.11-3.13) that runs the server' },
+    java: { default: '/usr/lib/jvm/java-17-openjdk-amd64/bin/java', kind: 'text', help: 'the JVM that runs the server (--runtime java)' },
     rounds: { default: '5', kind: 'count', help: 'rounds; each runs every condition once, in a rotating order' },
     seconds: { default: '5', kind: 'count', help: 'seconds of wrk per run' },
   },
   { steal: true },
 );
 const PORT = 18090;
+const JAVA = OPT.runtime === 'java';
+const FRAMES = JAVA ? 'java frames' : 'python frames';
 const CONDITIONS: { name: string; args: string[] | null }[] = [
   { name: 'baseline', args: null },
   { name: '--no-stacks', args: ['--no-stacks'] },
-  { name: '--no-python-frames', args: ['--no-python-frames'] },
-  { name: 'python frames', args: [] },
+  ...(JAVA ? [] : [{ name: '--no-python-frames', args: ['--no-python-frames'] }]),
+  { name: FRAMES, args: [] },
 ];
 
 async function wrk(seconds: number): Promise<Sample> {
@@ -45,8 +52,9 @@ async function wrk(seconds: number): Promise<Sample> {
   return sampleOf(Number(m[1]), seconds, cpuDelta(b0, boxCpu()));
 }
 
-async function startServer(python: string): Promise<{ pid: number; stop: () => void }> {
-  const proc = killOnInterrupt(spawn(python, [join(ROOT, 'bench/python/server.py'), String(PORT)], { stdio: ['ignore', 'pipe', 'inherit'] }));
+async function startServer(runtime: string): Promise<{ pid: number; stop: () => void }> {
+  const script = JAVA ? join(ROOT, 'bench/java/Server.java') : join(ROOT, 'bench/python/server.py');
+  const proc = killOnInterrupt(spawn(runtime, [script, String(PORT)], { stdio: ['ignore', 'pipe', 'inherit'] }));
   await new Promise<void>((resolve, reject) => {
     proc.stdout!.on('data', (d: Buffer) => /PORT \d+/.test(d.toString()) && resolve());
     proc.on('exit', (c) => reject(new Error(`the server exited (${c})`)));
@@ -58,14 +66,18 @@ const tracer = (pid: number, args: string[], json = false): Promise<Tracer> =>
   spawnTracer(process.execPath, [CLI, '--pid', String(pid), ...(json ? ['--format', 'json'] : ['--quiet']), '--leak-after', '3600', ...args], /tracing pid/);
 
 run(async () => {
-  if (!existsSync(OPT.python)) throw new Error(`no ${OPT.python}: pass --python PATH`);
+  if (OPT.runtime !== 'python' && OPT.runtime !== 'java') throw new Error(`--runtime ${OPT.runtime}: python or java`);
+  const runtime = JAVA ? OPT.java : OPT.python;
+  if (!existsSync(runtime)) throw new Error(`no ${runtime}: pass --${OPT.runtime} PATH`);
   if (spawnSync('sh', ['-c', 'command -v wrk']).status !== 0) throw new Error('needs wrk (scripts/setup.sh installs it)');
-  const server = await startServer(OPT.python);
-  const version = spawnSync(OPT.python, ['-c', 'import sys; print(sys.version.split()[0])'], { encoding: 'utf8' }).stdout.trim();
+  const server = await startServer(runtime);
+  const version = JAVA
+    ? (/version "([^"]+)"/.exec(spawnSync(runtime, ['-version'], { encoding: 'utf8' }).stderr)?.[1] ?? '?')
+    : spawnSync(runtime, ['-c', 'import sys; print(sys.version.split()[0])'], { encoding: 'utf8' }).stdout.trim();
   const results = new Map<string, Sample[]>(CONDITIONS.map((c) => [c.name, []]));
   const steal: StealLog = { retried: 0, keptAbove: 0 };
   try {
-    await wrk(2); // warm-up: the interpreter's specialisation, the page cache
+    await wrk(JAVA ? 5 : 2); // warm-up: the interpreter's specialisation (the JIT's compilation), the page cache
     for (let r = 0; r < Number(OPT.rounds); r++) {
       for (const c of roundOrder(CONDITIONS, r)) {
         const x = await belowSteal(
@@ -85,7 +97,11 @@ run(async () => {
       }
     }
     const base = results.get('baseline')!;
-    console.log(`\nCPython ${version} (${OPT.python}), http.server, a thread per connection, wrk -c16 Connection: close, ${OPT.rounds} rounds x ${OPT.seconds} s\n`);
+    console.log(
+      JAVA
+        ? `\nJava ${version} (${runtime}), com.sun.net.httpserver on 4 threads, wrk -c16 Connection: close, ${OPT.rounds} rounds x ${OPT.seconds} s\n`
+        : `\nCPython ${version} (${runtime}), http.server, a thread per connection, wrk -c16 Connection: close, ${OPT.rounds} rounds x ${OPT.seconds} s\n`,
+    );
     console.log(table([['condition', ...PAIRED_HEADER], ...CONDITIONS.map((c) => [c.name, ...pairedCells(results.get(c.name)!, base, c.name === 'baseline')])]));
     console.log(stealNote(steal, CONDITIONS.length * Number(OPT.rounds)));
 
@@ -104,15 +120,19 @@ run(async () => {
     }
     const rows = Object.entries(profile).map(([name, p]) => {
       const st = p.report.stacks;
-      return [name, bpfUsPerConn(p.costs).toFixed(2), costNote(p.costs, 3), String(st.captured), String(st.deduped + st.recalled), st.python ? `${st.python.named} / ${st.python.unnamed}` : '-'];
+      const named = JAVA ? st.java : st.python;
+      const perStack = (ms: number) => (st.distinct ? ((ms * 1000) / st.distinct).toFixed(0) : '-');
+      return [name, bpfUsPerConn(p.costs).toFixed(2), costNote(p.costs, 3), String(st.captured), String(st.deduped + st.recalled), `${st.distinct}`, `${perStack(st.unwindMs ?? 0)} / ${perStack(st.symbolizeMs ?? 0)}`, named ? `${named.named} / ${named.unnamed}` : '-'];
     });
     console.log('\nBPF stats (one unpaired run each): kernel time per connection, and the costliest programs as runs per connection x us per run');
-    console.log(table([['condition', 'BPF us / conn', 'programs', 'stacks delivered', 'recognitions in the kernel', 'Python frames named / unnamed (of the distinct stacks)'], ...rows]));
+    console.log(table([['condition', 'BPF us / conn', 'programs', 'stacks delivered', 'recognitions in the kernel', 'distinct stacks', 'agent us / distinct stack: unwind / symbolize (and name)', `${JAVA ? 'Java' : 'Python'} frames named / unnamed (of the distinct stacks)`], ...rows]));
     const capture = (name: string) => profile[name].costs.filter((c) => /connect|accept|send|recv|read|write/.test(c.name));
     const us = (cs: ReturnType<typeof programCosts>) => cs.reduce((a, c) => a + c.runsPerConn * c.nsPerRun, 0) / 1000;
-    const withPy = us(capture('python frames'));
-    const without = us(capture('--no-python-frames'));
-    console.log(`\nthe Python frame copy: ${(withPy - without).toFixed(2)} us per connection in the capturing programs (${without.toFixed(2)} -> ${withPy.toFixed(2)})`);
+    if (!JAVA) {
+      const withPy = us(capture('python frames'));
+      const without = us(capture('--no-python-frames'));
+      console.log(`\nthe Python frame copy: ${(withPy - without).toFixed(2)} us per connection in the capturing programs (${without.toFixed(2)} -> ${withPy.toFixed(2)})`);
+    } else console.log(`\nthe capturing programs: ${us(capture(FRAMES)).toFixed(2)} us per connection (Java frames cost nothing in the kernel: they are on the stack copy)`);
   } finally {
     server.stop();
   }
