@@ -18,7 +18,7 @@ import type { PyCapture } from './python/frames.js';
 import { PythonProcess, type PythonUnsupported } from './python/process.js';
 import { HotSpotProcess } from './hotspot/process.js';
 import { JavaFrames, type StackWords } from './hotspot/frames.js';
-import { pyRuns, splicePython } from './python/splice.js';
+import { EVAL, pyRuns, splicePython } from './python/splice.js';
 
 /** Per runtime: processes recognised, frames named and unnamed (of the distinct stacks) */
 export interface InterpreterStats {
@@ -29,7 +29,6 @@ export interface InterpreterStats {
 /** What the kernel must know about a process's runtime (null: forget it). */
 export type InterpreterConfigurer = (pid: number, pythonConfig: Buffer | null) => void;
 
-const EVAL = /^_PyEval_EvalFrameDefault(\.|$)/;
 const PYTHON_FILE = /\/(lib)?python3[^/\n]*$/m;
 const JVM_FILE = /\/libjvm\.so$/m;
 
@@ -153,8 +152,8 @@ export class InterpreterRegistry {
     const python = { processes: 0, unsupported: this.unsupported, named: 0, unnamed: 0 };
     const java = { processes: 0, named: 0, unnamed: 0 };
     for (const p of this.procs.values()) {
-      const into = p instanceof PythonProcess ? python : p instanceof JavaFrames ? java : null;
-      if (!into || !(p instanceof PythonProcess || p instanceof JavaFrames)) continue;
+      if (!(p instanceof PythonProcess || p instanceof JavaFrames)) continue;
+      const into = p instanceof PythonProcess ? python : java;
       into.processes++;
       into.named += p.named;
       into.unnamed += p.unnamed;

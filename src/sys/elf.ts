@@ -4,7 +4,7 @@
  * virtual address its first PT_LOAD maps at (for the load bias). Reads only the
  * headers and tables it needs, each bounded: the file is the target's, not ours.
  */
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync } from 'node:fs';
 
 const MAX_SECTIONS = 4096;
 const MAX_TABLE = 64 << 20; /* a .dynsym or .dynstr larger than this is not one */
@@ -74,4 +74,19 @@ export function elfDynamicSymbols(path: string, names: readonly string[]): ElfSy
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * The dynamic symbols of a file mapped in `pid` (its mappings `maps`), at their
+ * addresses in that process: the load bias of the mapping at the lowest file
+ * offset applied. The file is read through the process's root (a container's
+ * file), else through its map_files entry.
+ */
+export function mappedSymbols(pid: number, path: string, maps: readonly { start: number; end: number; offset: number }[], names: readonly string[]): Map<string, bigint> {
+  const first = maps.reduce((a, b) => (b.offset < a.offset ? b : a));
+  const viaRoot = `/proc/${pid}/root${path}`;
+  const onDisk = existsSync(viaRoot) ? viaRoot : `/proc/${pid}/map_files/${first.start.toString(16)}-${first.end.toString(16)}`;
+  const { symbols, firstLoadVaddr } = elfDynamicSymbols(onDisk, names);
+  const bias = BigInt(first.start - first.offset) - (firstLoadVaddr & ~0xfffn);
+  return new Map([...symbols].map(([k, v]) => [k, v + bias]));
 }

@@ -21,6 +21,7 @@
 import type { Frame } from '../types.js';
 import { ProcessMemory } from '../../sys/process-memory.js';
 import type { CodeHeapRange, HotSpotProcess } from './process.js';
+import { cString } from './vmstructs.js';
 
 const MAX_SEGMENT_STEPS = 4096;
 const MAX_SYMBOL = 1024;
@@ -66,12 +67,7 @@ export class JavaFrames {
     return v;
   }
 
-  /** The name of the code blob holding pc ("Interpreter", "nmethod", a stub's), or null. */
-  blobName(heap: CodeHeapRange, pc: bigint): string | null {
-    return this.blobAt(heap, pc)?.name ?? null;
-  }
-
-  /** The code blob holding pc: its address and name. */
+  /** The code blob holding pc: its address and name ("Interpreter", "nmethod", a stub's). */
   blobAt(heap: CodeHeapRange, pc: bigint): { blob: bigint; name: string | null } | null {
     let idx = Number((pc - heap.low) >> BigInt(heap.log2SegmentSize));
     for (let step = 0; step < MAX_SEGMENT_STEPS; step++) {
@@ -85,17 +81,15 @@ export class JavaFrames {
     // names are cached per blob address: a blob freed and another allocated there is read again only if it is new
     if (this.blobs.has(blob)) return { blob, name: this.blobs.get(blob)! };
     const namePtr = this.mem.u64(blob + BigInt(this.off('CodeBlob::_name')));
-    const name = namePtr ? this.cString(namePtr, 128) : null;
+    let name: string | null = null;
+    try {
+      name = namePtr ? cString(this.mem, namePtr) : null;
+    } catch {
+      name = null; // unreadable or unterminated: the frame says so
+    }
     if (this.blobs.size > 65536) this.blobs.clear();
     this.blobs.set(blob, name);
     return { blob, name };
-  }
-
-  private cString(addr: bigint, max: number): string | null {
-    const b = this.mem.read(addr, max) ?? this.mem.read(addr, 16);
-    if (!b) return null;
-    const nul = b.indexOf(0);
-    return nul < 0 ? null : b.toString('latin1', 0, nul);
   }
 
   private symbol(ptr: bigint): string | null {

@@ -5,9 +5,8 @@
  * code or of the template interpreter falls in). No flag, no attach API, no
  * agent: only reads of the target's memory.
  */
-import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
-import { elfDynamicSymbols } from '../../sys/elf.js';
+import { mappedSymbols } from '../../sys/elf.js';
 import { ProcessMemory } from '../../sys/process-memory.js';
 import { processMaps, type Mapping } from '../../sys/procfs.js';
 import { VMSTRUCT_SYMBOLS, VMStructsError, cString, readVMStructs, type VMStructs } from './vmstructs.js';
@@ -40,13 +39,9 @@ export class HotSpotProcess {
     const jvm = maps.filter((m) => basename(m.path) === 'libjvm.so');
     if (!jvm.length) return null;
     const path = jvm[0].path;
-    const onDisk = existsSync(`/proc/${pid}/root${path}`) ? `/proc/${pid}/root${path}` : path;
-    const syms = elfDynamicSymbols(onDisk, VMSTRUCT_SYMBOLS);
-    const first = jvm.reduce((a, b) => (b.offset < a.offset ? b : a));
-    const bias = BigInt(first.start - first.offset) - (syms.firstLoadVaddr & ~0xfffn);
+    const sym = mappedSymbols(pid, path, jvm, VMSTRUCT_SYMBOLS);
     const mem = new ProcessMemory(pid);
     try {
-      const sym = new Map([...syms.symbols].map(([k, v]) => [k, v + bias]));
       const vm = readVMStructs(mem, sym);
       const releaseAt = vm.statics.get('Abstract_VM_Version::_s_vm_release');
       const releasePtr = releaseAt !== undefined ? mem.u64(releaseAt) : null;

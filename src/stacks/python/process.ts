@@ -6,10 +6,9 @@
  * cached per code object. Only reads: nothing is written into the target, and
  * it needs no flag, no restart and no cooperation from it.
  */
-import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 import * as G from '../../generated/events.js';
-import { elfDynamicSymbols } from '../../sys/elf.js';
+import { mappedSymbols } from '../../sys/elf.js';
 import { ProcessMemory } from '../../sys/process-memory.js';
 import { processMaps, type Mapping } from '../../sys/procfs.js';
 import type { Frame } from '../types.js';
@@ -74,26 +73,23 @@ export class PythonProcess {
   static detect(pid: number, maps: Mapping[] = processMaps(pid)): PythonProcess | PythonUnsupported | null {
     const candidates = interpreterFile(maps);
     for (const { path, maps } of candidates) {
-      const onDisk = existsSync(`/proc/${pid}/root${path}`) ? `/proc/${pid}/root${path}` : `/proc/${pid}/map_files/${maps[0].start.toString(16)}-${maps[0].end.toString(16)}`;
       let syms;
       try {
-        syms = elfDynamicSymbols(onDisk, ['Py_Version', '_PyRuntime', 'PyCode_Type']);
+        syms = mappedSymbols(pid, path, maps, ['Py_Version', '_PyRuntime', 'PyCode_Type']);
       } catch {
         continue;
       }
-      const ver = syms.symbols.get('Py_Version');
-      const rt = syms.symbols.get('_PyRuntime');
-      const codeType = syms.symbols.get('PyCode_Type');
+      const ver = syms.get('Py_Version');
+      const rt = syms.get('_PyRuntime');
+      const codeType = syms.get('PyCode_Type');
       if (rt === undefined) continue;
       if (ver === undefined || codeType === undefined) return { unsupported: `${path} exports _PyRuntime but not Py_Version (CPython before 3.11): its Python frames are not named` };
-      const first = maps.reduce((a, b) => (b.offset < a.offset ? b : a));
-      const bias = BigInt(first.start - first.offset) - (syms.firstLoadVaddr & ~0xfffn);
       const mem = new ProcessMemory(pid);
       let hex: bigint | null;
       let dbg: Buffer | null;
       try {
-        hex = mem.u64(bias + ver);
-        dbg = mem.read(bias + rt, DEBUG_OFFSETS_BYTES);
+        hex = mem.u64(ver);
+        dbg = mem.read(rt, DEBUG_OFFSETS_BYTES);
       } finally {
         mem.close();
       }
@@ -111,7 +107,7 @@ export class PythonProcess {
         if ('error' in parsed) return { unsupported: `CPython ${version} (${path}): ${parsed.error}`, version };
         offsets = parsed.offsets;
       }
-      return new PythonProcess(pid, version, minor, offsets, bias + rt, bias + codeType, path);
+      return new PythonProcess(pid, version, minor, offsets, rt, codeType, path);
     }
     return null;
   }

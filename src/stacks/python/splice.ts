@@ -9,7 +9,8 @@
 import type { Frame } from '../types.js';
 import { PY_RUN_END, PY_SHIM, type PyFrameRecord } from './frames.js';
 
-const EVAL = /^_PyEval_EvalFrameDefault(\.|$)/;
+/** CPython's eval loop (its .cold part too): each such native frame ran one run of Python frames */
+export const EVAL = /^_PyEval_EvalFrameDefault(\.|$)/;
 
 /** The kernel's frames cut into runs, one per eval-loop call, innermost first. */
 export function pyRuns<T>(records: readonly PyFrameRecord[], named: (r: PyFrameRecord) => T): T[][] {
