@@ -7,6 +7,8 @@
         "native/bpf_error.cc",
         "native/direct_writer.cc",
         "native/libbpf_log.cc",
+        "native/linger.cc",
+        "native/map_walk.cc",
         "native/probe.cc",
         "native/ring_map.cc",
         "native/ring_poller.cc",

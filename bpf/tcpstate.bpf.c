@@ -188,6 +188,17 @@ int tp_inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 TP_SYSCALLS(, RAW_PTR)
 TP_SYSCALLS(_btf, BTF_PTR)
 
+/*
+ * The agent's sweep of lingering CLOSE_WAIT sockets (bpf/lib/linger.bpf.h). Never
+ * attached: user space runs it with BPF_PROG_TEST_RUN (raw_tp: 5.10+), the
+ * socket's struct sock address its one argument.
+ */
+SEC("raw_tp")
+int publish_lingering(struct bpf_raw_tracepoint_args *ctx)
+{
+	return publish_lingering_sk(ctx->args[0]);
+}
+
 SEC("tracepoint/sched/sched_process_fork")
 int tp_sched_process_fork(struct trace_event_raw_sched_process_fork *ctx)
 {

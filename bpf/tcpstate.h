@@ -96,12 +96,21 @@ enum tt_counter {
 	TT_CNT_STACKS_RECALLED = 14,  /* stacks recognised from the walk memo: no rule walk (see "Stack dedup") */
 	TT_CNT_STACKS_BUSY = 15,      /* stacks not captured: preempted captures held every scratch of that CPU (7.0+) */
 	TT_CNT_CLOSES_FULL = 16,      /* active_closes map full: a held socket's active close is not counted */
-	TT_CNT__MAX = 17,
+	TT_CNT_LINGER_FULL = 17,      /* lingering map full: a held socket entering CLOSE_WAIT was published at once */
+	TT_CNT_BRIEF_FULL = 18,	      /* close_wait_brief map full: a brief CLOSE_WAIT of a held socket is not counted */
+	TT_CNT_LINGER_PUBLISHED = 19, /* held sockets the agent's sweep published after they stayed in CLOSE_WAIT */
+	TT_CNT__MAX = 20,
 };
 
 /* Flags in tt_hdr.flags */
 #define TT_F_OWNER_KNOWN (1u << 0)   /* owner_* fields come from the owners map */
 #define TT_F_OWNER_ON_CPU (1u << 1)  /* the owner's own thread was on the CPU */
+/*
+ * A transition into CLOSE_WAIT sent late, by the agent's sweep (publish_lingering in
+ * bpf/lib/linger.bpf.h): hdr.ts_ns is when the socket entered CLOSE_WAIT, a while before
+ * the record was written, and no task of the socket's was on the CPU (cpu_* are 0).
+ */
+#define TT_F_LATE (1u << 2)
 
 struct tt_hdr {
 	__u16 kind; /* enum tt_kind */
@@ -373,10 +382,41 @@ struct tt_owner {
 	__u8 flags; /* TT_OWNER_* */
 	__u8 state; /* TCP state after the last transition seen (summary mode: the end-of-trace states) */
 	__u8 pad;
-	__u32 pad2; /* comm 8-aligned: it is copied 8 bytes at a time */
+	/*
+	 * A lingering socket's claim word (bpf/lib/linger.bpf.h): the sweep adds 1 before it
+	 * looks at the state, the transition out of CLOSE_WAIT adds 2 after it set it. 0 otherwise.
+	 * Here, where comm stays 8-aligned (it is copied 8 bytes at a time).
+	 */
+	__u32 linger;
 	char comm[TT_COMM_LEN];
 };
 _Static_assert(sizeof(struct tt_owner) == 56, "tt_owner layout");
+
+/*
+ * Value of the lingering map (the agent, bpf/lib/linger.bpf.h): a held socket now in
+ * CLOSE_WAIT, kept from user space until it has stayed there linger_ns.
+ */
+struct tt_linger {
+	__u64 entered_ns; /* when it entered CLOSE_WAIT */
+	__u8 oldstate;	  /* the state it came from (ESTABLISHED, or SYN_RECV for a FIN before the handshake's end) */
+	__u8 pad[7];
+};
+_Static_assert(sizeof(struct tt_linger) == 16, "tt_linger layout");
+
+/* upper bounds (targ_cw_bounds_ns) of the brief CLOSE_WAIT histogram; one bucket more holds the rest */
+#define TT_CW_BOUNDS 8
+
+/*
+ * Value of the close_wait_brief map (key: tgid): the held sockets of a process that
+ * left CLOSE_WAIT before the agent's sweep published them, counted in the kernel.
+ */
+struct tt_cw_brief {
+	__u64 to_last_ack; /* closed by the program (CLOSE_WAIT -> LAST_ACK) */
+	__u64 to_close;	   /* reset (CLOSE_WAIT -> CLOSE) */
+	__u64 sum_ns;	   /* their time in CLOSE_WAIT, summed */
+	__u64 buckets[TT_CW_BOUNDS + 1]; /* how many took <= targ_cw_bounds_ns[i] (not cumulative); the last: longer */
+};
+_Static_assert(sizeof(struct tt_cw_brief) == 96, "tt_cw_brief layout");
 
 /*
  * Key of the active_closes map (summary mode): a process, and the stack id its

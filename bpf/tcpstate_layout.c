@@ -20,6 +20,8 @@ struct tt_known_key layout_known_key;
 struct tt_user_regs layout_user_regs;
 struct tt_listen_key layout_listen_key;
 struct tt_close_key layout_close_key;
+struct tt_linger layout_linger;
+struct tt_cw_brief layout_cw_brief;
 struct tt_py_frame layout_py_frame;
 struct tt_py_proc layout_py_proc;
 enum tt_py_status layout_py_status;

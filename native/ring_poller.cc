@@ -39,6 +39,13 @@ uint64_t TsOf(const uint8_t* p, size_t size) {
   return ts;
 }
 
+// TT_F_LATE: the agent's sweep sends a lingering CLOSE_WAIT with the time it began (linger.bpf.h)
+bool LateOf(const uint8_t* p, size_t size) {
+  uint16_t flags = 0;
+  if (size >= sizeof(tt_hdr)) std::memcpy(&flags, p + offsetof(tt_hdr, flags), sizeof(flags));
+  return (flags & TT_F_LATE) != 0;
+}
+
 uint64_t MonotonicNs() {
   timespec t{};
   clock_gettime(CLOCK_MONOTONIC, &t);  // bpf_ktime_get_ns()'s clock
@@ -176,8 +183,8 @@ struct PollState {
       bool more;
       do {
         const Head& h = heads[i];
-        if (h.ts < last_ts) out_of_order++;
-        else last_ts = h.ts;
+        if (h.ts >= last_ts) last_ts = h.ts;
+        else if (!LateOf(h.p, h.size)) out_of_order++;  // a late record is old on purpose
         Append(h.p, h.size);
         m.Next(h.size);
         more = peek(i);

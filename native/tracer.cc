@@ -16,6 +16,8 @@
 
 #include "bpf_error.h"
 #include "libbpf_log.h"
+#include "linger.h"
+#include "map_walk.h"
 #include "ring_poller.h"
 #include "tcpstate.h"
 #include "tcpstate.skel.h"
@@ -113,6 +115,9 @@ void Tracer::Init(Napi::Env env, Napi::Object exports) {
                                         InstanceMethod("heldByProcess", &Tracer::HeldByProcess),
                                         InstanceMethod("mapFill", &Tracer::MapFill),
                                         InstanceMethod("activeCloses", &Tracer::ActiveCloses),
+                                        InstanceMethod("setLinger", &Tracer::SetLinger),
+                                        InstanceMethod("sweepLingering", &Tracer::SweepLingering),
+                                        InstanceMethod("briefCloseWaits", &Tracer::BriefCloseWaits),
                                         InstanceMethod("cgroupOf", &Tracer::CgroupOf),
                                         InstanceMethod("close", &Tracer::Close),
                                     });
@@ -181,6 +186,13 @@ Tracer::Tracer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tracer>(info) 
   skel_->rodata->targ_ring_per_cpu = ring_per_cpu_;
   skel_->rodata->targ_cgroups = GetBool(o, "cgroups", false);
   skel_->rodata->targ_wakeup_bytes = GetU32(o, "wakeupBytes", ring_bytes_ / 4);
+  // the agent's brief CLOSE_WAIT histogram: its buckets' upper bounds, ascending (the rest: 0 = none)
+  Napi::Value bounds = o.Get("closeWaitBoundsNs");
+  if (bounds.IsArray()) {
+    Napi::Array b = bounds.As<Napi::Array>();
+    for (uint32_t i = 0; i < TT_CW_BOUNDS && i < b.Length(); i++) skel_->rodata->targ_cw_bounds_ns[i] = GetU64(b.Get(i));
+  }
+  linger_ = GetBool(o, "linger", false);
   uint32_t max_sockets = GetU32(o, "maxSockets", 65536);
   uint32_t max_targets = GetU32(o, "maxTargets", 4096);
 
@@ -202,6 +214,9 @@ Tracer::Tracer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tracer>(info) 
   if (!err) err = bpf_map__set_max_entries(skel_->maps.seeds, owners ? max_seeds : 1);
   if (!err && !owners) err = bpf_map__set_max_entries(skel_->maps.listeners, 1);
   if (!err) err = bpf_map__set_max_entries(skel_->maps.targets, max_targets);
+  // the agent's lingering CLOSE_WAIT sockets and brief counts (linger.bpf.h): one entry each otherwise
+  if (!err && !linger_) err = bpf_map__set_max_entries(skel_->maps.lingering, 1);
+  if (!err && !linger_) err = bpf_map__set_max_entries(skel_->maps.close_wait_brief, 1);
   if (!err) err = bpf_map__set_max_entries(skel_->maps.stack_scratch, static_cast<uint32_t>(std::max(libbpf_num_possible_cpus(), 1) * TT_SCRATCH_PER_CPU));
   if (err) {
     CloseAll();
@@ -260,6 +275,7 @@ Napi::Value Tracer::Attach(const Napi::CallbackInfo& info) {
   bpf_object__for_each_program(prog, skel_->obj) {
     if (!bpf_program__autoload(prog)) continue;
     std::string sec = bpf_program__section_name(prog);
+    if (sec == "raw_tp") continue;  // run by BPF_PROG_TEST_RUN, never attached (publish_lingering)
     LogCapture capture;
     NativeError nerr;
     bpf_link* link;
@@ -486,25 +502,6 @@ Napi::Value Tracer::Rings(const Napi::CallbackInfo& info) {
 
 namespace {
 
-// Calls fn(key) for each key of a live BPF hash map (BPF_MAP_GET_NEXT_KEY; no
-// values copied). Bounded: at most max_entries + 1 keys, whatever user space or
-// the kernel does to the map meanwhile (a key deleted under the walk restarts it
-// from the first key, so an unbounded walk of a busy map may not end). Returns
-// the keys visited.
-uint64_t ForEachKey(int fd, size_t key_size, uint32_t max_entries, const std::function<void(const void*)>& fn) {
-  std::vector<uint8_t> a(key_size), b(key_size);
-  uint8_t* prev = nullptr;
-  uint8_t* next = a.data();
-  uint64_t n = 0;
-  while (n <= max_entries && bpf_map_get_next_key(fd, prev, next) == 0) {
-    fn(next);
-    n++;
-    prev = next;
-    next = next == a.data() ? b.data() : a.data();
-  }
-  return n;
-}
-
 // The owners map's held entries (summary mode: never published), one call each.
 void ForEachHeld(bpf_map* owners, const std::function<void(const tt_owner&)>& fn) {
   const int fd = bpf_map__fd(owners);
@@ -575,6 +572,60 @@ Napi::Value Tracer::ActiveCloses(const Napi::CallbackInfo& info) {
     out.Set(n++, k.stack_id);
     out.Set(n++, static_cast<double>(count));
   }
+  return out;
+}
+
+// setLinger(ns): how long a held socket stays in CLOSE_WAIT before the sweep sends it
+// (linger.bpf.h; 0: at once). Needs the publish_lingering program, and a kernel that
+// test-runs raw_tp programs (5.10+): probed once; refused, lingering stays off.
+// Returns {lingerNs, errno}: the value in force, and the probe's errno (0: none).
+Napi::Value Tracer::SetLinger(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (state_ != kLoaded && state_ != kAttached) RequireState(env, kLoaded, "setLinger");
+  uint64_t ns = info.Length() > 0 ? GetU64(info[0]) : 0;
+  bpf_program* prog = skel_->progs.publish_lingering;
+  if (ns && (!linger_ || !bpf_program__autoload(prog))) throw Napi::TypeError::New(env, "setLinger: the tracer was made without linger and publish_lingering");
+  if (ns && linger_probe_ < 0) linger_probe_ = ProbeTestRun(bpf_program__fd(prog));
+  if (ns && linger_probe_ != 0) ns = 0;
+  skel_->bss->linger_ns = ns;
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("lingerNs", static_cast<double>(ns));
+  out.Set("errno", linger_probe_ > 0 ? linger_probe_ : 0);
+  return out;
+}
+
+// sweepLingering(minAgeNs): publishes the lingering sockets that entered CLOSE_WAIT at
+// least minAgeNs ago. {lingering, published, gone, errno}.
+Napi::Value Tracer::SweepLingering(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireState(env, kAttached, "sweepLingering");
+  const uint64_t min_age = info.Length() > 0 ? GetU64(info[0]) : 0;
+  LingerSweep r;
+  if (linger_ && bpf_program__autoload(skel_->progs.publish_lingering))
+    r = tcptrace::SweepLingering(bpf_map__fd(skel_->maps.lingering), bpf_map__max_entries(skel_->maps.lingering),
+                                 bpf_program__fd(skel_->progs.publish_lingering), min_age);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("lingering", r.lingering);
+  out.Set("published", r.published);
+  out.Set("gone", r.gone);
+  out.Set("errno", r.error);
+  return out;
+}
+
+// briefCloseWaits(drop?: number[]): the close_wait_brief map (linger.bpf.h) as flat rows
+// [tgid, toLastAck, toClose, sumNs, bucket0 .. bucketN, ...]; the keys of the tgids in
+// drop (exited processes the agent folded into its totals) are deleted.
+Napi::Value Tracer::BriefCloseWaits(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireState(env, kAttached, "briefCloseWaits");
+  std::set<uint32_t> drop;
+  if (info.Length() > 0 && info[0].IsArray()) {
+    Napi::Array a = info[0].As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) drop.insert(a.Get(i).As<Napi::Number>().Uint32Value());
+  }
+  const std::vector<double> rows = tcptrace::BriefCloseWaits(bpf_map__fd(skel_->maps.close_wait_brief), bpf_map__max_entries(skel_->maps.close_wait_brief), drop);
+  Napi::Array out = Napi::Array::New(env, rows.size());
+  for (uint32_t i = 0; i < rows.size(); i++) out.Set(i, rows[i]);
   return out;
 }
 

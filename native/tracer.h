@@ -13,6 +13,9 @@
 //   cgroupOf(tgid)       the cgroup id a process acquired a socket in [JS thread]
 //   activeCloses(drop)   summary mode's active closes; drops the   [JS thread]
 //                        keys of exited processes
+//   setLinger(ns)        the agent: CLOSE_WAIT sent once it lasts   [JS thread]
+//   sweepLingering(age)  publishes the sockets that lasted          [JS thread]
+//   briefCloseWaits(drop) the kernel's counts of the brief ones     [JS thread]
 //   rings()              ring buffers read (after load)            [JS thread]
 //   close()              detaches links and frees everything       [JS thread]
 //
@@ -59,6 +62,9 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
   Napi::Value HeldByProcess(const Napi::CallbackInfo& info);
   Napi::Value MapFill(const Napi::CallbackInfo& info);
   Napi::Value ActiveCloses(const Napi::CallbackInfo& info);
+  Napi::Value SetLinger(const Napi::CallbackInfo& info);
+  Napi::Value SweepLingering(const Napi::CallbackInfo& info);
+  Napi::Value BriefCloseWaits(const Napi::CallbackInfo& info);
   Napi::Value CgroupOf(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
 
@@ -76,6 +82,9 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
   uint32_t ring_bytes_ = 0;  // each ring's size
   OwnedFd ring_template_;    // the inner map template, until load
   std::vector<OwnedFd> cpu_rings_;
+  // the agent's lingering CLOSE_WAIT sockets (linger.bpf.h): maps sized, and the test-run probe (-1: not yet)
+  bool linger_ = false;
+  int linger_probe_ = -1;
 };
 
 }  // namespace tcptrace

@@ -342,7 +342,8 @@ static __always_inline void copy_stack(const bool btf, const struct sock *sk, st
 		count(TT_CNT_STACKS_LIMITED);
 		return;
 	}
-	if (held(o))
+	/* a held socket in CLOSE_WAIT lingers (linger.bpf.h): the sweep publishes it, with its CLOSE_WAIT */
+	if (held(o) && o->state != TCP_CLOSE_WAIT)
 		publish(btf, sk, o);
 	s->regs.ip = ip;
 	s->regs.sp = sp;

@@ -17,6 +17,7 @@
 #include "syscall.bpf.h"
 #include "sockcall.bpf.h"
 #include "closes.bpf.h"
+#include "linger.bpf.h"
 
 /*
  * connect() (CLOSE -> SYN_SENT) and listen() (CLOSE -> LISTEN) run in the
@@ -132,13 +133,79 @@ static __always_inline struct tt_owner *mapped_owner(const bool btf, const struc
 	return o;
 }
 
+/*
+ * The transition's record: the compact tt_transition4 for an IPv4 socket whose record
+ * names no owner, else tt_transition. A late one (TT_F_LATE, the sweep's) names no task
+ * on the CPU: the agent's own thread runs it.
+ */
+static __always_inline void send_transition(const bool btf, const struct sock *sk, const struct tt_owner *o, int oldstate, int newstate,
+					    __u16 flags, __u64 now, __u8 call, __s32 call_fd, __s32 call_arg, bool early,
+					    const struct tt_tuple *t, __u32 netns)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct tt_transition *e;
+	void *ring;
+
+/* the fields both transition records have (tt_transition, tt_transition4) */
+#define FILL_TRANSITION(r, kind)                                                                     \
+	do {                                                                                         \
+		fill_hdr_at(&(r)->hdr, kind, sizeof(*(r)), flags, now);                              \
+		(r)->sk = (__u64)sk;                                                                 \
+		(r)->cookie = early ? 0 : sk_cookie_of(btf, sk); /* early clone: the listener's (< 6.15) */ \
+		(r)->netns = netns;                                                                  \
+		(r)->oldstate = oldstate;                                                            \
+		(r)->newstate = newstate;                                                            \
+		if (flags & TT_F_LATE) {                                                             \
+			(r)->cpu_tgid = 0;                                                           \
+			(r)->cpu_tid = 0;                                                            \
+			__builtin_memset((r)->cpu_comm, 0, sizeof((r)->cpu_comm));                   \
+		} else {                                                                             \
+			(r)->cpu_tgid = id >> 32;                                                    \
+			(r)->cpu_tid = (__u32)id;                                                    \
+			current_comm((r)->cpu_comm);                                                 \
+		}                                                                                    \
+		(r)->call = call;                                                                    \
+		(r)->call_fd = call_fd;                                                              \
+		(r)->call_arg = call_arg;                                                            \
+	} while (0)
+	if (!o && t->family == AF_INET) {
+		struct tt_transition4 *c = reserve(sizeof(*c), &ring);
+
+		if (!c)
+			return;
+		FILL_TRANSITION(c, TT_KIND_TRANSITION4);
+		__builtin_memcpy(c->saddr, t->saddr, 4);
+		__builtin_memcpy(c->daddr, t->daddr, 4);
+		c->sport = t->sport;
+		c->dport = t->dport;
+		c->pad = 0;
+		c->pad2 = 0;
+		submit(ring, c);
+		return;
+	}
+	e = reserve(sizeof(*e), &ring);
+	if (!e)
+		return;
+	FILL_TRANSITION(e, TT_KIND_TRANSITION);
+#undef FILL_TRANSITION
+	e->tuple = *t;
+	if (o) {
+		e->owner_tgid = o->tgid;
+		e->owner_fd = o->fd;
+		e->owner_first_ns = o->first_ns;
+		e->origin = o->origin;
+		__builtin_memcpy(e->owner_comm, o->comm, sizeof(e->owner_comm));
+	} else {
+		e->owner_fd = -1;
+	}
+	submit(ring, e);
+}
+
 static __always_inline void handle_transition(const bool btf, const struct sock *sk, int oldstate, int newstate)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u64 skey = (__u64)sk;
 	__u64 now = 0; /* set by learn_owner when it makes an entry: one clock read for both */
-	struct tt_transition *e;
-	void *ring;
 	struct tt_owner *o, fresh = {};
 	struct tt_tuple t = {};
 	__u32 netns;
@@ -171,7 +238,14 @@ static __always_inline void handle_transition(const bool btf, const struct sock 
 		o->state = newstate;
 		if (held(o)) {
 			/* summary mode: only CLOSE_WAIT (a leak in the making) and listeners are worth a record */
-			if (newstate != TCP_CLOSE_WAIT && newstate != TCP_LISTEN) {
+			bool keep = newstate != TCP_CLOSE_WAIT && newstate != TCP_LISTEN;
+
+			/* the agent: a CLOSE_WAIT is sent only once it lasts (linger.bpf.h) */
+			if (oldstate == TCP_CLOSE_WAIT && linger_end(skey, o, newstate, now ?: (now = bpf_ktime_get_ns())))
+				keep = false; /* the sweep claimed it: sent as published */
+			else if (newstate == TCP_CLOSE_WAIT && linger_begin(skey, o, oldstate, now ?: (now = bpf_ktime_get_ns())))
+				keep = true;
+			if (keep) {
 				count(TT_CNT_SUMMARISED);
 				if (oldstate == TCP_ESTABLISHED && newstate == TCP_FIN_WAIT1)
 					count_active_close(o);
@@ -210,62 +284,57 @@ static __always_inline void handle_transition(const bool btf, const struct sock 
 		bpf_map_delete_elem(&listeners, &lk);
 	}
 
-/* the fields both transition records have (tt_transition, tt_transition4), from handle_transition's locals */
-#define FILL_TRANSITION(r, kind)                                                                     \
-	do {                                                                                         \
-		fill_hdr_at(&(r)->hdr, kind, sizeof(*(r)), flags, now);                              \
-		(r)->sk = skey;                                                                      \
-		(r)->cookie = early ? 0 : sk_cookie_of(btf, sk); /* early clone: the listener's (< 6.15) */ \
-		(r)->netns = netns;                                                                  \
-		(r)->oldstate = oldstate;                                                            \
-		(r)->newstate = newstate;                                                            \
-		(r)->cpu_tgid = id >> 32;                                                            \
-		(r)->cpu_tid = (__u32)id;                                                            \
-		current_comm((r)->cpu_comm);                                                         \
-		(r)->call = call;                                                                    \
-		(r)->call_fd = call_fd;                                                              \
-		(r)->call_arg = call_arg;                                                            \
-	} while (0)
-	if (!o && t.family == AF_INET) {
-		/* no owner to carry, 4-byte addresses: the compact record (tt_transition4) */
-		struct tt_transition4 *c = reserve(sizeof(*c), &ring);
-
-		if (!c)
-			goto out;
-		FILL_TRANSITION(c, TT_KIND_TRANSITION4);
-		__builtin_memcpy(c->saddr, t.saddr, 4);
-		__builtin_memcpy(c->daddr, t.daddr, 4);
-		c->sport = t.sport;
-		c->dport = t.dport;
-		c->pad = 0;
-		c->pad2 = 0;
-		submit(ring, c);
-		goto out;
-	}
-	e = reserve(sizeof(*e), &ring);
-	if (!e)
-		goto out;
-	FILL_TRANSITION(e, TT_KIND_TRANSITION);
-#undef FILL_TRANSITION
-	e->tuple = t;
-	if (o) {
-		e->owner_tgid = o->tgid;
-		e->owner_fd = o->fd;
-		e->owner_first_ns = o->first_ns;
-		e->origin = o->origin;
-		__builtin_memcpy(e->owner_comm, o->comm, sizeof(e->owner_comm));
-	} else {
-		e->owner_fd = -1;
-	}
-	submit(ring, e);
+	send_transition(btf, sk, o, oldstate, newstate, flags, now, call, call_fd, call_arg, early, &t, netns);
 	/* a close of its fd held back: after the transition that gives user space the socket */
 	if (o && (o->flags & TT_OWNER_FD_CLOSED)) {
 		o->flags &= ~TT_OWNER_FD_CLOSED;
 		emit_sockcall(btf, sk, TT_CALL_CLOSE, o->fd, 0, TT_VIA_SYSCALL, o);
 	}
-out:
 	if (targ_owners && newstate == TCP_CLOSE && o)
 		bpf_map_delete_elem(&owners, &skey);
+}
+
+/*
+ * The agent's sweep: publish a held socket that has stayed in CLOSE_WAIT (run by
+ * user space through BPF_PROG_TEST_RUN, see linger.bpf.h; skey: its struct sock).
+ * Returns 1 when it sent the socket, 0 when there was nothing to send (it left
+ * CLOSE_WAIT meanwhile, or is gone).
+ */
+static __always_inline int publish_lingering_sk(__u64 skey)
+{
+	const struct sock *sk = (const struct sock *)skey;
+	struct tt_owner *o = bpf_map_lookup_elem(&owners, &skey);
+	struct tt_linger *l = bpf_map_lookup_elem(&lingering, &skey);
+	struct tt_tuple t = {};
+	__u64 entered;
+	__u8 oldstate;
+
+	if (!l)
+		return 0;
+	entered = l->entered_ns;
+	oldstate = l->oldstate;
+	/* gone without its CLOSE seen (a skipped hook run), or published meanwhile (then it was sent) */
+	if (!o || !held(o)) {
+		bpf_map_delete_elem(&lingering, &skey);
+		return 0;
+	}
+	__sync_fetch_and_add(&o->linger, 1); /* the claim, before the state is read: see linger.bpf.h */
+	if (*(volatile __u8 *)&o->state != TCP_CLOSE_WAIT) {
+		bpf_map_delete_elem(&lingering, &skey);
+		return 0;
+	}
+	publish(RAW_PTR, sk, o);
+	read_tuple(RAW_PTR, sk, &t);
+	send_transition(RAW_PTR, sk, o, oldstate, TCP_CLOSE_WAIT, TT_F_OWNER_KNOWN | TT_F_LATE, entered, 0, -1, 0, false, &t,
+			sk_netns_of(RAW_PTR, sk));
+	/* one of its fds closed while another (a fork's copy) keeps it in CLOSE_WAIT */
+	if (o->flags & TT_OWNER_FD_CLOSED) {
+		o->flags &= ~TT_OWNER_FD_CLOSED;
+		emit_sockcall(RAW_PTR, sk, TT_CALL_CLOSE, o->fd, 0, TT_VIA_SYSCALL, o);
+	}
+	bpf_map_delete_elem(&lingering, &skey);
+	count(TT_CNT_LINGER_PUBLISHED);
+	return 1;
 }
 
 #endif /* TCPTRACE_LIB_TRANSITION_BPF_H */
