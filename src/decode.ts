@@ -143,6 +143,10 @@ export class TransitionView extends SocketView implements TransitionEvent {
   get ownerKnown(): boolean {
     return (this.dv.getUint16(this.o + G.O_HDR_FLAGS, true) & 1) !== 0;
   }
+  /** TT_F_LATE (4): the agent's sweep sent this CLOSE_WAIT late; ts is when the socket entered it */
+  get late(): boolean {
+    return (this.dv.getUint16(this.o + G.O_HDR_FLAGS, true) & 4) !== 0;
+  }
   get ownerPid(): number {
     return this.dv.getUint32(this.o + G.O_TRANSITION_OWNER_TGID, true);
   }
@@ -179,7 +183,7 @@ export class TransitionView extends SocketView implements TransitionEvent {
   }
   materialize(): TransitionEvent {
     const { type, ts, sk, cookie, oldState, newState, family, localPort, local, remote, netns, ownerKnown, ownerPid, ownerFd, ownerComm, ownerFirstNs, origin, cpuPid, cpuTid, cpuComm, call, callFd, callArg } = this;
-    return { type, ts, sk, cookie, oldState, newState, family, localPort, local, remote, netns, ownerKnown, ownerPid, ownerFd, ownerComm, ownerFirstNs, origin, cpuPid, cpuTid, cpuComm, call, callFd, callArg };
+    return { type, ts, sk, cookie, oldState, newState, family, localPort, local, remote, netns, ownerKnown, ownerPid, ownerFd, ownerComm, ownerFirstNs, origin, cpuPid, cpuTid, cpuComm, call, callFd, callArg, ...(this.late ? { late: true } : {}) };
   }
 }
 

@@ -112,6 +112,10 @@ export interface NativeTracerOptions {
   /** entries of the seeds map (sockets present at attach); at most maxSockets */
   maxSeeds?: number;
   cgroups?: boolean;
+  /** the agent: size the lingering CLOSE_WAIT maps (bpf/lib/linger.bpf.h); programs must name publish_lingering */
+  linger?: boolean;
+  /** upper bounds of the kernel's brief CLOSE_WAIT histogram, ascending (at most 8, ns) */
+  closeWaitBoundsNs?: number[];
 }
 
 export interface MapFill {
@@ -147,6 +151,15 @@ export interface NativeTracer {
   cgroupOf(tgid: number): bigint | null;
   /** summary mode's active closes, flat [tgid, stackId, count, ...]; deletes the keys of the tgids in drop first */
   activeCloses(drop?: number[]): number[];
+  /**
+   * how long a held socket stays in CLOSE_WAIT before the sweep sends it (0: at once); returns
+   * the value in force: 0 when the kernel refused to test-run the sweep's program (errno)
+   */
+  setLinger(ns: number): { lingerNs: number; errno: number };
+  /** publishes the lingering sockets in CLOSE_WAIT for at least minAgeNs */
+  sweepLingering(minAgeNs: number): { lingering: number; published: number; gone: number; errno: number };
+  /** the kernel's counts of brief CLOSE_WAITs: flat rows [tgid, toLastAck, toClose, sumNs, ...9 buckets]; deletes the tgids in drop first */
+  briefCloseWaits(drop?: number[]): number[];
   close(): void;
 }
 

@@ -30,12 +30,13 @@ export class ExitedProcesses {
   constructor(
     private readonly analyzer: Analyzer,
     private readonly session: ProcessMemory,
-    private readonly closes?: { pids(): number[]; forget(pids: number[]): void },
+    /** what else keeps per-process counts (active closes, brief CLOSE_WAITs): folded and dropped with the process */
+    private readonly counts: { pids(): number[]; forget(pids: number[]): void }[] = [],
   ) {}
 
   private candidates(): Set<number> {
     const table = this.analyzer.table;
-    return new Set([...this.session.stackPids(), ...(table ? table.closedPids() : []), ...(this.closes?.pids() ?? [])]);
+    return new Set([...this.session.stackPids(), ...(table ? table.closedPids() : []), ...this.counts.flatMap((c) => c.pids())]);
   }
 
   /** processes the agent keeps something of */
@@ -64,7 +65,7 @@ export class ExitedProcesses {
       this.analyzer.forgetProcess(pid, this.session.forgetProcess(pid));
       gone.push(pid);
     }
-    this.closes?.forget(gone);
+    for (const c of this.counts) c.forget(gone);
     this.forgotten += gone.length;
     return gone.length;
   }

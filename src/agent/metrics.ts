@@ -9,7 +9,7 @@
  * `workload="~other"`, counted in tcptrace_workloads_overflow.
  */
 import { readFileSync } from 'node:fs';
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry, type Metric } from 'prom-client';
 import type { Analyzer } from '../analysis/analyzer.js';
 import type { MapFill } from '../native.js';
 import { TCP, stateName } from '../model/states.js';
@@ -19,9 +19,15 @@ import { VERSION } from '../version.js';
 import { Selection, NO_SELECTORS } from './selection.js';
 import { TransitionCounts } from './transitions.js';
 import { ActiveCloses } from './closes.js';
+import { BriefCloseWaits } from './brief.js';
+import { BRIEF_ROW } from '../trace/session.js';
 import { cgroupV2Path, HOST_WORKLOAD, workloadOf, type Workload } from './workload.js';
 
 export const OTHER_WORKLOAD = '~other';
+
+/** tcptrace_close_wait_duration_seconds' upper bounds; the kernel buckets brief CLOSE_WAITs by the first CLOSE_WAIT_KERNEL_BOUNDS */
+export const CLOSE_WAIT_BUCKETS_S = [0.001, 0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800, 3600, 21600];
+export const CLOSE_WAIT_KERNEL_BOUNDS = 8; // TT_CW_BOUNDS: up to 30 s, past the longest --close-wait-min (10 s) and its sweep
 
 export interface AgentMetricsOptions {
   maxWorkloads: number;
@@ -99,19 +105,25 @@ export class AgentMetrics {
     const self = this;
     const perProcess = ['workload', 'pid', 'comm'] as const;
 
-    // counted as the transitions arrive (src/agent/transitions.ts), exposed at scrape
-    const durations = new Histogram({
-      name: 'tcptrace_close_wait_duration_seconds',
-      help: 'time in CLOSE_WAIT of the sockets that left it (closed by the program, or reset): a slow close, next to a leak',
-      labelNames: ['workload'] as const,
-      buckets: [0.001, 0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800, 3600, 21600],
-      registers: [r],
-    });
+    // counted as the transitions arrive (src/agent/transitions.ts) and, for the brief
+    // CLOSE_WAITs, by the kernel (src/agent/brief.ts): both in one histogram at scrape
+    const durations = new DurationHistogram(
+      'tcptrace_close_wait_duration_seconds',
+      'time in CLOSE_WAIT of the sockets that left it (closed by the program, or reset): a slow close, next to a leak',
+      CLOSE_WAIT_BUCKETS_S,
+      () => self.brief.byWorkload(),
+    );
+    r.registerMetric(durations as unknown as Metric); // the registry calls get(): see DurationHistogram
     this.transitions = new TransitionCounts((rec) => (this.selects(rec.pid, rec.comm) ? this.workloads.of(rec.pid).workload : null), {
       closeWaitEnded: (workload, seconds) => {
-        if (seconds !== null) durations.observe({ workload }, seconds);
+        if (seconds !== null) durations.observe(workload, seconds);
       },
     });
+    this.brief = new BriefCloseWaits(
+      (drop) => this.briefSource?.(drop) ?? null,
+      (pid, comm) => (this.selects(pid, comm) ? this.workloads.of(pid).workload : null),
+      BRIEF_ROW,
+    );
     this.activeCloses = new ActiveCloses((drop) => this.closesSource?.(drop) ?? null, (pid) => this.workloads.of(pid).workload);
     const counted = this.transitions.onTransition;
     analyzer.onTransition = (rec, from, to, inOldNs) => {
@@ -136,6 +148,14 @@ export class AgentMetrics {
       collect() {
         this.reset();
         for (const [workload, from, to, n] of self.transitions.entries()) this.inc({ workload, from: stateName(from), to: stateName(to) }, n);
+        // the kernel's brief CLOSE_WAITs: in (from ESTABLISHED, where a FIN lands) and out
+        for (const [workload, b] of self.brief.byWorkload()) {
+          const n = b.toLastAck + b.toClose;
+          if (!n) continue;
+          this.inc({ workload, from: 'ESTABLISHED', to: 'CLOSE_WAIT' }, n);
+          if (b.toLastAck) this.inc({ workload, from: 'CLOSE_WAIT', to: 'LAST_ACK' }, b.toLastAck);
+          if (b.toClose) this.inc({ workload, from: 'CLOSE_WAIT', to: 'CLOSE' }, b.toClose);
+        }
       },
     });
     for (const [name, help, side] of [
@@ -150,13 +170,15 @@ export class AgentMetrics {
         collect() {
           this.reset();
           for (const workload of self.transitions.workloads()) this.inc({ workload }, self.transitions.total(workload, TCP.CLOSE_WAIT, side));
+          // the brief ones, counted by the kernel: each entered and left
+          for (const [workload, b] of self.brief.byWorkload()) if (b.toLastAck + b.toClose) this.inc({ workload }, b.toLastAck + b.toClose);
         },
       });
     }
 
     new Gauge({
       name: 'tcptrace_close_wait_sockets',
-      help: 'sockets of the process now in CLOSE_WAIT: the peer closed, the program has not (what `ss -tanp state close-wait` shows)',
+      help: 'sockets of the process now in CLOSE_WAIT: the peer closed, the program has not (what `ss -tanp state close-wait` shows, once a socket has stayed --close-wait-min)',
       labelNames: perProcess,
       registers: [r],
       collect() {
@@ -279,7 +301,8 @@ export class AgentMetrics {
       ['tcptrace_missed_in_kernel_total', 'hook runs the kernel skipped (a BPF program already running on the CPU)', (c) => c.missed],
       ['tcptrace_dropped_batches_total', 'batches the agent dropped because it fell behind', (c) => c.droppedBatches],
       ['tcptrace_summarised_transitions_total', 'transitions of sockets the kernel holds (never in CLOSE_WAIT or LISTEN yet), counted there and not sent', (c) => c.summarised],
-      ['tcptrace_bpf_map_full_total', 'sockets or listeners the kernel could not track: its owners, seeds or listeners map was full', (c) => c.ownersFull + c.listenersFull],
+      ['tcptrace_bpf_map_full_total', 'sockets, listeners or processes the kernel could not track: its owners, seeds, listeners, lingering or close_wait_brief map was full', (c) => c.ownersFull + c.listenersFull + c.lingerFull + c.briefFull],
+      ['tcptrace_close_wait_published_late_total', 'CLOSE_WAIT sockets the kernel sent once they had stayed --close-wait-min', (c) => c.lingerPublished],
     ];
     for (const [name, help, get] of health) {
       let was = 0;
@@ -352,6 +375,11 @@ export class AgentMetrics {
       },
     });
   }
+
+  /** brief CLOSE_WAITs per process, counted by the kernel (src/agent/brief.ts) */
+  readonly brief: BriefCloseWaits;
+  /** the session's kernel-counted brief CLOSE_WAITs (flat rows), once it runs */
+  briefSource: ((drop: number[]) => number[] | null) | null = null;
 
   /** active closes per process and acquire stack (src/agent/closes.ts) */
   readonly activeCloses: ActiveCloses;
@@ -469,6 +497,74 @@ export class AgentMetrics {
   private byState(): Map<string, number> {
     return this.pass().states;
   }
+}
+
+/**
+ * A histogram per workload of the observations made here and the kernel's own
+ * bucket counts (its bounds are the first CLOSE_WAIT_KERNEL_BOUNDS of these; its
+ * last bucket, past them, counts only in +Inf). prom-client's Histogram cannot
+ * take counts it did not observe, so this is a Metric of its own, formatted by the
+ * registry as any other.
+ */
+class DurationHistogram {
+  readonly type = 'histogram'; // prom-client's typings say an enum, its registry reads this string
+  readonly aggregator = 'sum';
+  private readonly own = new Map<string, { buckets: Float64Array; sum: number; count: number }>();
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly bounds: number[],
+    private readonly kernel: () => Map<string, { sumS: number; buckets: number[] }>,
+  ) {}
+
+  observe(workload: string, seconds: number): void {
+    let h = this.own.get(workload);
+    if (!h) this.own.set(workload, (h = { buckets: new Float64Array(this.bounds.length + 1), sum: 0, count: 0 }));
+    let i = 0;
+    while (i < this.bounds.length && seconds > this.bounds[i]!) i++;
+    h.buckets[i]++;
+    h.sum += seconds;
+    h.count++;
+  }
+
+  async get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: HistogramValue[] }> {
+    const rows = new Map<string, { buckets: Float64Array; sum: number; count: number }>();
+    for (const [w, h] of this.own) rows.set(w, { buckets: Float64Array.from(h.buckets), sum: h.sum, count: h.count });
+    for (const [w, k] of this.kernel()) {
+      let n = 0;
+      for (const c of k.buckets) n += c;
+      if (!n) continue;
+      let h = rows.get(w);
+      if (!h) rows.set(w, (h = { buckets: new Float64Array(this.bounds.length + 1), sum: 0, count: 0 }));
+      // bucket i <= bounds[i] for i < kernel bounds; the kernel's last one (past them) only in +Inf
+      k.buckets.forEach((c, i) => (h.buckets[i < CLOSE_WAIT_KERNEL_BOUNDS ? i : this.bounds.length] += c));
+      h.sum += k.sumS;
+      h.count += n;
+    }
+    const values: HistogramValue[] = [];
+    for (const [workload, h] of rows) {
+      let acc = 0;
+      this.bounds.forEach((le, i) => {
+        acc += h.buckets[i]!;
+        values.push({ metricName: `${this.name}_bucket`, labels: { workload, le }, value: acc });
+      });
+      values.push({ metricName: `${this.name}_bucket`, labels: { workload, le: '+Inf' }, value: h.count });
+      values.push({ metricName: `${this.name}_sum`, labels: { workload }, value: h.sum });
+      values.push({ metricName: `${this.name}_count`, labels: { workload }, value: h.count });
+    }
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+  }
+
+  reset(): void {
+    this.own.clear();
+  }
+}
+
+interface HistogramValue {
+  metricName: string;
+  labels: Record<string, string | number>;
+  value: number;
 }
 
 interface ProcessRow {

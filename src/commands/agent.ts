@@ -9,7 +9,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { LeakEvents } from '../agent/events.js';
 import { TcptraceError } from '../errors.js';
 import { Analyzer } from '../analysis/analyzer.js';
-import { AgentMetrics } from '../agent/metrics.js';
+import { AgentMetrics, CLOSE_WAIT_BUCKETS_S, CLOSE_WAIT_KERNEL_BOUNDS } from '../agent/metrics.js';
 import { AgentServer, parseListen, type ListenAddress } from '../agent/server.js';
 import { closeWaitProfile } from '../agent/profile.js';
 import { CgroupTree } from '../agent/cgroups.js';
@@ -28,6 +28,18 @@ function listenOption(v: string): ListenAddress {
   const a = parseListen(v);
   if (!a) throw new InvalidArgumentError(`'${v}' is not HOST:PORT (e.g. 127.0.0.1:9465, [::1]:9465, 0.0.0.0:9465)`);
   return a;
+}
+
+/** --close-wait-min: 0 (at once) to 10 s (the kernel's histogram bounds reach 30 s: room for the sweep) */
+function closeWaitMin(v: string): number {
+  const n = v.trim() === '' ? NaN : Number(v);
+  if (!Number.isFinite(n) || n < 0 || n > 10) throw new InvalidArgumentError(`'${v}' is not a number of seconds from 0 to 10`);
+  return n;
+}
+
+/** the kernel's CLOSE_WAIT minimum: --close-wait-min, but never past --leak-after (a leak is reported on time) */
+function lingerMs(closeWaitMinS: number, leakAfterS: number): number {
+  return Math.min(closeWaitMinS, leakAfterS) * 1000;
 }
 
 function wholeAtLeastOne(v: string): number {
@@ -51,6 +63,7 @@ interface AgentOpts extends SelectorOpts {
   pushInterval: number;
   forgetInterval: number;
   kernelSummary: boolean;
+  closeWaitMin: number;
 }
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -129,6 +142,10 @@ Examples:
   tcptrace agent --pid 4242 --leak-after 30
   curl -s 127.0.0.1:9465/metrics | grep close_wait
   go tool pprof -top http://127.0.0.1:9465/debug/pprof/close_wait
+CLOSE_WAIT that does not last: a socket reaches the agent once it has stayed in CLOSE_WAIT
+--close-wait-min (1 s); one its program closes sooner (a client that closed first, every
+connection of a busy server) is only counted in the kernel, in the CLOSE_WAIT counters,
+transitions and duration histogram. A leak's age counts from when it entered CLOSE_WAIT.
 Stacks are captured for every process (the point is naming the code path); --no-stacks
 turns attribution off for the lowest overhead.`,
     )
@@ -145,6 +162,11 @@ turns attribution off for the lowest overhead.`,
     .addOption(new Option('--pyroscope-url <url>', "also push the profile to Pyroscope's /ingest (pprof) every --push-interval").argParser(parsePushUrl))
     .addOption(new Option('--push-interval <seconds>', 'seconds between profile pushes').argParser(parsePositive).default(60))
     .addOption(new Option('--no-kernel-summary', 'send every socket event to the agent, not only those of sockets that enter CLOSE_WAIT or LISTEN (costlier; complete transition counts)'))
+    .addOption(
+      new Option('--close-wait-min <seconds>', 'a socket reaches the agent once it stays in CLOSE_WAIT this long (at most --leak-after); shorter stays are counted in the kernel. 0: every one at once (costlier under churn)')
+        .argParser(closeWaitMin)
+        .default(1),
+    )
     .addOption(new Option('--forget-interval <seconds>', 'how often what is kept of exited processes (stacks, history) is dropped').argParser(parsePositive).default(10))
     .addOption(new Option('--config <file>', 'YAML settings over the flags (leak-after, events-growth, series-grace, pid, comm, unit, cgroup, container); SIGHUP and POST /-/reload read it again'));
   // --duration stays: a bounded run (and the tests) stop by themselves
@@ -158,6 +180,7 @@ turns attribution off for the lowest overhead.`,
     const metrics = new AgentMetrics(analyzer, { maxWorkloads: opts.maxWorkloads, seriesGraceS: start.settings.seriesGraceS, selection: start.selection });
     const selects = (pid: number, comm: string) => metrics.selects(pid, comm);
     const events = new LeakEvents(analyzer, (pid) => metrics.workloadOf(pid).workload, eventsOut(opts.events), start.settings.eventsGrowth, selects);
+    let live: { setCloseWaitMin(ms: number): void } | null = null; // the session, once it runs
     const reload = (how: string): { ok: boolean; message: string } => {
       if (!opts.config) {
         metrics.noteReload(true);
@@ -168,6 +191,7 @@ turns attribution off for the lowest overhead.`,
         analyzer.options.leakAfterMs = settings.leakAfterS * 1000;
         events.growth = settings.eventsGrowth;
         metrics.configure({ seriesGraceS: settings.seriesGraceS, selection });
+        live?.setCloseWaitMin(lingerMs(opts.closeWaitMin, settings.leakAfterS));
         metrics.noteReload(true);
         const message = `reloaded ${opts.config}: leak-after ${settings.leakAfterS} s, events-growth ${settings.eventsGrowth}, series-grace ${settings.seriesGraceS} s; reporting ${selection.describe()}`;
         log.info({ how }, message);
@@ -195,18 +219,20 @@ turns attribution off for the lowest overhead.`,
       process.on('SIGHUP', onHup);
       // summary: a socket stays in the kernel until it enters CLOSE_WAIT or LISTEN (the agent's
       // metrics are about those), unless --no-kernel-summary; it needs the kernel's owners (stacks)
-      await runSession({ ...opts, pid: kernelPids ? opts.pid : undefined, stacks: opts.stacks ?? true, summary: opts.kernelSummary, cgroups: true }, [analyzer], (s) => {
+      await runSession({ ...opts, pid: kernelPids ? opts.pid : undefined, stacks: opts.stacks ?? true, summary: opts.kernelSummary, cgroups: true, closeWaitMinMs: lingerMs(opts.closeWaitMin, start.settings.leakAfterS), closeWaitBoundsS: CLOSE_WAIT_BUCKETS_S.slice(0, CLOSE_WAIT_KERNEL_BOUNDS) }, [analyzer], (s) => {
+        live = s;
         metrics.mapFillSource = () => s.mapFill();
         server.ready = true;
         pusher?.start();
         metrics.closesSource = (drop) => s.activeCloses(drop);
+        metrics.briefSource = (drop) => s.briefCloseWaits(drop);
         metrics.heldSource = () => s.heldByProcess();
         const tree = new CgroupTree();
         metrics.kernelCgroup = (pid) => {
           const id = s.cgroupOf(pid);
           return id === null ? null : tree.pathOf(id);
         };
-        const exited = new ExitedProcesses(analyzer, s, metrics.activeCloses);
+        const exited = new ExitedProcesses(analyzer, s, [metrics.activeCloses, metrics.brief]);
         metrics.processMemory = exited;
         forgetTimer = setInterval(() => {
           const n = exited.sweep();

@@ -7,7 +7,7 @@ import type { SessionEnd, TraceSink } from '../trace/types.js';
 import type { AnalysisOpts, SelectorOpts } from './options.js';
 
 export async function runSession(
-  opts: SelectorOpts & Partial<AnalysisOpts> & { summary?: boolean; cgroups?: boolean },
+  opts: SelectorOpts & Partial<AnalysisOpts> & { summary?: boolean; cgroups?: boolean; closeWaitMinMs?: number; closeWaitBoundsS?: number[] },
   sinks: TraceSink[],
   onStart?: (s: TraceSession) => void,
 ): Promise<SessionEnd> {
@@ -29,6 +29,8 @@ export async function runSession(
       pythonFrames: opts.pythonFrames,
       summary: opts.summary,
       cgroups: opts.cgroups,
+      closeWaitMinMs: opts.closeWaitMinMs,
+      closeWaitBoundsS: opts.closeWaitBoundsS,
       analysis: opts.leakAfter !== undefined ? { leakAfterMs: opts.leakAfter * 1000, top: opts.top ?? 10, intervalS: opts.interval } : undefined,
     },
     sinks,

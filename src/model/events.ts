@@ -42,6 +42,12 @@ export interface TransitionEvent extends Endpoints {
   callFd: number;
   /** shutdown(): how */
   callArg: number;
+  /**
+   * the agent's sweep sent this transition into CLOSE_WAIT once the socket had stayed
+   * there (bpf/lib/linger.bpf.h): ts is when it entered CLOSE_WAIT, and a record of
+   * the socket's own sent meanwhile is newer
+   */
+  late?: boolean;
 }
 
 export interface SockcallEvent extends Endpoints {

@@ -176,11 +176,13 @@ export interface TableCounts {
   retired: number;
   /** sockets retired because another was born at their address before their CLOSE was seen */
   unseenCloses: number;
+  /** late CLOSE_WAIT records (the agent's sweep) older than what the table knew of their socket, ignored */
+  staleLate: number;
 }
 
 export class SocketTable {
   readonly live = new Map<number | bigint, SocketRecord>();
-  readonly counts: TableCounts = { transitions: 0, sockcalls: 0, forks: 0, present: 0, duplicatesAfterAttach: 0, retired: 0, unseenCloses: 0 };
+  readonly counts: TableCounts = { transitions: 0, sockcalls: 0, forks: 0, present: 0, duplicatesAfterAttach: 0, retired: 0, unseenCloses: 0, staleLate: 0 };
   /** pids whose sockets are targets; null: every socket (whole-system mode) */
   readonly targets: Set<number> | null;
   /** CLOSE_WAIT durations of sockets that were closed, by (pid, origin, acquire stack) */
@@ -244,14 +246,15 @@ export class SocketTable {
     return { pid: rec.pid, fd: rec.fd };
   }
 
-  private create(sk: number | bigint, ts: number, ev: Endpoints): SocketRecord {
+  /** late: a record sent after the fact (its ts is older than the stacks published with it) */
+  private create(sk: number | bigint, ts: number, ev: Endpoints, late = false): SocketRecord {
     const rec = new SocketRecord(++this.serial, sk, ev.family, ev.netns, ts);
     rec.setEndpoints(ev);
     this.live.set(sk, rec);
     const waiting = this.pendingStacks.size !== 0 && typeof sk === 'number' ? this.pendingStacks.get(sk) : undefined;
     if (waiting) {
       this.pendingStacks.delete(sk as number);
-      for (const st of waiting) if (st.ts <= ts && rec.stacks[st.site] === undefined) rec.setStack(st.site, st.stackId);
+      for (const st of waiting) if ((late || st.ts <= ts) && rec.stacks[st.site] === undefined) rec.setStack(st.site, st.stackId);
     }
     return rec;
   }
@@ -303,6 +306,14 @@ export class SocketTable {
       }
     }
     const oldState = ev.oldState;
+    if (ev.late && rec && (rec.state === newState || (rec.stateSince !== null && rec.stateSince > ts))) {
+      // the agent's sweep sent a lingering CLOSE_WAIT as the socket was published
+      // another way (linger.bpf.h): what the table has is newer
+      this.counts.staleLate++;
+      this.lastInOldNs = null;
+      this.lastDuplicate = true;
+      return rec;
+    }
     if (rec && isBirth(oldState, newState)) {
       // a socket born at a live record's address: the old socket's CLOSE was never seen
       // (the kernel skipped that hook run): retire it rather than continue its life
@@ -312,7 +323,7 @@ export class SocketTable {
       rec = undefined;
     }
     if (!rec) {
-      rec = this.create(sk, ts, ev);
+      rec = this.create(sk, ts, ev, ev.late);
       // a socket first seen mid-life: its old state began before we saw it
       // (a listener's child starts in SYN_RECV; LISTEN is its parent's state, not its own)
       rec.stateSince = oldState === TCP.CLOSE ? ts : null;

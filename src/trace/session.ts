@@ -50,6 +50,14 @@ export interface TraceOptions {
   summary?: boolean;
   /** note in the kernel the cgroup each process acquires sockets in (the agent: workloads of processes gone) */
   cgroups?: boolean;
+  /**
+   * Summary mode, the agent: a held socket that enters CLOSE_WAIT reaches user space
+   * only once it has stayed there this long; shorter stays are counted in the kernel
+   * (briefCloseWaits). 0 or absent: at once. bpf/lib/linger.bpf.h.
+   */
+  closeWaitMinMs?: number;
+  /** the brief CLOSE_WAIT histogram's upper bounds in seconds (at most 8, ascending) */
+  closeWaitBoundsS?: number[];
   /** analysis settings to keep in recordings */
   analysis?: { leakAfterMs: number; top: number; intervalS?: number };
 }
@@ -127,8 +135,12 @@ export class TraceSession {
     const plan = planAttach(opts.attachMode);
     const hooks = hookPlan(plan.mode, plan.probe, opts.stacks, opts.syscallHooks);
     log.info({ mode: plan.mode.name, chosenBy: plan.chosenBy, hooks: hooks.hooks }, 'attach mode');
+    // the agent's CLOSE_WAIT that lasts (bpf/lib/linger.bpf.h): a summary-mode sweep program, never attached
+    const linger = !!opts.summary && (opts.closeWaitMinMs ?? 0) > 0;
     const tracer = new (native().Tracer)({
-      programs: hooks.programs,
+      programs: linger ? [...hooks.programs, 'publish_lingering'] : hooks.programs,
+      linger,
+      closeWaitBoundsNs: (opts.closeWaitBoundsS ?? []).slice(0, 8).map((s) => Math.round(s * 1e9)),
       ioViaSyscalls: hooks.ioViaSyscalls,
       filter: targets !== null,
       children: opts.children,
@@ -143,8 +155,10 @@ export class TraceSession {
       cgroups: !!opts.cgroups,
       owners: kernelOwners(opts, targets),
     });
+    let lingerNs = 0;
     try {
       tracer.load();
+      if (linger) lingerNs = applyLinger(tracer, opts.closeWaitMinMs!);
       if (targets) tracer.addTargets([...targets]);
       tracer.attach();
     } catch (err) {
@@ -152,6 +166,7 @@ export class TraceSession {
       throw err;
     }
     const session = new TraceSession(opts, sinks, plan, hooks, tracer, targets);
+    session.lingerNs = lingerNs;
     try {
       session.begin();
     } catch (err) {
@@ -200,6 +215,7 @@ export class TraceSession {
     );
 
     this.timers.push(setInterval(() => this.sampleCounters(), this.opts.countersIntervalMs));
+    if (this.lingerNs) this.timers.push(setInterval(() => this.sweepLingering(), sweepIntervalMs(this.lingerNs)));
     if (this.targets) this.timers.push(setInterval(() => this.watchTargets(), 250));
     drainLibbpf();
   }
@@ -252,6 +268,36 @@ export class TraceSession {
   /** summary mode: the sockets the kernel holds, flat [tgid, state, count, ...] (null: not summarising, or closed) */
   heldByProcess(): number[] | null {
     return this.whileLive(() => this.tracer.heldByProcess(), null, true);
+  }
+
+  /**
+   * The agent: how long a held socket stays in CLOSE_WAIT before it reaches user space (ns;
+   * 0: at once, also where the kernel cannot run the sweep). Shorter stays: briefCloseWaits().
+   */
+  lingerNs = 0;
+
+  /** a reload's new minimum (ms): at most what the session started with (its sweep runs at that pace) */
+  setCloseWaitMin(ms: number): void {
+    if (!this.lingerNs && !(this.opts.closeWaitMinMs ?? 0)) return;
+    const ns = Math.min(Math.round(ms * 1e6), Math.round((this.opts.closeWaitMinMs ?? 0) * 1e6));
+    this.lingerNs = this.whileLive(() => this.tracer.setLinger(ns).lingerNs, this.lingerNs);
+  }
+
+  /** publishes the held sockets that stayed in CLOSE_WAIT (the kernel sends them, TT_F_LATE) */
+  private sweepLingering(): void {
+    const ns = this.lingerNs;
+    const r = this.whileLive(() => this.tracer.sweepLingering(ns), null);
+    if (r?.errno) {
+      // probed at load: a refusal now is new; from here on sockets are sent as they enter CLOSE_WAIT
+      log.error({ errno: r.errno }, 'the kernel refused to run the CLOSE_WAIT sweep: lingering turned off');
+      this.lingerNs = this.whileLive(() => this.tracer.setLinger(0).lingerNs, 0);
+    }
+  }
+
+  /** the kernel's brief CLOSE_WAITs, flat rows of BRIEF_ROW (null: not lingering, or closed); drops the tgids in drop */
+  briefCloseWaits(drop: number[] = []): number[] | null {
+    if (!this.opts.closeWaitMinMs) return null;
+    return this.whileLive(() => this.tracer.briefCloseWaits(drop), null, true);
   }
 
   /** summary mode's kernel-counted active closes, flat [tgid, stackId, count, ...] (null: not summarising, or closed) */
@@ -380,6 +426,21 @@ function readSockstat(): string | null {
   }
 }
 
+/** numbers per row of briefCloseWaits(): tgid, toLastAck, toClose, sumNs, then the histogram's 9 buckets */
+export const BRIEF_ROW = 4 + 9;
+
+/** sets the kernel's CLOSE_WAIT minimum after load; 0 where the kernel cannot test-run the sweep (before 5.10) */
+function applyLinger(tracer: NativeTracer, ms: number): number {
+  const r = tracer.setLinger(Math.round(ms * 1e6));
+  if (r.errno) log.warn({ errno: r.errno }, 'the kernel cannot run the CLOSE_WAIT sweep (BPF_PROG_TEST_RUN of raw_tp, 5.10+): every CLOSE_WAIT socket reaches the agent when it enters CLOSE_WAIT');
+  return r.lingerNs;
+}
+
+/** the sweep runs 4 times per minimum, between 50 ms and 1 s apart */
+function sweepIntervalMs(lingerNs: number): number {
+  return Math.min(1000, Math.max(50, Math.round(lingerNs / 4e6)));
+}
+
 function kernelOwners(opts: TraceOptions, targets: Set<number> | null): boolean {
   return targets !== null || opts.stacks;
 }
@@ -399,6 +460,9 @@ export function toCounters(n: NativeCounters): Counters {
   c.filtered = k(TT_COUNTER.FILTERED);
   c.ownersFull = k(TT_COUNTER.OWNERS_FULL);
   c.closesFull = k(TT_COUNTER.CLOSES_FULL);
+  c.lingerFull = k(TT_COUNTER.LINGER_FULL);
+  c.briefFull = k(TT_COUNTER.BRIEF_FULL);
+  c.lingerPublished = k(TT_COUNTER.LINGER_PUBLISHED);
   c.listenersFull = k(TT_COUNTER.LISTENERS_FULL);
   c.targetsFull = k(TT_COUNTER.TARGETS_FULL);
   c.pendingFull = k(TT_COUNTER.PENDING_FULL);
