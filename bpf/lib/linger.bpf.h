@@ -77,6 +77,17 @@ static __always_inline bool linger_begin(__u64 skey, struct tt_owner *o, int old
 	return true;
 }
 
+/*
+ * True while the sweep is the one to publish this held socket: it is in CLOSE_WAIT
+ * and in the lingering map. Not so for one whose owner was learnt after it entered
+ * CLOSE_WAIT (accepted from a listener traced from before, a fd found later), nor
+ * with lingering off (--pid) or the map full: those are published where they are met.
+ */
+static __always_inline bool lingers(__u64 skey, const struct tt_owner *o)
+{
+	return linger_ns && o->state == TCP_CLOSE_WAIT && bpf_map_lookup_elem(&lingering, &skey);
+}
+
 static __always_inline void count_brief(__u32 tgid, int newstate, __u64 took)
 {
 	struct tt_cw_brief zero = {}, *b;

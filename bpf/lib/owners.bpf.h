@@ -12,6 +12,7 @@
 #define TCPTRACE_LIB_OWNERS_BPF_H
 
 #include "config.bpf.h"
+#include "linger.bpf.h"
 
 bool seeded = false; /* the seeds map has entries: look up unknown sockets by cookie */
 
@@ -113,6 +114,7 @@ static __always_inline struct tt_owner *claim_accepted(const bool btf, struct so
 {
 	__u64 skey = (__u64)sk;
 	struct tt_owner *o;
+	__u64 now;
 	__u8 state;
 
 	if (!targ_owners)
@@ -135,9 +137,19 @@ static __always_inline struct tt_owner *claim_accepted(const bool btf, struct so
 		current_comm(o->comm);
 		return o;
 	}
-	owner_here(fresh, fd, TT_ORIGIN_ACCEPT, bpf_ktime_get_ns());
+	now = bpf_ktime_get_ns();
+	owner_here(fresh, fd, TT_ORIGIN_ACCEPT, now);
 	fresh->state = state;
-	return owner_put(skey, fresh);
+	o = owner_put(skey, fresh);
+	/*
+	 * The peer closed before the accept, and no owner was there to see it (a listener
+	 * older than the trace): the socket lingers from here, or the agent would only ever
+	 * count it (held, unpublished) and never age it as a leak. Its CLOSE_WAIT began a
+	 * little earlier than this.
+	 */
+	if (o && targ_summary && state == TCP_CLOSE_WAIT)
+		linger_begin(skey, o, TCP_ESTABLISHED, now);
+	return o;
 }
 
 #endif /* TCPTRACE_LIB_OWNERS_BPF_H */

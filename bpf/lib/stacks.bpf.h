@@ -16,6 +16,7 @@
 #include "ring.bpf.h"
 #include "owners.bpf.h"
 #include "python.bpf.h"
+#include "linger.bpf.h"
 
 /*
  * Scratch for stack records (too big for the 512-byte BPF stack), TT_SCRATCH_PER_CPU
@@ -342,8 +343,8 @@ static __always_inline void copy_stack(const bool btf, const struct sock *sk, st
 		count(TT_CNT_STACKS_LIMITED);
 		return;
 	}
-	/* a held socket in CLOSE_WAIT lingers (linger.bpf.h): the sweep publishes it, with its CLOSE_WAIT */
-	if (held(o) && o->state != TCP_CLOSE_WAIT)
+	/* a held socket that lingers in CLOSE_WAIT (linger.bpf.h): the sweep publishes it, with its CLOSE_WAIT */
+	if (held(o) && !lingers((__u64)sk, o))
 		publish(btf, sk, o);
 	s->regs.ip = ip;
 	s->regs.sp = sp;

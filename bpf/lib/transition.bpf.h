@@ -239,11 +239,16 @@ static __always_inline void handle_transition(const bool btf, const struct sock 
 		if (held(o)) {
 			/* summary mode: only CLOSE_WAIT (a leak in the making) and listeners are worth a record */
 			bool keep = newstate != TCP_CLOSE_WAIT && newstate != TCP_LISTEN;
+			/*
+			 * The agent: a CLOSE_WAIT is sent only once it lasts (linger.bpf.h). Its own
+			 * clock read: the record's time must stay later than the stack records a
+			 * publish() below sends, or user space would not give the socket its stacks.
+			 */
+			__u64 at = now ?: bpf_ktime_get_ns();
 
-			/* the agent: a CLOSE_WAIT is sent only once it lasts (linger.bpf.h) */
-			if (oldstate == TCP_CLOSE_WAIT && linger_end(skey, o, newstate, now ?: (now = bpf_ktime_get_ns())))
+			if (oldstate == TCP_CLOSE_WAIT && linger_end(skey, o, newstate, at))
 				keep = false; /* the sweep claimed it: sent as published */
-			else if (newstate == TCP_CLOSE_WAIT && linger_begin(skey, o, oldstate, now ?: (now = bpf_ktime_get_ns())))
+			else if (newstate == TCP_CLOSE_WAIT && linger_begin(skey, o, oldstate, at))
 				keep = true;
 			if (keep) {
 				count(TT_CNT_SUMMARISED);
