@@ -97,7 +97,7 @@ enum tt_counter {
 	TT_CNT_STACKS_BUSY = 15,      /* stacks not captured: preempted captures held every scratch of that CPU (7.0+) */
 	TT_CNT_CLOSES_FULL = 16,      /* active_closes map full: a held socket's active close is not counted */
 	TT_CNT_LINGER_FULL = 17,      /* lingering map full: a held socket entering CLOSE_WAIT was published at once */
-	TT_CNT_BRIEF_FULL = 18,	      /* close_wait_brief map full: a brief CLOSE_WAIT of a held socket is not counted */
+	TT_CNT_HELD_COUNTS_FULL = 18, /* held_counts map full: a held socket's brief CLOSE_WAIT or transitions are not counted */
 	TT_CNT_LINGER_PUBLISHED = 19, /* held sockets the agent's sweep published after they stayed in CLOSE_WAIT */
 	TT_CNT__MAX = 20,
 };
@@ -389,8 +389,11 @@ struct tt_owner {
 	 */
 	__u32 linger;
 	char comm[TT_COMM_LEN];
+	/* the agent: transitions it passed while held (1 << enum tt_passed), added to held_counts when it is published or closes */
+	__u32 passed;
+	__u32 pad2;
 };
-_Static_assert(sizeof(struct tt_owner) == 56, "tt_owner layout");
+_Static_assert(sizeof(struct tt_owner) == 64, "tt_owner layout");
 
 /*
  * Value of the lingering map (the agent, bpf/lib/linger.bpf.h): a held socket now in
@@ -407,16 +410,49 @@ _Static_assert(sizeof(struct tt_linger) == 16, "tt_linger layout");
 #define TT_CW_BOUNDS 8
 
 /*
- * Value of the close_wait_brief map (key: tgid): the held sockets of a process that
- * left CLOSE_WAIT before the agent's sweep published them, counted in the kernel.
+ * The transitions a held socket passes in the kernel, one bit each in tt_owner.passed
+ * and one counter each in tt_held_counts (the agent's tcptrace_transitions_total of the
+ * sockets it never sees). Named FROM__TO (two underscores: state names have one), which
+ * user space splits. Into CLOSE_WAIT and out of it are not here: the brief CLOSE_WAIT
+ * counts (or the socket's own records, once published) have those. Anything else a
+ * socket may pass (a rare simultaneous open) counts as OTHER.
  */
-struct tt_cw_brief {
-	__u64 to_last_ack; /* closed by the program (CLOSE_WAIT -> LAST_ACK) */
-	__u64 to_close;	   /* reset (CLOSE_WAIT -> CLOSE) */
+enum tt_passed {
+	TT_PASSED_CLOSE__SYN_SENT = 0,
+	TT_PASSED_CLOSE__LISTEN = 1,
+	TT_PASSED_LISTEN__SYN_RECV = 2,
+	TT_PASSED_LISTEN__CLOSE = 3,
+	TT_PASSED_SYN_SENT__ESTABLISHED = 4,
+	TT_PASSED_SYN_SENT__CLOSE = 5,
+	TT_PASSED_SYN_RECV__ESTABLISHED = 6,
+	TT_PASSED_SYN_RECV__CLOSE = 7,
+	TT_PASSED_SYN_RECV__FIN_WAIT1 = 8,
+	TT_PASSED_ESTABLISHED__FIN_WAIT1 = 9,
+	TT_PASSED_ESTABLISHED__CLOSE = 10,
+	TT_PASSED_FIN_WAIT1__FIN_WAIT2 = 11,
+	TT_PASSED_FIN_WAIT1__CLOSING = 12,
+	TT_PASSED_FIN_WAIT1__CLOSE = 13,
+	TT_PASSED_FIN_WAIT2__CLOSE = 14,
+	TT_PASSED_CLOSING__CLOSE = 15,
+	TT_PASSED_LAST_ACK__CLOSE = 16,
+	TT_PASSED_OTHER = 17,
+	TT_PASSED__MAX = 18,
+};
+
+/*
+ * Value of the held_counts map (key: tgid), the agent's: what the kernel counts of a
+ * process's held sockets instead of sending them. Those that left CLOSE_WAIT before the
+ * agent's sweep published them (bpf/lib/linger.bpf.h), and the transitions its held
+ * sockets passed (bpf/lib/held_counts.bpf.h).
+ */
+struct tt_held_counts {
+	__u64 to_last_ack; /* brief CLOSE_WAIT, closed by the program (CLOSE_WAIT -> LAST_ACK) */
+	__u64 to_close;	   /* brief CLOSE_WAIT, reset (CLOSE_WAIT -> CLOSE) */
 	__u64 sum_ns;	   /* their time in CLOSE_WAIT, summed */
 	__u64 buckets[TT_CW_BOUNDS + 1]; /* how many took <= targ_cw_bounds_ns[i] (not cumulative); the last: longer */
+	__u64 passed[TT_PASSED__MAX];	 /* transitions passed while held, by enum tt_passed */
 };
-_Static_assert(sizeof(struct tt_cw_brief) == 96, "tt_cw_brief layout");
+_Static_assert(sizeof(struct tt_held_counts) == 96 + 8 * TT_PASSED__MAX, "tt_held_counts layout");
 
 /*
  * Key of the active_closes map (summary mode): a process, and the stack id its

@@ -56,7 +56,7 @@ LingerSweep SweepLingering(int lingering_fd, uint32_t max_entries, int prog_fd, 
   return s;
 }
 
-std::vector<double> BriefCloseWaits(int fd, uint32_t max_entries, const std::set<uint32_t>& drop) {
+std::vector<double> HeldCounts(int fd, uint32_t max_entries, const std::set<uint32_t>& drop) {
   std::vector<uint32_t> keys;
   ForEachKey(fd, sizeof(uint32_t), max_entries, [&](const void* k) { keys.push_back(*static_cast<const uint32_t*>(k)); });
   std::vector<double> out;
@@ -65,13 +65,14 @@ std::vector<double> BriefCloseWaits(int fd, uint32_t max_entries, const std::set
       bpf_map_delete_elem(fd, &tgid);
       continue;
     }
-    tt_cw_brief b;
+    tt_held_counts b;
     if (bpf_map_lookup_elem(fd, &tgid, &b) != 0) continue;  // deleted meanwhile
     out.push_back(tgid);
     out.push_back(static_cast<double>(b.to_last_ack));
     out.push_back(static_cast<double>(b.to_close));
     out.push_back(static_cast<double>(b.sum_ns));
     for (uint64_t n : b.buckets) out.push_back(static_cast<double>(n));
+    for (uint64_t n : b.passed) out.push_back(static_cast<double>(n));
   }
   return out;
 }

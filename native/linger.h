@@ -26,9 +26,10 @@ int ProbeTestRun(int prog_fd);
 // at least min_age_ns before now (CLOCK_MONOTONIC, the kernel's bpf_ktime_get_ns).
 LingerSweep SweepLingering(int lingering_fd, uint32_t max_entries, int prog_fd, uint64_t min_age_ns);
 
-// The close_wait_brief map as flat rows: tgid, to_last_ack, to_close, sum_ns, then
-// TT_CW_BOUNDS + 1 bucket counts; the keys of the tgids in drop are deleted.
-std::vector<double> BriefCloseWaits(int fd, uint32_t max_entries, const std::set<uint32_t>& drop);
-constexpr uint32_t kBriefRow = 4 + TT_CW_BOUNDS + 1;
+// The held_counts map (bpf/lib/held_counts.bpf.h) as flat rows: tgid, to_last_ack,
+// to_close, sum_ns, TT_CW_BOUNDS + 1 bucket counts, then TT_PASSED__MAX transition
+// counts; the keys of the tgids in drop are deleted.
+std::vector<double> HeldCounts(int fd, uint32_t max_entries, const std::set<uint32_t>& drop);
+constexpr uint32_t kHeldRow = 4 + TT_CW_BOUNDS + 1 + TT_PASSED__MAX;
 
 }  // namespace tcptrace

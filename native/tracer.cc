@@ -117,7 +117,7 @@ void Tracer::Init(Napi::Env env, Napi::Object exports) {
                                         InstanceMethod("activeCloses", &Tracer::ActiveCloses),
                                         InstanceMethod("setLinger", &Tracer::SetLinger),
                                         InstanceMethod("sweepLingering", &Tracer::SweepLingering),
-                                        InstanceMethod("briefCloseWaits", &Tracer::BriefCloseWaits),
+                                        InstanceMethod("heldCounts", &Tracer::HeldCounts),
                                         InstanceMethod("cgroupOf", &Tracer::CgroupOf),
                                         InstanceMethod("close", &Tracer::Close),
                                     });
@@ -193,6 +193,9 @@ Tracer::Tracer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tracer>(info) 
     for (uint32_t i = 0; i < TT_CW_BOUNDS && i < b.Length(); i++) skel_->rodata->targ_cw_bounds_ns[i] = GetU64(b.Get(i));
   }
   linger_ = GetBool(o, "linger", false);
+  // the agent: held sockets' brief CLOSE_WAITs and transitions, per process (lingering needs it)
+  held_counts_ = GetBool(o, "heldCounts", false) || linger_;
+  skel_->rodata->targ_held_counts = held_counts_;
   uint32_t max_sockets = GetU32(o, "maxSockets", 65536);
   uint32_t max_targets = GetU32(o, "maxTargets", 4096);
 
@@ -216,7 +219,7 @@ Tracer::Tracer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tracer>(info) 
   if (!err) err = bpf_map__set_max_entries(skel_->maps.targets, max_targets);
   // the agent's lingering CLOSE_WAIT sockets and brief counts (linger.bpf.h): one entry each otherwise
   if (!err && !linger_) err = bpf_map__set_max_entries(skel_->maps.lingering, 1);
-  if (!err && !linger_) err = bpf_map__set_max_entries(skel_->maps.close_wait_brief, 1);
+  if (!err && !held_counts_) err = bpf_map__set_max_entries(skel_->maps.held_counts, 1);
   if (!err) err = bpf_map__set_max_entries(skel_->maps.stack_scratch, static_cast<uint32_t>(std::max(libbpf_num_possible_cpus(), 1) * TT_SCRATCH_PER_CPU));
   if (err) {
     CloseAll();
@@ -612,20 +615,24 @@ Napi::Value Tracer::SweepLingering(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// briefCloseWaits(drop?: number[]): the close_wait_brief map (linger.bpf.h) as flat rows
-// [tgid, toLastAck, toClose, sumNs, bucket0 .. bucketN, ...]; the keys of the tgids in
+// heldCounts(drop?: number[]): the held_counts map (held_counts.bpf.h) as flat rows
+// {row, values: [tgid, toLastAck, toClose, sumNs, bucket0 .. bucketN, passed0 .. passedM, ...]}
+// (row: the numbers a row has); the keys of the tgids in
 // drop (exited processes the agent folded into its totals) are deleted.
-Napi::Value Tracer::BriefCloseWaits(const Napi::CallbackInfo& info) {
+Napi::Value Tracer::HeldCounts(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  RequireState(env, kAttached, "briefCloseWaits");
+  RequireState(env, kAttached, "heldCounts");
   std::set<uint32_t> drop;
   if (info.Length() > 0 && info[0].IsArray()) {
     Napi::Array a = info[0].As<Napi::Array>();
     for (uint32_t i = 0; i < a.Length(); i++) drop.insert(a.Get(i).As<Napi::Number>().Uint32Value());
   }
-  const std::vector<double> rows = tcptrace::BriefCloseWaits(bpf_map__fd(skel_->maps.close_wait_brief), bpf_map__max_entries(skel_->maps.close_wait_brief), drop);
-  Napi::Array out = Napi::Array::New(env, rows.size());
-  for (uint32_t i = 0; i < rows.size(); i++) out.Set(i, rows[i]);
+  const std::vector<double> rows = tcptrace::HeldCounts(bpf_map__fd(skel_->maps.held_counts), bpf_map__max_entries(skel_->maps.held_counts), drop);
+  Napi::Array values = Napi::Array::New(env, rows.size());
+  for (uint32_t i = 0; i < rows.size(); i++) values.Set(i, rows[i]);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("row", Napi::Number::New(env, tcptrace::kHeldRow));
+  out.Set("values", values);
   return out;
 }
 

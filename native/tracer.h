@@ -15,7 +15,8 @@
 //                        keys of exited processes
 //   setLinger(ns)        the agent: CLOSE_WAIT sent once it lasts   [JS thread]
 //   sweepLingering(age)  publishes the sockets that lasted          [JS thread]
-//   briefCloseWaits(drop) the kernel's counts of the brief ones     [JS thread]
+//   heldCounts(drop)     the kernel's counts of held sockets (brief [JS thread]
+//                        CLOSE_WAITs, transitions) per process
 //   rings()              ring buffers read (after load)            [JS thread]
 //   close()              detaches links and frees everything       [JS thread]
 //
@@ -64,7 +65,7 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
   Napi::Value ActiveCloses(const Napi::CallbackInfo& info);
   Napi::Value SetLinger(const Napi::CallbackInfo& info);
   Napi::Value SweepLingering(const Napi::CallbackInfo& info);
-  Napi::Value BriefCloseWaits(const Napi::CallbackInfo& info);
+  Napi::Value HeldCounts(const Napi::CallbackInfo& info);
   Napi::Value CgroupOf(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
 
@@ -84,6 +85,7 @@ class Tracer : public Napi::ObjectWrap<Tracer> {
   std::vector<OwnedFd> cpu_rings_;
   // the agent's lingering CLOSE_WAIT sockets (linger.bpf.h): maps sized, and the test-run probe (-1: not yet)
   bool linger_ = false;
+  bool held_counts_ = false;
   int linger_probe_ = -1;
 };
 

@@ -114,6 +114,8 @@ export interface NativeTracerOptions {
   cgroups?: boolean;
   /** the agent: size the lingering CLOSE_WAIT maps (bpf/lib/linger.bpf.h); programs must name publish_lingering */
   linger?: boolean;
+  /** the agent (summary mode): count held sockets' transitions and brief CLOSE_WAITs per process (held_counts.bpf.h) */
+  heldCounts?: boolean;
   /** upper bounds of the kernel's brief CLOSE_WAIT histogram, ascending (at most 8, ns) */
   closeWaitBoundsNs?: number[];
 }
@@ -158,8 +160,8 @@ export interface NativeTracer {
   setLinger(ns: number): { lingerNs: number; errno: number };
   /** publishes the lingering sockets in CLOSE_WAIT for at least minAgeNs */
   sweepLingering(minAgeNs: number): { lingering: number; published: number; gone: number; errno: number };
-  /** the kernel's counts of brief CLOSE_WAITs: flat rows [tgid, toLastAck, toClose, sumNs, ...9 buckets]; deletes the tgids in drop first */
-  briefCloseWaits(drop?: number[]): number[];
+  /** the kernel's counts of held sockets per process (held_counts.bpf.h): rows of `row` numbers [tgid, toLastAck, toClose, sumNs, ...buckets, ...transitions by enum tt_passed]; deletes the tgids in drop first */
+  heldCounts(drop?: number[]): { row: number; values: number[] };
   close(): void;
 }
 

@@ -10,7 +10,9 @@
  * stays shorter than --close-wait-min are counted in the kernel and never reach
  * the agent one by one: a Python server that closes 0.2 s after the client's FIN
  * shows in the counters and the duration histogram, never in a gauge; one that
- * closes 2.5 s after, and its leaks, show in the gauges (= ss), aged from the FIN.
+ * closes 2.5 s after, and its leaks, show in the gauges (= ss), aged from the FIN;
+ * so do leaks accepted after their FIN from a listener older than the agent. The
+ * transitions of the sockets the kernel holds count per workload (held_counts).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -167,6 +169,7 @@ describe('tcptrace agent: a service in a network namespace of its own', { skip: 
 describe('tcptrace agent: CLOSE_WAIT that does not last, next to a slow close and a leak', { skip: skip ?? false }, () => {
   const service = new ServiceCgroup(`tcptrace-brief-test-${process.pid}`);
   let server: Server;
+  let queued: Server; // accepts only on SIGUSR1
   let agent: Running;
   let port: number;
   let labels: Record<string, string>;
@@ -182,8 +185,8 @@ describe('tcptrace agent: CLOSE_WAIT that does not last, next to a slow close an
     }
     return m;
   };
-  const client = (payload: string, n: number) => {
-    const c = spawnSync('python3', [join(FIXTURES, 'client.py'), String(server.port), payload, String(n)], { encoding: 'utf8' });
+  const client = (payload: string, n: number, to = server) => {
+    const c = spawnSync('python3', [join(FIXTURES, 'client.py'), String(to.port), payload, String(n)], { encoding: 'utf8' });
     assert.equal(c.status, 0, c.stderr);
   };
 
@@ -191,6 +194,9 @@ describe('tcptrace agent: CLOSE_WAIT that does not last, next to a slow close an
     server = await startServer('python3', [join(FIXTURES, 'slow_close.py')]);
     service.add(server.pid);
     labels = { workload: service.workload, pid: String(server.pid), comm: 'python3' };
+    // its listener predates the agent (the agent seeds it at start), and its children get their FIN before accept()
+    queued = await startServer('python3', [join(FIXTURES, 'slow_close.py'), '--accept-on-usr1']);
+    service.add(queued.pid);
     port = await freePort();
     agent = startTcptrace(['agent', '--listen', `127.0.0.1:${port}`, '--leak-after', '3', '--close-wait-min', '1']);
     await agent.ready;
@@ -199,18 +205,24 @@ describe('tcptrace agent: CLOSE_WAIT that does not last, next to a slow close an
   after(async () => {
     await agent?.stop('SIGINT');
     await server?.stop();
+    await queued?.stop();
     assert.ok(await service.remove(), 'the test cgroup is removed');
   });
 
-  test('20 CLOSE_WAITs of 0.2 s: in the counters, transitions and histogram; none sent late, none left in a gauge', async () => {
+  test('20 CLOSE_WAITs of 0.2 s: in the counters, every transition and the histogram; none sent late, none left in a gauge', async () => {
     const late0 = sample(await metrics(), 'tcptrace_close_wait_published_late_total', {}) ?? 0;
     client('close-after 0.2', 20);
-    const m = await until((x) => of(x, 'tcptrace_close_wait_closed_total') >= 20, 5000);
+    const lastAck = { from: 'LAST_ACK', to: 'CLOSE' };
+    const m = await until((x) => of(x, 'tcptrace_close_wait_closed_total') >= 20 && of(x, 'tcptrace_transitions_total', lastAck) >= 20, 5000);
     const cw = m.split('\n').filter((l) => l.includes(service.workload) && /close_wait|transitions/.test(l)).join('\n');
     assert.equal(of(m, 'tcptrace_close_wait_entered_total'), 20, cw);
     assert.equal(of(m, 'tcptrace_close_wait_closed_total'), 20, cw);
     assert.equal(of(m, 'tcptrace_transitions_total', { from: 'ESTABLISHED', to: 'CLOSE_WAIT' }), 20, cw);
     assert.equal(of(m, 'tcptrace_transitions_total', { from: 'CLOSE_WAIT', to: 'LAST_ACK' }), 20, cw);
+    // the rest of each socket's life, kept in the kernel too (held_counts.bpf.h): one each
+    for (const [from, to] of [['LISTEN', 'SYN_RECV'], ['SYN_RECV', 'ESTABLISHED'], ['LAST_ACK', 'CLOSE']]) {
+      assert.equal(of(m, 'tcptrace_transitions_total', { from: from!, to: to! }), 20, `${from} -> ${to}\n${cw}`);
+    }
     assert.equal(of(m, 'tcptrace_close_wait_duration_seconds_count'), 20, cw);
     assert.equal(of(m, 'tcptrace_close_wait_duration_seconds_bucket', { le: '0.1' }), 0, cw);
     assert.equal(of(m, 'tcptrace_close_wait_duration_seconds_bucket', { le: '0.5' }), 20, cw);
@@ -252,5 +264,17 @@ describe('tcptrace agent: CLOSE_WAIT that does not last, next to a slow close an
     assert.equal(ssCloseWait(server.pid).size, 2);
     assert.equal(sample(m, 'tcptrace_close_wait_sockets', labels), 2);
     assert.equal(sample(m, 'tcptrace_leaked_sockets', labels), 2, 'the leaks, past --leak-after 3');
+  });
+
+  test('accepted after the FIN, from a listener older than the agent: the leaks reach the gauges (= ss), past --leak-after', async () => {
+    client('leak', 3, queued); // handshake, payload and FIN while the server is not accepting
+    process.kill(queued.pid, 'SIGUSR1');
+    const q = { workload: service.workload, pid: String(queued.pid), comm: 'python3' };
+    // they linger from their accept (linger.bpf.h): 1 s, then --leak-after 3
+    const m = await until((x) => sample(x, 'tcptrace_leaked_sockets', q) === 3, 7000);
+    const ss = ssCloseWait(queued.pid).size;
+    assert.equal(ss, 3, 'ss: the 3 accepted in CLOSE_WAIT');
+    assert.equal(sample(m, 'tcptrace_close_wait_sockets', q), ss, m.split('\n').filter((l) => l.includes('close_wait')).join('\n'));
+    assert.equal(sample(m, 'tcptrace_leaked_sockets', q), 3);
   });
 });

@@ -8,7 +8,7 @@
  * cost the agent most of its CPU under connection churn (README, Benchmark),
  * for sockets that are gone a few microseconds later. So a held socket that
  * enters CLOSE_WAIT only goes into the lingering map; if it leaves CLOSE_WAIT
- * while still held, its stay is counted here per process (close_wait_brief:
+ * while still held, its stay is counted per process (held_counts, held_counts.bpf.h:
  * how it left, the time summed, a histogram) and nothing is sent. The agent
  * sweeps the lingering map (native publishLingering) and publishes each socket
  * that has stayed linger_ns by running publish_lingering (tcpstate.bpf.c) on
@@ -35,6 +35,7 @@
 #define TCPTRACE_LIB_LINGER_BPF_H
 
 #include "config.bpf.h"
+#include "held_counts.bpf.h"
 
 /*
  * How long a held socket stays in CLOSE_WAIT before it is sent (0: at once).
@@ -42,8 +43,6 @@
  * sweep's program, and a reload of --leak-after may lower it.
  */
 volatile __u64 linger_ns = 0;
-/* the brief CLOSE_WAIT histogram's upper bounds, ascending (the agent's histogram buckets) */
-const volatile __u64 targ_cw_bounds_ns[TT_CW_BOUNDS] = {};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -51,13 +50,6 @@ struct {
 	__type(key, __u64); /* struct sock * */
 	__type(value, struct tt_linger);
 } lingering SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u32); /* tgid */
-	__type(value, struct tt_cw_brief);
-} close_wait_brief SEC(".maps");
 
 /*
  * A held socket enters CLOSE_WAIT. True: it lingers (kept back; the sweep sends it
@@ -86,34 +78,6 @@ static __always_inline bool linger_begin(__u64 skey, struct tt_owner *o, int old
 static __always_inline bool lingers(__u64 skey, const struct tt_owner *o)
 {
 	return linger_ns && o->state == TCP_CLOSE_WAIT && bpf_map_lookup_elem(&lingering, &skey);
-}
-
-static __always_inline void count_brief(__u32 tgid, int newstate, __u64 took)
-{
-	struct tt_cw_brief zero = {}, *b;
-	__u32 i;
-
-	b = bpf_map_lookup_elem(&close_wait_brief, &tgid);
-	if (!b) {
-		/* EEXIST (another CPU made it) is fine; E2BIG (full) leaves it missing */
-		bpf_map_update_elem(&close_wait_brief, &tgid, &zero, BPF_NOEXIST);
-		b = bpf_map_lookup_elem(&close_wait_brief, &tgid);
-		if (!b) {
-			count(TT_CNT_BRIEF_FULL);
-			return;
-		}
-	}
-	for (i = 0; i < TT_CW_BOUNDS; i++)
-		if (took <= targ_cw_bounds_ns[i])
-			break;
-	if (i > TT_CW_BOUNDS)
-		i = TT_CW_BOUNDS;
-	if (newstate == TCP_LAST_ACK)
-		__sync_fetch_and_add(&b->to_last_ack, 1);
-	else
-		__sync_fetch_and_add(&b->to_close, 1);
-	__sync_fetch_and_add(&b->sum_ns, took);
-	__sync_fetch_and_add(&b->buckets[i], 1);
 }
 
 /*

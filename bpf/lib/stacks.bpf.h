@@ -15,6 +15,7 @@
 #include "config.bpf.h"
 #include "ring.bpf.h"
 #include "owners.bpf.h"
+#include "held_counts.bpf.h"
 #include "python.bpf.h"
 #include "linger.bpf.h"
 
@@ -271,6 +272,7 @@ static __always_inline bool emit_stack_ref(const bool btf, const struct sock *sk
 static __always_inline void publish(const bool btf, const struct sock *sk, struct tt_owner *o)
 {
 	o->flags |= TT_OWNER_PUBLISHED;
+	flush_passed(o); /* what it passed while held: its records from here on */
 	for (int i = 0; i < TT_SITES; i++) {
 		__u32 id = o->stack_ids[i];
 

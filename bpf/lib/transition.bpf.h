@@ -84,6 +84,7 @@ static __always_inline struct tt_owner *learn_owner(const bool btf, const struct
 		fresh->fd = -1;
 		fresh->origin = TT_ORIGIN_ACCEPT_PENDING;
 		fresh->flags = 0; /* a new socket: not published, no stack taken (the listener's are its own) */
+		fresh->passed = 0;
 		__builtin_memset(fresh->stack_ids, 0, sizeof(fresh->stack_ids));
 		return owner_put(skey, fresh);
 	}
@@ -252,11 +253,15 @@ static __always_inline void handle_transition(const bool btf, const struct sock 
 				keep = true;
 			if (keep) {
 				count(TT_CNT_SUMMARISED);
+				/* into and out of CLOSE_WAIT: counted as a brief stay, or sent with the socket */
+				if (oldstate != TCP_CLOSE_WAIT && newstate != TCP_CLOSE_WAIT)
+					note_passed(o, oldstate, newstate);
 				if (oldstate == TCP_ESTABLISHED && newstate == TCP_FIN_WAIT1)
 					count_active_close(o);
-				if (newstate == TCP_CLOSE)
+				if (newstate == TCP_CLOSE) {
+					flush_passed(o);
 					bpf_map_delete_elem(&owners, &skey);
-				else if (call == TT_CALL_CLOSE) /* sent if the socket is published after all */
+				} else if (call == TT_CALL_CLOSE) /* sent if the socket is published after all */
 					o->flags |= TT_OWNER_FD_CLOSED;
 				return;
 			}

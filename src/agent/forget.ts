@@ -30,7 +30,7 @@ export class ExitedProcesses {
   constructor(
     private readonly analyzer: Analyzer,
     private readonly session: ProcessMemory,
-    /** what else keeps per-process counts (active closes, brief CLOSE_WAITs): folded and dropped with the process */
+    /** what else keeps per-process counts (active closes, the kernel's held counts): folded and dropped with the process */
     private readonly counts: { pids(): number[]; forget(pids: number[]): void }[] = [],
   ) {}
 

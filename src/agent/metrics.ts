@@ -19,8 +19,7 @@ import { VERSION } from '../version.js';
 import { Selection, NO_SELECTORS } from './selection.js';
 import { TransitionCounts } from './transitions.js';
 import { ActiveCloses } from './closes.js';
-import { BriefCloseWaits } from './brief.js';
-import { BRIEF_ROW } from '../trace/session.js';
+import { HeldCounts, PASSED_TRANSITIONS, type HeldRows } from './held-counts.js';
 import { cgroupV2Path, HOST_WORKLOAD, workloadOf, type Workload } from './workload.js';
 
 export const OTHER_WORKLOAD = '~other';
@@ -106,12 +105,12 @@ export class AgentMetrics {
     const perProcess = ['workload', 'pid', 'comm'] as const;
 
     // counted as the transitions arrive (src/agent/transitions.ts) and, for the brief
-    // CLOSE_WAITs, by the kernel (src/agent/brief.ts): both in one histogram at scrape
+    // CLOSE_WAITs, by the kernel (src/agent/held-counts.ts): both in one histogram at scrape
     const durations = new DurationHistogram(
       'tcptrace_close_wait_duration_seconds',
       'time in CLOSE_WAIT of the sockets that left it (closed by the program, or reset): a slow close, next to a leak',
       CLOSE_WAIT_BUCKETS_S,
-      () => self.brief.byWorkload(),
+      () => self.heldCounts.byWorkload(),
     );
     r.registerMetric(durations as unknown as Metric); // the registry calls get(): see DurationHistogram
     this.transitions = new TransitionCounts((rec) => (this.selects(rec.pid, rec.comm) ? this.workloads.of(rec.pid).workload : null), {
@@ -119,10 +118,9 @@ export class AgentMetrics {
         if (seconds !== null) durations.observe(workload, seconds);
       },
     });
-    this.brief = new BriefCloseWaits(
-      (drop) => this.briefSource?.(drop) ?? null,
+    this.heldCounts = new HeldCounts(
+      (drop) => this.heldCountsSource?.(drop) ?? null,
       (pid, comm) => (this.selects(pid, comm) ? this.workloads.of(pid).workload : null),
-      BRIEF_ROW,
     );
     this.activeCloses = new ActiveCloses((drop) => this.closesSource?.(drop) ?? null, (pid) => this.workloads.of(pid).workload);
     const counted = this.transitions.onTransition;
@@ -148,8 +146,13 @@ export class AgentMetrics {
       collect() {
         this.reset();
         for (const [workload, from, to, n] of self.transitions.entries()) this.inc({ workload, from: stateName(from), to: stateName(to) }, n);
-        // the kernel's brief CLOSE_WAITs: in (from ESTABLISHED, where a FIN lands) and out
-        for (const [workload, b] of self.brief.byWorkload()) {
+        for (const [workload, b] of self.heldCounts.byWorkload()) {
+          // the transitions of the sockets the kernel held back and never sent
+          b.passed.forEach((n, i) => {
+            const t = PASSED_TRANSITIONS[i];
+            if (n && t) this.inc({ workload, from: t[0], to: t[1] }, n);
+          });
+          // the kernel's brief CLOSE_WAITs: in (from ESTABLISHED, where a FIN lands) and out
           const n = b.toLastAck + b.toClose;
           if (!n) continue;
           this.inc({ workload, from: 'ESTABLISHED', to: 'CLOSE_WAIT' }, n);
@@ -171,7 +174,7 @@ export class AgentMetrics {
           this.reset();
           for (const workload of self.transitions.workloads()) this.inc({ workload }, self.transitions.total(workload, TCP.CLOSE_WAIT, side));
           // the brief ones, counted by the kernel: each entered and left
-          for (const [workload, b] of self.brief.byWorkload()) if (b.toLastAck + b.toClose) this.inc({ workload }, b.toLastAck + b.toClose);
+          for (const [workload, b] of self.heldCounts.byWorkload()) if (b.toLastAck + b.toClose) this.inc({ workload }, b.toLastAck + b.toClose);
         },
       });
     }
@@ -301,7 +304,7 @@ export class AgentMetrics {
       ['tcptrace_missed_in_kernel_total', 'hook runs the kernel skipped (a BPF program already running on the CPU)', (c) => c.missed],
       ['tcptrace_dropped_batches_total', 'batches the agent dropped because it fell behind', (c) => c.droppedBatches],
       ['tcptrace_summarised_transitions_total', 'transitions of sockets the kernel holds (never in CLOSE_WAIT or LISTEN yet), counted there and not sent', (c) => c.summarised],
-      ['tcptrace_bpf_map_full_total', 'sockets, listeners or processes the kernel could not track: its owners, seeds, listeners, lingering or close_wait_brief map was full', (c) => c.ownersFull + c.listenersFull + c.lingerFull + c.briefFull],
+      ['tcptrace_bpf_map_full_total', 'sockets, listeners or processes the kernel could not track: its owners, seeds, listeners, lingering or held_counts map was full', (c) => c.ownersFull + c.listenersFull + c.lingerFull + c.heldCountsFull],
       ['tcptrace_close_wait_published_late_total', 'CLOSE_WAIT sockets the kernel sent once they had stayed --close-wait-min', (c) => c.lingerPublished],
     ];
     for (const [name, help, get] of health) {
@@ -376,10 +379,10 @@ export class AgentMetrics {
     });
   }
 
-  /** brief CLOSE_WAITs per process, counted by the kernel (src/agent/brief.ts) */
-  readonly brief: BriefCloseWaits;
-  /** the session's kernel-counted brief CLOSE_WAITs (flat rows), once it runs */
-  briefSource: ((drop: number[]) => number[] | null) | null = null;
+  /** brief CLOSE_WAITs and transitions of held sockets per process, counted by the kernel (src/agent/held-counts.ts) */
+  readonly heldCounts: HeldCounts;
+  /** the session's kernel-held counts (flat rows), once it runs */
+  heldCountsSource: ((drop: number[]) => HeldRows | null) | null = null;
 
   /** active closes per process and acquire stack (src/agent/closes.ts) */
   readonly activeCloses: ActiveCloses;

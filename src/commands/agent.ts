@@ -219,20 +219,20 @@ turns attribution off for the lowest overhead.`,
       process.on('SIGHUP', onHup);
       // summary: a socket stays in the kernel until it enters CLOSE_WAIT or LISTEN (the agent's
       // metrics are about those), unless --no-kernel-summary; it needs the kernel's owners (stacks)
-      await runSession({ ...opts, pid: kernelPids ? opts.pid : undefined, stacks: opts.stacks ?? true, summary: opts.kernelSummary, cgroups: true, closeWaitMinMs: lingerMs(opts.closeWaitMin, start.settings.leakAfterS), closeWaitBoundsS: CLOSE_WAIT_BUCKETS_S.slice(0, CLOSE_WAIT_KERNEL_BOUNDS) }, [analyzer], (s) => {
+      await runSession({ ...opts, pid: kernelPids ? opts.pid : undefined, stacks: opts.stacks ?? true, summary: opts.kernelSummary, cgroups: true, heldCounts: true, closeWaitMinMs: lingerMs(opts.closeWaitMin, start.settings.leakAfterS), closeWaitBoundsS: CLOSE_WAIT_BUCKETS_S.slice(0, CLOSE_WAIT_KERNEL_BOUNDS) }, [analyzer], (s) => {
         live = s;
         metrics.mapFillSource = () => s.mapFill();
         server.ready = true;
         pusher?.start();
         metrics.closesSource = (drop) => s.activeCloses(drop);
-        metrics.briefSource = (drop) => s.briefCloseWaits(drop);
+        metrics.heldCountsSource = (drop) => s.heldCounts(drop);
         metrics.heldSource = () => s.heldByProcess();
         const tree = new CgroupTree();
         metrics.kernelCgroup = (pid) => {
           const id = s.cgroupOf(pid);
           return id === null ? null : tree.pathOf(id);
         };
-        const exited = new ExitedProcesses(analyzer, s, [metrics.activeCloses, metrics.brief]);
+        const exited = new ExitedProcesses(analyzer, s, [metrics.activeCloses, metrics.heldCounts]);
         metrics.processMemory = exited;
         forgetTimer = setInterval(() => {
           const n = exited.sweep();

@@ -7,7 +7,7 @@ import type { SessionEnd, TraceSink } from '../trace/types.js';
 import type { AnalysisOpts, SelectorOpts } from './options.js';
 
 export async function runSession(
-  opts: SelectorOpts & Partial<AnalysisOpts> & { summary?: boolean; cgroups?: boolean; closeWaitMinMs?: number; closeWaitBoundsS?: number[] },
+  opts: SelectorOpts & Partial<AnalysisOpts> & { summary?: boolean; cgroups?: boolean; closeWaitMinMs?: number; heldCounts?: boolean; closeWaitBoundsS?: number[] },
   sinks: TraceSink[],
   onStart?: (s: TraceSession) => void,
 ): Promise<SessionEnd> {
@@ -30,6 +30,7 @@ export async function runSession(
       summary: opts.summary,
       cgroups: opts.cgroups,
       closeWaitMinMs: opts.closeWaitMinMs,
+      heldCounts: opts.heldCounts,
       closeWaitBoundsS: opts.closeWaitBoundsS,
       analysis: opts.leakAfter !== undefined ? { leakAfterMs: opts.leakAfter * 1000, top: opts.top ?? 10, intervalS: opts.interval } : undefined,
     },

@@ -53,9 +53,14 @@ export interface TraceOptions {
   /**
    * Summary mode, the agent: a held socket that enters CLOSE_WAIT reaches user space
    * only once it has stayed there this long; shorter stays are counted in the kernel
-   * (briefCloseWaits). 0 or absent: at once. bpf/lib/linger.bpf.h.
+   * (heldCounts). 0 or absent: at once. bpf/lib/linger.bpf.h.
    */
   closeWaitMinMs?: number;
+  /**
+   * Summary mode, the agent: the kernel counts per process the transitions of the
+   * sockets it holds back, and their brief CLOSE_WAITs (heldCounts(); held_counts.bpf.h)
+   */
+  heldCounts?: boolean;
   /** the brief CLOSE_WAIT histogram's upper bounds in seconds (at most 8, ascending) */
   closeWaitBoundsS?: number[];
   /** analysis settings to keep in recordings */
@@ -140,6 +145,7 @@ export class TraceSession {
     const tracer = new (native().Tracer)({
       programs: linger ? [...hooks.programs, 'publish_lingering'] : hooks.programs,
       linger,
+      heldCounts: !!opts.summary && (linger || !!opts.heldCounts),
       closeWaitBoundsNs: (opts.closeWaitBoundsS ?? []).slice(0, 8).map((s) => Math.round(s * 1e9)),
       ioViaSyscalls: hooks.ioViaSyscalls,
       filter: targets !== null,
@@ -272,7 +278,7 @@ export class TraceSession {
 
   /**
    * The agent: how long a held socket stays in CLOSE_WAIT before it reaches user space (ns;
-   * 0: at once, also where the kernel cannot run the sweep). Shorter stays: briefCloseWaits().
+   * 0: at once, also where the kernel cannot run the sweep). Shorter stays: heldCounts().
    */
   lingerNs = 0;
 
@@ -294,10 +300,10 @@ export class TraceSession {
     }
   }
 
-  /** the kernel's brief CLOSE_WAITs, flat rows of BRIEF_ROW (null: not lingering, or closed); drops the tgids in drop */
-  briefCloseWaits(drop: number[] = []): number[] | null {
-    if (!this.opts.closeWaitMinMs) return null;
-    return this.whileLive(() => this.tracer.briefCloseWaits(drop), null, true);
+  /** the kernel's counts of held sockets per process (brief CLOSE_WAITs, transitions; null: not the agent, or closed); drops the tgids in drop */
+  heldCounts(drop: number[] = []): { row: number; values: number[] } | null {
+    if (!this.opts.summary || !(this.opts.heldCounts || this.opts.closeWaitMinMs)) return null;
+    return this.whileLive(() => this.tracer.heldCounts(drop), null, true);
   }
 
   /** summary mode's kernel-counted active closes, flat [tgid, stackId, count, ...] (null: not summarising, or closed) */
@@ -426,8 +432,6 @@ function readSockstat(): string | null {
   }
 }
 
-/** numbers per row of briefCloseWaits(): tgid, toLastAck, toClose, sumNs, then the histogram's 9 buckets */
-export const BRIEF_ROW = 4 + 9;
 
 /** sets the kernel's CLOSE_WAIT minimum after load; 0 where the kernel cannot test-run the sweep (before 5.10) */
 function applyLinger(tracer: NativeTracer, ms: number): number {
@@ -461,7 +465,7 @@ export function toCounters(n: NativeCounters): Counters {
   c.ownersFull = k(TT_COUNTER.OWNERS_FULL);
   c.closesFull = k(TT_COUNTER.CLOSES_FULL);
   c.lingerFull = k(TT_COUNTER.LINGER_FULL);
-  c.briefFull = k(TT_COUNTER.BRIEF_FULL);
+  c.heldCountsFull = k(TT_COUNTER.HELD_COUNTS_FULL);
   c.lingerPublished = k(TT_COUNTER.LINGER_PUBLISHED);
   c.listenersFull = k(TT_COUNTER.LISTENERS_FULL);
   c.targetsFull = k(TT_COUNTER.TARGETS_FULL);

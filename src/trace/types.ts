@@ -30,8 +30,8 @@ export interface Counters {
   closesFull: number;
   /** held sockets published on entering CLOSE_WAIT because the lingering map was full */
   lingerFull: number;
-  /** brief CLOSE_WAITs of held sockets not counted: the close_wait_brief map was full */
-  briefFull: number;
+  /** brief CLOSE_WAITs or transitions of held sockets not counted: the held_counts map was full */
+  heldCountsFull: number;
   /** held sockets the agent's sweep published after they stayed in CLOSE_WAIT */
   lingerPublished: number;
   wakeups: number;
@@ -60,7 +60,7 @@ export interface Counters {
 
 export function zeroCounters(): Counters {
   return {
-    events: 0, lost: 0, missed: 0, missedBy: {}, filtered: 0, ownersFull: 0, listenersFull: 0, targetsFull: 0, pendingFull: 0, closesFull: 0, lingerFull: 0, briefFull: 0, lingerPublished: 0,
+    events: 0, lost: 0, missed: 0, missedBy: {}, filtered: 0, ownersFull: 0, listenersFull: 0, targetsFull: 0, pendingFull: 0, closesFull: 0, lingerFull: 0, heldCountsFull: 0, lingerPublished: 0,
     wakeups: 0, seededHits: 0, stacks: 0, stacksLimited: 0, stacksShort: 0, stacksDeduped: 0, stacksRecalled: 0, stacksBusy: 0, summarised: 0, records: 0, batches: 0, droppedBatches: 0, droppedBytes: 0, outOfOrder: 0,
   };
 }
