@@ -546,6 +546,20 @@ Napi::Value Tracer::MapFill(const Napi::CallbackInfo& info) {
   return out;
 }
 
+namespace {
+
+// info[i] as a set of tgids (the exited processes whose rows a read deletes); none if absent
+std::set<uint32_t> TgidsArg(const Napi::CallbackInfo& info, size_t i) {
+  std::set<uint32_t> out;
+  if (info.Length() > i && info[i].IsArray()) {
+    Napi::Array a = info[i].As<Napi::Array>();
+    for (uint32_t k = 0; k < a.Length(); k++) out.insert(a.Get(k).As<Napi::Number>().Uint32Value());
+  }
+  return out;
+}
+
+}  // namespace
+
 // activeCloses(drop?: number[]): the active_closes map (bpf/lib/closes.bpf.h) as a
 // flat array [tgid, stackId, count, ...]; the keys of the tgids in drop (exited
 // processes the agent has folded into its totals) are deleted. The keys are taken
@@ -553,11 +567,7 @@ Napi::Value Tracer::MapFill(const Napi::CallbackInfo& info) {
 Napi::Value Tracer::ActiveCloses(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   RequireState(env, kAttached, "activeCloses");
-  std::set<uint32_t> drop;
-  if (info.Length() > 0 && info[0].IsArray()) {
-    Napi::Array a = info[0].As<Napi::Array>();
-    for (uint32_t i = 0; i < a.Length(); i++) drop.insert(a.Get(i).As<Napi::Number>().Uint32Value());
-  }
+  const std::set<uint32_t> drop = TgidsArg(info, 0);
   const int fd = bpf_map__fd(skel_->maps.active_closes);
   std::vector<tt_close_key> keys;
   ForEachKey(fd, sizeof(tt_close_key), bpf_map__max_entries(skel_->maps.active_closes),
@@ -622,11 +632,7 @@ Napi::Value Tracer::SweepLingering(const Napi::CallbackInfo& info) {
 Napi::Value Tracer::HeldCounts(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   RequireState(env, kAttached, "heldCounts");
-  std::set<uint32_t> drop;
-  if (info.Length() > 0 && info[0].IsArray()) {
-    Napi::Array a = info[0].As<Napi::Array>();
-    for (uint32_t i = 0; i < a.Length(); i++) drop.insert(a.Get(i).As<Napi::Number>().Uint32Value());
-  }
+  const std::set<uint32_t> drop = TgidsArg(info, 0);
   const std::vector<double> rows = tcptrace::HeldCounts(bpf_map__fd(skel_->maps.held_counts), bpf_map__max_entries(skel_->maps.held_counts), drop);
   Napi::Array values = Napi::Array::New(env, rows.size());
   for (uint32_t i = 0; i < rows.size(); i++) values.Set(i, rows[i]);
