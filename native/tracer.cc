@@ -412,6 +412,7 @@ Napi::Value Tracer::SetPython(const Napi::CallbackInfo& info) {
   std::memcpy(&p, info[1].As<Napi::Buffer<uint8_t>>().Data(), sizeof(p));
   int err = bpf_map__update_elem(skel_->maps.py_procs, &tgid, sizeof(tgid), &p, sizeof(p), BPF_ANY);
   if (err) throw ToJsError(env, MakeError("register a CPython process", -err));
+  skel_->bss->py_registered = true;  // its forked children inherit the entry (python.bpf.h)
   return env.Undefined();
 }
 

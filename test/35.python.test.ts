@@ -124,6 +124,32 @@ for (const py of found) {
       await http10?.stop();
     });
 
+    test('a child forked (no exec) from a traced CPython: its first connection already has its Python frames (the kernel copies its parent\'s entry); counts = ss', async () => {
+      const fx = startFixture(py.path, ['fork-http-client', String(http.port), '3']);
+      try {
+        const t = startTcptrace(['--pid', String(fx.proc.pid), '--children', '--format', 'json', '--leak-after', '1']);
+        let child = 0;
+        try {
+          await t.ready;
+          fx.proc.stdin!.write('go\n');
+          child = Number((await fx.waitFor(/^CHILD \d+/)).split(' ')[1]);
+          await fx.waitFor(/^DONE/);
+          for (let i = 0; i < 100 && ssCloseWait(child).size < 3; i++) await sleep(100);
+          await sleep(1300);
+        } finally {
+          var r = await t.stop();
+        }
+        assert.equal(r.code, 0, r.stderr);
+        const doc = JSON.parse(r.stdout);
+        const groups = assertCounts(doc, child, ssCloseWait(child), 3);
+        // one group: without its parent's entry the child's first stack would have native frames only (a group of its own)
+        assert.equal(groups.length, 1, groups.map((g: any) => `${g.count}: ${describeStack(g.stacks.acquire)}`).join('\n'));
+        assertNamed(groups[0].stacks.acquire, truthOf(fx.lines, 'connect'), 'acquire (connect) in the forked child');
+      } finally {
+        await stopGroup(fx.proc);
+      }
+    });
+
     test('http.client kept open: the group names CatalogClient.fetch_catalog at the fixture\'s line; the closing path is in no group; counts = ss', async () => {
       await traceClientMode(py.path, 'http-client', http.port, 3, (doc, groups, lines) => {
         const truth = truthOf(lines, 'connect');

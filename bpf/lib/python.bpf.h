@@ -21,6 +21,38 @@ struct {
 	__type(value, struct tt_py_proc);
 } py_procs SEC(".maps");
 
+/* user space has told the kernel of a CPython process: forked children are looked for from then on */
+volatile bool py_registered = false;
+
+/*
+ * The py_procs entry of the process on the CPU. A process with none that a
+ * CPython process forked without exec (a pre-fork server's worker, a
+ * multiprocessing child) has its parent's address space, so its parent's entry
+ * holds: it is copied in, and this first capture already has the Python frames
+ * (user space recognises the process at this stack, and drops the entry when it
+ * exits). fork() shares mm->exe_file, exec opens the file anew: an equal
+ * pointer tells a fork from an exec. Only the direct parent is looked at.
+ */
+static __always_inline struct tt_py_proc *py_proc_of(__u32 tgid)
+{
+	struct tt_py_proc *p = bpf_map_lookup_elem(&py_procs, &tgid);
+	struct task_struct *task, *parent;
+	__u32 ptgid;
+
+	if (p || !py_registered)
+		return p;
+	task = (struct task_struct *)bpf_get_current_task();
+	parent = BPF_CORE_READ(task, real_parent);
+	ptgid = BPF_CORE_READ(parent, tgid);
+	if (ptgid == tgid)
+		return NULL;
+	p = bpf_map_lookup_elem(&py_procs, &ptgid);
+	if (!p || BPF_CORE_READ(task, mm, exe_file) != BPF_CORE_READ(parent, mm, exe_file))
+		return NULL;
+	bpf_map_update_elem(&py_procs, &tgid, p, BPF_NOEXIST); /* full: found through the parent each time */
+	return p;
+}
+
 /* (tgid << 32 | tid) -> that thread's PyThreadState, checked against its thread_id at each use */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

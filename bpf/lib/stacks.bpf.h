@@ -325,7 +325,7 @@ static __always_inline void copy_stack(const bool btf, const struct sock *sk, st
 	struct tt_stack *s = &v->rec;
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32, off = 0, size, py_len = 0;
-	struct tt_py_proc *pyp = bpf_map_lookup_elem(&py_procs, &tgid);
+	struct tt_py_proc *pyp = py_proc_of(tgid);
 	struct py_walk *py = NULL;
 	struct pt_regs *regs;
 	__u64 ip, sp;

@@ -66,6 +66,8 @@ function spliceJava(p: JavaFrames, native: Frame[], ctx: CaptureContext, depth: 
 export class InterpreterRegistry {
   private readonly procs = new Map<number, Runtime>();
   private unsupported = 0;
+  /** a CPython process was registered with the kernel: its forked children inherit its entry there */
+  private pythonRegistered = false;
 
   constructor(
     private readonly configure?: InterpreterConfigurer,
@@ -96,12 +98,24 @@ export class InterpreterRegistry {
       log.info({ pid, python: found.version, file: found.file }, 'CPython: its Python frames are copied at each capture');
       try {
         this.configure?.(pid, found.kernelConfig());
+        this.pythonRegistered = true;
       } catch (err) {
         log.warn({ pid, err: (err as Error).message }, 'could not tell the kernel about a CPython process: its Python frames are not copied');
       }
-    } else if (found && !(found instanceof JavaFrames)) {
-      this.unsupported++;
-      log.warn({ pid, why: found.unsupported }, 'a Python process whose frames tcptrace does not name');
+    } else {
+      if (found && !(found instanceof JavaFrames)) {
+        this.unsupported++;
+        log.warn({ pid, why: found.unsupported }, 'a Python process whose frames tcptrace does not name');
+      }
+      // an entry the kernel copied from a parent (python.bpf.h) that does not hold here: a
+      // process that exited unseen whose pid came back, or one whose detection failed
+      if (this.pythonRegistered) {
+        try {
+          this.configure?.(pid, null);
+        } catch {
+          /* the tracer is closing */
+        }
+      }
     }
     return found;
   }
@@ -110,7 +124,8 @@ export class InterpreterRegistry {
    * Recognise the interpreters of processes already running (the whole-system
    * trace, at attach); returns how many run a CPython whose frames are named.
    * Processes whose maps name no Python file cost one read of their maps.
-   * (A process not seen here is recognised at its first stack.)
+   * (A process not seen here is recognised at its first stack; a child forked
+   * from a recognised CPython has its Python frames from its first stack on.)
    */
   scan(pids: Iterable<number>): number {
     let n = 0;
