@@ -18,7 +18,7 @@
  * needs the nmethod's PcDescs and ScopeDescs). Every read is bounded and may
  * fail; a frame that does not read says why, never a wrong name.
  */
-import type { Frame } from '../types.js';
+import type { Frame, InlinedFrame } from '../types.js';
 import { ProcessMemory } from '../../sys/process-memory.js';
 import type { CodeHeapRange, HotSpotProcess } from './process.js';
 import { cString } from './vmstructs.js';
@@ -27,6 +27,16 @@ const MAX_SEGMENT_STEPS = 4096;
 const MAX_SYMBOL = 1024;
 const MAX_LINE_TABLE = 65536;
 const NO_METHOD = { error: 'no method' } as const;
+const MAX_DEBUG_INFO = 1 << 20; /* bytes of one nmethod's PcDescs, scopes or metadata */
+const MAX_SCOPES = 64; /* methods inlined at one pc (HotSpot's MaxInlineLevel is 15) */
+
+interface DebugInfo {
+  compileId: number;
+  codeBegin: bigint;
+  pcs: Buffer;
+  scopes: Buffer;
+  metadata: Buffer;
+}
 
 /** Stack words of the capture: the record's copy of the thread's stack. */
 export type StackWords = (addr: number) => bigint | null;
@@ -45,9 +55,15 @@ export class JavaFrames {
   private readonly mem: ProcessMemory;
   private readonly blobs = new Map<bigint, string | null>(); // blob start -> name
   private readonly methods = new Map<bigint, MethodInfo | { error: string }>();
+  private readonly debug = new Map<bigint, DebugInfo>(); // nmethod -> its debug info tables
   private readonly unsigned5Base: number;
   named = 0;
   unnamed = 0;
+  /** Java frames reported inlined into compiled ones */
+  inlined = 0;
+  /** compiled frames whose debug info did not read or decode (named by their method only), and the last reason */
+  scopesUnread = 0;
+  lastScopesError: string | null = null;
 
   constructor(readonly jvm: HotSpotProcess) {
     this.mem = new ProcessMemory(jvm.pid);
@@ -196,9 +212,14 @@ export class JavaFrames {
     return out;
   }
 
-  private named_(info: MethodInfo, addr: string, bci: number, compiled: boolean): Frame {
+  private lineOf(info: MethodInfo, bci: number): number | undefined {
     let line: number | undefined;
     if (bci >= 0 && info.lines) for (const e of info.lines) if (e.bci <= bci) line = e.line;
+    return line;
+  }
+
+  private named_(info: MethodInfo, addr: string, bci: number, compiled: boolean, inlined?: InlinedFrame[]): Frame {
+    const line = this.lineOf(info, bci);
     this.named++;
     return {
       addr,
@@ -209,8 +230,158 @@ export class JavaFrames {
       ...(info.file ? { file: info.file } : {}),
       ...(line !== undefined ? { line } : {}),
       ...(compiled ? { jit: true } : {}),
+      ...(inlined?.length ? { inlined } : {}),
       kind: 'java',
     };
+  }
+
+  /**
+   * A compiled frame at a return pc: the nmethod's debug info at that pc (its
+   * PcDesc, then the chain of ScopeDescs from the innermost inlined method out
+   * to the nmethod's own) gives each method's bytecode index, so the line of
+   * the call in each. The frame is the outermost method (the nmethod's), with
+   * the methods inlined into it at this pc innermost first, as native frames
+   * carry their DWARF-inlined calls. Debug info that does not read or decode
+   * leaves the frame named by its method only, and is counted.
+   */
+  private compiled(blob: bigint, blobName: string, pc: bigint, info: MethodInfo, hex: string): Frame {
+    if (/native/.test(blobName)) return this.named_(info, hex, -1, true); // a native method's wrapper: no bytecode
+    let chain: { info: MethodInfo; bci: number }[] | string;
+    try {
+      chain = this.scopesAt(blob, pc);
+    } catch (err) {
+      chain = (err as Error).message; // a field VMStructs lacks, a read past a short buffer
+    }
+    if (typeof chain === 'string') {
+      this.scopesUnread++;
+      this.lastScopesError = chain;
+      return this.named_(info, hex, -1, true);
+    }
+    const outer = chain[chain.length - 1];
+    const inlined: InlinedFrame[] = chain.slice(0, -1).map((s) => {
+      const line = this.lineOf(s.info, s.bci);
+      return { symbol: `${s.info.klass}.${s.info.name}`, ...(s.info.file ? { file: s.info.file } : {}), ...(line !== undefined ? { line } : {}) };
+    });
+    this.inlined += inlined.length;
+    return this.named_(outer.info, hex, outer.bci, true, inlined);
+  }
+
+  /** The nmethod's debug info tables (cached per blob, checked against its compile id), or why they do not read. */
+  private debugInfo(blob: bigint): DebugInfo | string {
+    const nm = this.mem.read(blob, this.size('nmethod'));
+    if (!nm) return 'nmethod unreadable';
+    const i32 = (k: string): number => nm.readInt32LE(this.off(k));
+    const compileId = i32('nmethod::_compile_id');
+    const had = this.debug.get(blob);
+    if (had && had.compileId === compileId) return had;
+    const v = this.jvm.vm.offsets;
+    let codeBegin: bigint;
+    let pcs: { at: bigint; len: number };
+    let data: { at: bigint; len: number };
+    let meta: { at: bigint; len: number };
+    if (v.has('nmethod::_immutable_data')) {
+      // JDK 23+: scopes_pcs then scopes_data in the immutable data block (nmethod::_immutable_data, offsets
+      // into it), metadata after the relocations in the mutable data (JDK 25: CodeBlob::_mutable_data)
+      const imm = nm.readBigUInt64LE(this.off('nmethod::_immutable_data'));
+      const immSize = i32('nmethod::_immutable_data_size');
+      const pcsOff = i32('nmethod::_scopes_pcs_offset');
+      const dataOff = i32('nmethod::_scopes_data_offset');
+      if (!imm || immSize <= 0 || immSize > MAX_DEBUG_INFO || pcsOff < 0 || pcsOff > dataOff || dataOff > immSize) return `implausible immutable data (${pcsOff}, ${dataOff}, ${immSize})`;
+      pcs = { at: imm + BigInt(pcsOff), len: dataOff - pcsOff };
+      // the scopes end at the speculations or JVMCI data (not in VMStructs): immutable_data_size bounds them
+      data = { at: imm + BigInt(dataOff), len: immSize - dataOff };
+      codeBegin = blob + BigInt(i32('CodeBlob::_code_offset'));
+      if (!v.has('CodeBlob::_mutable_data')) return 'JDK 23/24 nmethod layout (metadata after the code): not read';
+      const mut = nm.readBigUInt64LE(this.off('CodeBlob::_mutable_data'));
+      const reloc = i32('CodeBlob::_relocation_size');
+      const mutSize = i32('CodeBlob::_mutable_data_size');
+      if (!mut || reloc < 0 || mutSize < reloc || mutSize - reloc > MAX_DEBUG_INFO) return `implausible mutable data (${reloc}, ${mutSize})`;
+      meta = { at: mut + BigInt(reloc), len: mutSize - reloc };
+    } else {
+      // JDK 9-22: [metadata][scopes_data][scopes_pcs][dependencies] inside the nmethod, by offsets from it
+      // (scopes_data by a pointer: CompiledMethod::_scopes_data_begin)
+      const dataAt = v.get('CompiledMethod::_scopes_data_begin') ?? v.get('nmethod::_scopes_data_begin');
+      if (dataAt === undefined || !v.has('CodeBlob::_code_begin')) return 'VMStructs lacks the scopes data';
+      const metaOff = i32('nmethod::_metadata_offset');
+      const dataOff = Number(nm.readBigUInt64LE(dataAt) - blob);
+      const pcsOff = i32('nmethod::_scopes_pcs_offset');
+      const depsOff = i32('nmethod::_dependencies_offset');
+      const size = i32('CodeBlob::_size');
+      if (!(metaOff > 0 && metaOff <= dataOff && dataOff <= pcsOff && pcsOff <= depsOff && depsOff <= size && size <= MAX_DEBUG_INFO * 4)) return `implausible nmethod layout (${metaOff}, ${dataOff}, ${pcsOff}, ${depsOff}, ${size})`;
+      meta = { at: blob + BigInt(metaOff), len: dataOff - metaOff };
+      data = { at: blob + BigInt(dataOff), len: pcsOff - dataOff };
+      pcs = { at: blob + BigInt(pcsOff), len: depsOff - pcsOff };
+      codeBegin = nm.readBigUInt64LE(this.off('CodeBlob::_code_begin'));
+    }
+    const pcDesc = this.size('PcDesc');
+    if (pcs.len <= 0 || pcs.len > MAX_DEBUG_INFO || pcs.len % pcDesc) return `implausible PcDesc table (${pcs.len} bytes)`;
+    if (data.len <= 0 || data.len > MAX_DEBUG_INFO || meta.len < 0 || meta.len > MAX_DEBUG_INFO || meta.len % 8) return `implausible scopes (${data.len} bytes) or metadata (${meta.len} bytes)`;
+    const read = (r: { at: bigint; len: number }) => (r.len ? this.mem.read(r.at, r.len) : Buffer.alloc(0));
+    const pcsB = read(pcs);
+    const dataB = read(data);
+    const metaB = read(meta);
+    if (!pcsB || !dataB || !metaB) return 'debug info unreadable';
+    const out: DebugInfo = { compileId, codeBegin, pcs: pcsB, scopes: dataB, metadata: metaB };
+    if (this.debug.size > 4096) this.debug.clear();
+    this.debug.set(blob, out);
+    return out;
+  }
+
+  /** The scopes at a return pc, innermost first (the last is the nmethod's own method), or why not. */
+  private scopesAt(blob: bigint, pc: bigint): { info: MethodInfo; bci: number }[] | string {
+    const d = this.debugInfo(blob);
+    if (typeof d === 'string') return d;
+    const rel = pc - d.codeBegin;
+    if (rel < 0n || rel > 1n << 30n) return 'pc before the nmethod code';
+    const pcOffset = Number(rel);
+    const step = this.size('PcDesc');
+    const pcAt = this.off('PcDesc::_pc_offset');
+    const scopeAt = this.off('PcDesc::_scope_decode_offset');
+    // a return pc has a PcDesc of its own (the call's debug info is recorded at the return address)
+    let decode = -1;
+    for (let i = 0; i + step <= d.pcs.length; i += step) {
+      if (d.pcs.readInt32LE(i + pcAt) === pcOffset) {
+        decode = d.pcs.readInt32LE(i + scopeAt);
+        break;
+      }
+    }
+    if (decode < 0) return `no PcDesc at pc offset ${pcOffset}`;
+    if (decode === 0) return 'no scope at this pc'; // DebugInformationRecorder::serialized_null
+    const out: { info: MethodInfo; bci: number }[] = [];
+    // each ScopeDesc begins with three numbers: its sender's decode offset (0: none), the method's
+    // metadata index (1-based) and bci + 1 (InvocationEntryBci is -1). A sender is written before the
+    // scopes that name it, so offsets strictly decrease: that, and MAX_SCOPES, bound the chain.
+    let limit = d.scopes.length;
+    while (decode !== 0) {
+      if (decode < 0 || decode >= limit || out.length >= MAX_SCOPES) return `scope chain broken at ${decode}`;
+      limit = decode;
+      const r = { pos: decode };
+      const sender = this.u5(d.scopes, r);
+      const idx = this.u5(d.scopes, r);
+      const bci1 = this.u5(d.scopes, r);
+      if (sender === null || idx === null || bci1 === null) return `scope at ${decode} does not decode`;
+      if (idx < 1 || idx * 8 > d.metadata.length) return `scope at ${decode}: metadata index ${idx} out of range`;
+      const info = this.method(d.metadata.readBigUInt64LE((idx - 1) * 8));
+      if ('error' in info) return `inlined method: ${info.error}`;
+      out.push({ info, bci: bci1 - 1 });
+      decode = sender;
+    }
+    return out.length ? out : 'empty scope chain';
+  }
+
+  /** One UNSIGNED5 number (CompressedReadStream: JDK 17's has no excluded byte, JDK 20+'s excludes 0), or null past the end. */
+  private u5(buf: Buffer, r: { pos: number }): number | null {
+    const x = this.unsigned5Base;
+    const L = 192;
+    let sum = 0;
+    for (let i = 0, shift = 0; i < 5; i++, shift += 6) {
+      if (r.pos >= buf.length) return null;
+      const b = buf[r.pos++];
+      if (b < x) return null;
+      sum += (b - x) * 2 ** shift;
+      if (b < L) return sum;
+    }
+    return sum; // the fifth byte ends a number whatever its value
   }
 
   /**
@@ -278,7 +449,7 @@ export class JavaFrames {
         if ('error' in info) {
           this.unnamed++;
           frames.push({ addr: hex, symbol: '', offset: 0, module: 'java', moduleOffset: '0x0', reason: `compiled Java frame: ${info.error}` });
-        } else frames.push(this.named_(info, hex, -1, true)); // the line needs the nmethod's PcDescs: not read yet
+        } else frames.push(this.compiled(b.blob, name, pc, info, hex));
       } else frames.push({ addr: hex, symbol: `[${name}]`, offset: 0, module: 'java', moduleOffset: '0x0' });
       const callerSp = sp + BigInt(fs * 8);
       const next = word(callerSp - 8n);
