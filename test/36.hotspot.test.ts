@@ -85,8 +85,25 @@ interface JFrame {
   file?: string;
   line?: number;
   kind?: string;
+  jit?: boolean;
+  inlined?: { symbol: string; file?: string; line?: number }[];
 }
-const describeStack = (frames: JFrame[] | null) => (frames ?? []).map((f) => `${f.kind === 'java' ? 'j:' : ''}${f.symbol || '?'}${f.line ? `:${f.line}` : ''}`).join(' < ');
+const describeStack = (frames: JFrame[] | null) =>
+  (frames ?? [])
+    .flatMap((f) => [...(f.inlined ?? []).map((i) => `(inlined) ${i.symbol}${i.line ? `:${i.line}` : ''}`), `${f.kind === 'java' ? (f.jit ? 'jit:' : 'j:') : ''}${f.symbol || '?'}${f.line ? `:${f.line}` : ''}`])
+    .join(' < ');
+
+/** the Java method `symbol` in a stack, as a frame of its own or inlined into one (frame: the index of the frame holding it) */
+function javaFrame(frames: JFrame[], symbol: string): { frame: number; inlined: boolean; file?: string; line?: number; jit?: boolean } | null {
+  for (let i = 0; i < frames.length; i++) {
+    const f = frames[i];
+    if (f.kind !== 'java') continue;
+    const inl = (f.inlined ?? []).find((x) => x.symbol === symbol);
+    if (inl) return { frame: i, inlined: true, file: inl.file, line: inl.line, jit: f.jit };
+    if (f.symbol === symbol) return { frame: i, inlined: false, file: f.file, line: f.line, jit: f.jit };
+  }
+  return null;
+}
 
 /** "TRUTH [site] Class.method File.java:line" as the fixture printed it */
 function truthOf(fx: LineFixture, site?: string): { symbol: string; file: string; line: number } {
@@ -103,7 +120,7 @@ function assertNamed(frames: JFrame[] | null, truth: { symbol: string; file: str
   assert.equal(f.line, truth.line, `${what}: ${truth.symbol}'s line`);
 }
 
-async function traceJava(fx: LineFixture, expect: number, work: () => Promise<void>): Promise<any[]> {
+async function traceJava(fx: LineFixture, expect: number, work: () => Promise<void>, seeDoc?: (doc: any) => void): Promise<any[]> {
   const pid = fx.proc.pid!;
   const t = startTcptrace(['--pid', String(pid), '--format', 'json', '--leak-after', '1']);
   await t.ready;
@@ -114,6 +131,7 @@ async function traceJava(fx: LineFixture, expect: number, work: () => Promise<vo
   const r = await t.stop();
   assert.equal(r.code, 0, r.stderr);
   const doc = JSON.parse(r.stdout);
+  seeDoc?.(doc);
   assert.equal(ss.size, expect, 'ss CLOSE_WAIT sockets of the fixture');
   const mine = doc.leaks.filter((g: any) => g.pid === pid);
   assert.equal(mine.reduce((a: number, g: any) => a + g.count, 0), expect, JSON.stringify(doc.leaks.map((g: any) => [g.pid, g.count])));
@@ -204,25 +222,55 @@ for (const jdk of jdks) {
       if (classes) rmSync(classes, { recursive: true, force: true });
     });
 
-    test('every method compiled: the leak group names LeakyClient.postEntry and main, and the walk reaches the call stub and JavaCalls::call_helper; counts = ss', async () => {
-      const fx = startLineFixture(join(jdk, 'bin/java'), ['-Xcomp', '-cp', classes, 'LeakyClient', String(http10.port), '3']);
-      try {
-        const groups = await traceJava(fx, 3, async () => {
-          await sleep(500);
-          fx.proc.stdin!.write('go\n');
-          await fx.waitFor(/^DONE/, 90_000);
-        });
-        for (const g of groups) {
-          const st: JFrame[] = g.stacks.acquire;
-          const java = st.filter((f) => f.kind === 'java').map((f) => f.symbol);
-          assert.ok(java.includes('LeakyClient.main'), describeStack(st));
-          assert.ok(java.includes('LeakyClient.postEntry') || java.indexOf('LeakyClient.main') > 0, describeStack(st));
-          const stub = st.findIndex((f) => /^\[StubRoutines/.test(f.symbol));
-          assert.ok(stub > 0 && /^JavaCalls::call_helper/.test(st[stub + 1]?.symbol ?? ''), describeStack(st));
+    // ground truth: LeakyClient.java's lines of the calls (postEntry's new Socket, main's postEntry(port)), as its TRUTH line prints the first
+    const MAIN_CALL = 49;
+    for (const [what, flags] of [
+      ['every method compiled', []],
+      ['postEntry inlined into main (CompileCommand inline)', ['-XX:CompileCommand=quiet', '-XX:CompileCommand=inline,LeakyClient::postEntry']],
+    ] as const) {
+      test(`${what}: the leak group names LeakyClient.postEntry and main with the lines of their calls, and the walk reaches the call stub and JavaCalls::call_helper; counts = ss`, async () => {
+        const fx = startLineFixture(join(jdk, 'bin/java'), ['-Xcomp', ...flags, '-cp', classes, 'LeakyClient', String(http10.port), '3']);
+        try {
+          let doc: any;
+          const groups = await traceJava(
+            fx,
+            3,
+            async () => {
+              await sleep(500);
+              fx.proc.stdin!.write('go\n');
+              await fx.waitFor(/^DONE/, 90_000);
+            },
+            (d) => (doc = d),
+          );
+          const truth = truthOf(fx);
+          assert.equal(truth.symbol, 'LeakyClient.postEntry');
+          for (const g of groups) {
+            const st: JFrame[] = g.stacks.acquire;
+            const main = javaFrame(st, 'LeakyClient.main');
+            const post = javaFrame(st, 'LeakyClient.postEntry');
+            assert.ok(main && post, describeStack(st));
+            assert.equal(main.inlined, false, `main is a frame of its own: ${describeStack(st)}`);
+            assert.equal(main.jit, true, `main is compiled: ${describeStack(st)}`);
+            assert.equal(main.line, MAIN_CALL, `main's line: ${describeStack(st)}`);
+            assert.equal(post.file, truth.file);
+            assert.equal(post.line, truth.line, `postEntry's line: ${describeStack(st)}`);
+            if (flags.some((f) => f.startsWith('-XX:CompileCommand=inline,'))) {
+              // inlined: inside main's compiled frame, marked so, innermost first
+              assert.equal(post.inlined, true, `postEntry inlined into main: ${describeStack(st)}`);
+              assert.equal(post.frame, main.frame, describeStack(st));
+            }
+            const stub = st.findIndex((f) => /^\[StubRoutines/.test(f.symbol));
+            assert.ok(stub > 0 && /^JavaCalls::call_helper/.test(st[stub + 1]?.symbol ?? ''), describeStack(st));
+          }
+          // every compiled frame's debug info decoded
+          const java = doc.stacks?.java;
+          assert.ok(java, JSON.stringify(doc.stacks));
+          assert.equal(java.scopesUnread, 0, JSON.stringify(java));
+          if (flags.some((f) => f.startsWith('-XX:CompileCommand=inline,'))) assert.ok(java.inlined > 0, JSON.stringify(java));
+        } finally {
+          await stopGroup(fx.proc);
         }
-      } finally {
-        await stopGroup(fx.proc);
-      }
-    });
+      });
+    }
   });
 }
