@@ -22,6 +22,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, realpathSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { HotSpotProcess } from '../src/stacks/hotspot/process.js';
+import { decodeScopes, unsigned5 } from '../src/stacks/hotspot/frames.js';
 import { processMaps } from '../src/sys/procfs.js';
 import { connect } from 'node:net';
 import { startLineFixture, type LineFixture } from './helpers/fixture.js';
@@ -75,6 +76,92 @@ for (const jdk of jdks) {
     });
   });
 }
+
+/** UNSIGNED5 as HotSpot writes it (unsigned5.hpp write_uint; JDK 17's CompressedWriteStream is x = 0) */
+function u5(v: number, x: number): number[] {
+  const L = 256 - x - 64;
+  const out: number[] = [];
+  for (let i = 0; i < 4 && v >= L; i++) {
+    out.push(L + ((v - L) % 64) + x);
+    v = Math.floor((v - L) / 64);
+  }
+  out.push(v + x);
+  return out;
+}
+
+describe('compiled frames: the nmethod debug info decoder, on tables built here', () => {
+  const layout = (excluded: number) => ({ pcDescSize: 16, pcOffsetAt: 0, scopeOffsetAt: 4, excluded });
+  const pcDescs = (...pairs: [number, number][]) => {
+    const b = Buffer.alloc(16 * pairs.length);
+    pairs.forEach(([pc, scope], i) => (b.writeInt32LE(pc, 16 * i), b.writeInt32LE(scope, 16 * i + 4)));
+    return b;
+  };
+  const metadata = (...ms: bigint[]) => {
+    const b = Buffer.alloc(8 * ms.length);
+    ms.forEach((m, i) => b.writeBigUInt64LE(m, 8 * i));
+    return b;
+  };
+
+  test('UNSIGNED5 reads what HotSpot writes, with and without the excluded 0 byte', () => {
+    for (const x of [0, 1])
+      for (const v of [0, 1, 190, 191, 192, 193, 255, 256, 4095, 12_345, 1 << 20, 2 ** 31 - 1]) {
+        const r = { pos: 0 };
+        assert.equal(unsigned5(Buffer.from(u5(v, x)), r, x), v, `${v} (x = ${x})`);
+        assert.equal(r.pos, u5(v, x).length);
+      }
+    assert.equal(unsigned5(Buffer.from([0]), { pos: 0 }, 1), null, 'an excluded byte');
+    assert.equal(unsigned5(Buffer.from([200]), { pos: 0 }, 0), null, 'cut short');
+  });
+
+  test('a scope chain: the PcDesc at the pc, then inner to outer, metadata 1-based, bci + 1 stored', () => {
+    for (const x of [0, 1]) {
+      // offset 0 is the null scope; the outer method's scope is written first, the inlined one after it
+      const outer = [...u5(0, x), ...u5(1, x), ...u5(11, x)];
+      const inner = [...u5(1, x), ...u5(2, x), ...u5(5, x)];
+      const scopes = Buffer.from([x, ...outer, ...inner]);
+      const d = { pcs: pcDescs([-1, 0], [0x20, 1], [0x40, 1 + outer.length]), scopes, metadata: metadata(0x1000n, 0x2000n) };
+      assert.deepEqual(decodeScopes(d, 0x40, layout(x)), [
+        { method: 0x2000n, bci: 4 },
+        { method: 0x1000n, bci: 10 },
+      ]);
+      assert.deepEqual(decodeScopes(d, 0x20, layout(x)), [{ method: 0x1000n, bci: 10 }]);
+      assert.match(decodeScopes(d, 0x30, layout(x)) as string, /no PcDesc/, 'only an exact pc has debug info');
+    }
+  });
+
+  test('damaged tables are errors, never a throw or a loop', () => {
+    const x = 0;
+    const meta = metadata(0x1000n);
+    const one = (scopes: number[], at = 1) => decodeScopes({ pcs: pcDescs([8, at]), scopes: Buffer.from(scopes), metadata: meta }, 8, layout(x));
+    assert.match(one([0, ...u5(1, x), ...u5(1, x), ...u5(1, x)]) as string, /broken/, 'a scope its own sender');
+    assert.match(one([0, ...u5(5, x), ...u5(1, x), ...u5(1, x), 0, 0]) as string, /broken/, 'a sender after it');
+    assert.match(one([0, ...u5(0, x), ...u5(2, x), ...u5(1, x)]) as string, /metadata index 2/, 'a method past the metadata');
+    assert.match(one([0, ...u5(0, x), ...u5(0, x), ...u5(1, x)]) as string, /metadata index 0/);
+    assert.match(one([0, ...u5(0, x), 250]) as string, /does not decode/, 'cut short');
+    assert.match(one([0, 0], 7) as string, /broken/, 'a decode offset past the scopes');
+    assert.equal(one([0], 0), 'no scope at this pc');
+    // a chain longer than any inlining: each scope's sender the one before it
+    const chain: number[] = [0];
+    const offs: number[] = [];
+    for (let i = 0; i < 100; i++) {
+      offs.push(chain.length);
+      chain.push(...u5(i ? offs[i - 1] : 0, x), ...u5(1, x), ...u5(1, x));
+    }
+    assert.match(one(chain, offs[99]) as string, /broken/);
+    assert.equal((one(chain, offs[40]) as unknown[]).length, 41);
+    assert.match(decodeScopes({ pcs: pcDescs([8, 1]), scopes: Buffer.from([0]), metadata: meta }, 8, { ...layout(x), pcDescSize: 4 }) as string, /layout/);
+    // random bytes: any answer, but an answer
+    let seed = 27;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff), seed);
+    for (let n = 0; n < 2000; n++) {
+      const scopes = Buffer.from(Array.from({ length: 1 + (rnd() % 64) }, () => rnd() & 0xff));
+      const pcs = Buffer.from(Array.from({ length: 16 * (rnd() % 4) + (rnd() % 3) }, () => rnd() & 0xff));
+      if (pcs.length >= 4) pcs.writeInt32LE(8, 0);
+      const r = decodeScopes({ pcs, scopes, metadata: meta }, 8, layout(rnd() & 1));
+      assert.ok(typeof r === 'string' || (Array.isArray(r) && r.length <= 64));
+    }
+  });
+});
 
 test('a process without a JVM is none', () => {
   assert.equal(HotSpotProcess.detect(process.pid), null);
@@ -228,7 +315,7 @@ for (const jdk of jdks) {
       ['every method compiled', []],
       ['postEntry inlined into main (CompileCommand inline)', ['-XX:CompileCommand=quiet', '-XX:CompileCommand=inline,LeakyClient::postEntry']],
     ] as const) {
-      test(`${what}: the leak group names LeakyClient.postEntry and main with the lines of their calls, and the walk reaches the call stub and JavaCalls::call_helper; counts = ss`, async () => {
+      test(`${what}: the leak group names LeakyClient.postEntry and main with the lines of their calls, and the walk reaches the call stub and JavaCalls::call_helper; counts = ss`, async (t) => {
         const fx = startLineFixture(join(jdk, 'bin/java'), ['-Xcomp', ...flags, '-cp', classes, 'LeakyClient', String(http10.port), '3']);
         try {
           let doc: any;
@@ -246,6 +333,7 @@ for (const jdk of jdks) {
           assert.equal(truth.symbol, 'LeakyClient.postEntry');
           for (const g of groups) {
             const st: JFrame[] = g.stacks.acquire;
+            t.diagnostic(describeStack(st));
             const main = javaFrame(st, 'LeakyClient.main');
             const post = javaFrame(st, 'LeakyClient.postEntry');
             assert.ok(main && post, describeStack(st));

@@ -38,6 +38,71 @@ interface DebugInfo {
   metadata: Buffer;
 }
 
+/** Where PcDesc's fields lie (VMStructs) and the UNSIGNED5 excluded byte count (0 before JDK 20, 1 since). */
+export interface ScopeLayout {
+  pcDescSize: number;
+  pcOffsetAt: number;
+  scopeOffsetAt: number;
+  excluded: number;
+}
+
+/**
+ * One UNSIGNED5 number (HotSpot's CompressedReadStream; Pack200's coding):
+ * bytes below 192 (after taking off the excluded count: JDK 20+ never writes
+ * a 0 byte) end a number, each byte adds (b - excluded) << 6i, five at most.
+ * Null past the end of buf or at an excluded byte.
+ */
+export function unsigned5(buf: Buffer, r: { pos: number }, excluded: number): number | null {
+  let sum = 0;
+  for (let i = 0, shift = 0; i < 5; i++, shift += 6) {
+    if (r.pos >= buf.length) return null;
+    const b = buf[r.pos++];
+    if (b < excluded) return null;
+    sum += (b - excluded) * 2 ** shift;
+    if (b < 192) return sum;
+  }
+  return sum; // the fifth byte ends a number whatever its value
+}
+
+/**
+ * The scope chain at pcOffset (return pc - code begin) from an nmethod's
+ * tables: the PcDesc whose pc offset is exactly that (a call's debug info is
+ * recorded at its return address), then ScopeDescs from its decode offset,
+ * each beginning with three numbers: the sender's decode offset (0: none),
+ * the method's metadata index (1-based) and bci + 1 (InvocationEntryBci is
+ * -1). Innermost first: the last is the nmethod's own method. The tables are
+ * the target's, so untrusted: a sender is written before the scopes that name
+ * it, so offsets must strictly decrease, which with MAX_SCOPES bounds the
+ * walk; any index out of range is an error (a string), never a throw.
+ */
+export function decodeScopes(d: { pcs: Buffer; scopes: Buffer; metadata: Buffer }, pcOffset: number, l: ScopeLayout): { method: bigint; bci: number }[] | string {
+  if (l.pcDescSize < 8 || l.pcOffsetAt + 4 > l.pcDescSize || l.scopeOffsetAt + 4 > l.pcDescSize) return 'implausible PcDesc layout';
+  let decode = -1;
+  for (let i = 0; i + l.pcDescSize <= d.pcs.length; i += l.pcDescSize) {
+    if (d.pcs.readInt32LE(i + l.pcOffsetAt) === pcOffset) {
+      decode = d.pcs.readInt32LE(i + l.scopeOffsetAt);
+      break;
+    }
+  }
+  if (decode < 0) return `no PcDesc at pc offset ${pcOffset}`;
+  if (decode === 0) return 'no scope at this pc'; // DebugInformationRecorder::serialized_null
+  const out: { method: bigint; bci: number }[] = [];
+  let limit = d.scopes.length;
+  while (decode !== 0) {
+    if (decode < 0 || decode >= limit || out.length >= MAX_SCOPES) return `scope chain broken at ${decode}`;
+    limit = decode;
+    const r = { pos: decode };
+    const sender = unsigned5(d.scopes, r, l.excluded);
+    const idx = unsigned5(d.scopes, r, l.excluded);
+    const bci1 = unsigned5(d.scopes, r, l.excluded);
+    if (sender === null || idx === null || bci1 === null) return `scope at ${decode} does not decode`;
+    if (idx < 1 || idx * 8 > d.metadata.length) return `scope at ${decode}: metadata index ${idx} out of range`;
+    out.push({ method: d.metadata.readBigUInt64LE((idx - 1) * 8), bci: bci1 - 1 });
+    decode = sender;
+  }
+  return out;
+}
+
 /** Stack words of the capture: the record's copy of the thread's stack. */
 export type StackWords = (addr: number) => bigint | null;
 
@@ -333,56 +398,22 @@ export class JavaFrames {
     if (typeof d === 'string') return d;
     const rel = pc - d.codeBegin;
     if (rel < 0n || rel > 1n << 30n) return 'pc before the nmethod code';
-    const pcOffset = Number(rel);
-    const step = this.size('PcDesc');
-    const pcAt = this.off('PcDesc::_pc_offset');
-    const scopeAt = this.off('PcDesc::_scope_decode_offset');
-    // a return pc has a PcDesc of its own (the call's debug info is recorded at the return address)
-    let decode = -1;
-    for (let i = 0; i + step <= d.pcs.length; i += step) {
-      if (d.pcs.readInt32LE(i + pcAt) === pcOffset) {
-        decode = d.pcs.readInt32LE(i + scopeAt);
-        break;
-      }
-    }
-    if (decode < 0) return `no PcDesc at pc offset ${pcOffset}`;
-    if (decode === 0) return 'no scope at this pc'; // DebugInformationRecorder::serialized_null
+    const chain = decodeScopes(d, Number(rel), {
+      pcDescSize: this.size('PcDesc'),
+      pcOffsetAt: this.off('PcDesc::_pc_offset'),
+      scopeOffsetAt: this.off('PcDesc::_scope_decode_offset'),
+      excluded: this.unsigned5Base,
+    });
+    if (typeof chain === 'string') return chain;
     const out: { info: MethodInfo; bci: number }[] = [];
-    // each ScopeDesc begins with three numbers: its sender's decode offset (0: none), the method's
-    // metadata index (1-based) and bci + 1 (InvocationEntryBci is -1). A sender is written before the
-    // scopes that name it, so offsets strictly decrease: that, and MAX_SCOPES, bound the chain.
-    let limit = d.scopes.length;
-    while (decode !== 0) {
-      if (decode < 0 || decode >= limit || out.length >= MAX_SCOPES) return `scope chain broken at ${decode}`;
-      limit = decode;
-      const r = { pos: decode };
-      const sender = this.u5(d.scopes, r);
-      const idx = this.u5(d.scopes, r);
-      const bci1 = this.u5(d.scopes, r);
-      if (sender === null || idx === null || bci1 === null) return `scope at ${decode} does not decode`;
-      if (idx < 1 || idx * 8 > d.metadata.length) return `scope at ${decode}: metadata index ${idx} out of range`;
-      const info = this.method(d.metadata.readBigUInt64LE((idx - 1) * 8));
+    for (const s of chain) {
+      const info = this.method(s.method);
       if ('error' in info) return `inlined method: ${info.error}`;
-      out.push({ info, bci: bci1 - 1 });
-      decode = sender;
+      out.push({ info, bci: s.bci });
     }
-    return out.length ? out : 'empty scope chain';
+    return out;
   }
 
-  /** One UNSIGNED5 number (CompressedReadStream: JDK 17's has no excluded byte, JDK 20+'s excludes 0), or null past the end. */
-  private u5(buf: Buffer, r: { pos: number }): number | null {
-    const x = this.unsigned5Base;
-    const L = 192;
-    let sum = 0;
-    for (let i = 0, shift = 0; i < 5; i++, shift += 6) {
-      if (r.pos >= buf.length) return null;
-      const b = buf[r.pos++];
-      if (b < x) return null;
-      sum += (b - x) * 2 ** shift;
-      if (b < L) return sum;
-    }
-    return sum; // the fifth byte ends a number whatever its value
-  }
 
   /**
    * Walks the Java frames from the first frame in the code cache (pc, its sp,
