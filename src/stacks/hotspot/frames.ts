@@ -309,11 +309,11 @@ export class JavaFrames {
    * carry their DWARF-inlined calls. Debug info that does not read or decode
    * leaves the frame named by its method only, and is counted.
    */
-  private compiled(blob: bigint, blobName: string, pc: bigint, info: MethodInfo, hex: string): Frame {
+  private compiled(blob: bigint, blobName: string, pc: bigint, m: bigint, info: MethodInfo, hex: string): Frame {
     if (/native/.test(blobName)) return this.named_(info, hex, -1, true); // a native method's wrapper: no bytecode
     let chain: { info: MethodInfo; bci: number }[] | string;
     try {
-      chain = this.scopesAt(blob, pc);
+      chain = this.scopesAt(blob, pc, m);
     } catch (err) {
       chain = (err as Error).message; // a field VMStructs lacks, a read past a short buffer
     }
@@ -348,7 +348,9 @@ export class JavaFrames {
       // JDK 23+: scopes_pcs then scopes_data in the immutable data block (nmethod::_immutable_data, offsets
       // into it), metadata after the relocations in the mutable data (JDK 25: CodeBlob::_mutable_data)
       const imm = nm.readBigUInt64LE(this.off('nmethod::_immutable_data'));
-      const immSize = i32('nmethod::_immutable_data_size');
+      let immSize = i32('nmethod::_immutable_data_size');
+      // JDK 26 keeps a reference count at the end of the block
+      if (v.has('nmethod::_immutable_data_ref_count_offset')) immSize = Math.min(immSize, i32('nmethod::_immutable_data_ref_count_offset'));
       const pcsOff = i32('nmethod::_scopes_pcs_offset');
       const dataOff = i32('nmethod::_scopes_data_offset');
       if (!imm || immSize <= 0 || immSize > MAX_DEBUG_INFO || pcsOff < 0 || pcsOff > dataOff || dataOff > immSize) return `implausible immutable data (${pcsOff}, ${dataOff}, ${immSize})`;
@@ -356,12 +358,22 @@ export class JavaFrames {
       // the scopes end at the speculations or JVMCI data (not in VMStructs): immutable_data_size bounds them
       data = { at: imm + BigInt(dataOff), len: immSize - dataOff };
       codeBegin = blob + BigInt(i32('CodeBlob::_code_offset'));
-      if (!v.has('CodeBlob::_mutable_data')) return 'JDK 23/24 nmethod layout (metadata after the code): not read';
-      const mut = nm.readBigUInt64LE(this.off('CodeBlob::_mutable_data'));
-      const reloc = i32('CodeBlob::_relocation_size');
-      const mutSize = i32('CodeBlob::_mutable_data_size');
-      if (!mut || reloc < 0 || mutSize < reloc || mutSize - reloc > MAX_DEBUG_INFO) return `implausible mutable data (${reloc}, ${mutSize})`;
-      meta = { at: mut + BigInt(reloc), len: mutSize - reloc };
+      if (v.has('CodeBlob::_mutable_data')) {
+        const mut = nm.readBigUInt64LE(this.off('CodeBlob::_mutable_data'));
+        const reloc = i32('CodeBlob::_relocation_size');
+        const mutSize = i32('CodeBlob::_mutable_data_size');
+        if (!mut || reloc < 0 || mutSize < reloc || mutSize - reloc > MAX_DEBUG_INFO) return `implausible mutable data (${reloc}, ${mutSize})`;
+        meta = { at: mut + BigInt(reloc), len: mutSize - reloc };
+      } else {
+        // JDK 23/24 (untested here: no such JDK on the test machines): the metadata at the nmethod's data
+        // section plus the u2 nmethod::_metadata_offset, up to the blob's end (JVMCI data, if any, is not in
+        // VMStructs); a wrong guess fails the check that the chain ends at the nmethod's method
+        const dataOff = i32('CodeBlob::_data_offset');
+        const metaOff = dataOff + nm.readUInt16LE(this.off('nmethod::_metadata_offset'));
+        const size = i32('CodeBlob::_size');
+        if (dataOff <= 0 || metaOff > size || size - metaOff > MAX_DEBUG_INFO) return `implausible nmethod data (${dataOff}, ${metaOff}, ${size})`;
+        meta = { at: blob + BigInt(metaOff), len: (size - metaOff) & ~7 };
+      }
     } else {
       // JDK 9-22: [metadata][scopes_data][scopes_pcs][dependencies] inside the nmethod, by offsets from it
       // (scopes_data by a pointer: CompiledMethod::_scopes_data_begin)
@@ -393,7 +405,7 @@ export class JavaFrames {
   }
 
   /** The scopes at a return pc, innermost first (the last is the nmethod's own method), or why not. */
-  private scopesAt(blob: bigint, pc: bigint): { info: MethodInfo; bci: number }[] | string {
+  private scopesAt(blob: bigint, pc: bigint, m: bigint): { info: MethodInfo; bci: number }[] | string {
     const d = this.debugInfo(blob);
     if (typeof d === 'string') return d;
     const rel = pc - d.codeBegin;
@@ -405,6 +417,8 @@ export class JavaFrames {
       excluded: this.unsigned5Base,
     });
     if (typeof chain === 'string') return chain;
+    // the outermost scope is the nmethod's own method: a check that the tables were found where they are
+    if (chain[chain.length - 1].method !== m) return 'the scope chain does not end at the nmethod\'s method';
     const out: { info: MethodInfo; bci: number }[] = [];
     for (const s of chain) {
       const info = this.method(s.method);
@@ -480,7 +494,7 @@ export class JavaFrames {
         if ('error' in info) {
           this.unnamed++;
           frames.push({ addr: hex, symbol: '', offset: 0, module: 'java', moduleOffset: '0x0', reason: `compiled Java frame: ${info.error}` });
-        } else frames.push(this.compiled(b.blob, name, pc, info, hex));
+        } else frames.push(this.compiled(b.blob, name, pc, m!, info, hex));
       } else frames.push({ addr: hex, symbol: `[${name}]`, offset: 0, module: 'java', moduleOffset: '0x0' });
       const callerSp = sp + BigInt(fs * 8);
       const next = word(callerSp - 8n);
