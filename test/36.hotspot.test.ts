@@ -9,12 +9,18 @@
  *
  * Then Java frames in real leaks, traced with --pid, each JDK interpreted
  * (-Xint) and in its default tiered mode (the fixtures' code stays cold, so
- * interpreted; compiled frames are not named yet): a client that leaks a
+ * interpreted): a client that leaks a
  * Socket, an NIO SocketChannel client, and a thread-pool server whose handler
  * keeps the socket on a bad request (named at its first read). The leak group
  * must name the leaking method with the file and line the fixture printed
  * from its own Thread.getStackTrace(), and the counts must equal ss. The JVMs
  * get no flag tcptrace needs (-Xint is the test's, to reach the interpreter).
+ *
+ * Under -Xcomp (compiled frames): main is a compiled frame with the line of
+ * its call, postEntry has the fixture's line whether compiled on its own or
+ * inlined, and with -XX:CompileCommand=inline it is inlined into main's frame
+ * (its `inlined` list); no compiled frame's debug info fails to decode. The
+ * decoder itself is also tested on tables built here, damaged ones included.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';

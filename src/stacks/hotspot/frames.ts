@@ -13,10 +13,13 @@
  *   - the method's class, name and source file through ConstMethod,
  *     ConstantPool and Symbols, and its line from the compressed line number
  *     table at the bytecode index.
- * Compiled frames (nmethods) are walked by their frame size and named by
- * their method, without a line or the methods inlined into them yet (that
- * needs the nmethod's PcDescs and ScopeDescs). Every read is bounded and may
- * fail; a frame that does not read says why, never a wrong name.
+ * Compiled frames (nmethods) are walked by their frame size and named from
+ * the nmethod's debug info at their pc (PcDesc, then the ScopeDesc chain):
+ * the nmethod's method with its line, and the methods inlined into it at that
+ * call, innermost first, in the frame's `inlined` list; debug info that does
+ * not decode leaves the method's name alone, counted (docs/java.md). Every
+ * read is bounded and may fail; a frame that does not read says why, never a
+ * wrong name.
  */
 import type { Frame, InlinedFrame } from '../types.js';
 import { ProcessMemory } from '../../sys/process-memory.js';
