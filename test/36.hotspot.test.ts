@@ -19,7 +19,9 @@
  * Under -Xcomp (compiled frames): main is a compiled frame with the line of
  * its call, postEntry has the fixture's line whether compiled on its own or
  * inlined, and with -XX:CompileCommand=inline it is inlined into main's frame
- * (its `inlined` list); no compiled frame's debug info fails to decode. The
+ * (its `inlined` list); no compiled frame's debug info fails to decode. A
+ * compiled frame the JVM deoptimised under its running callee (DeoptClient)
+ * is read at its original pc, with the line of its call. The
  * decoder itself is also tested on tables built here, damaged ones included.
  */
 import { after, before, describe, test } from 'node:test';
@@ -307,7 +309,7 @@ for (const jdk of jdks) {
     before(async () => {
       http10 = await startServer(process.execPath, [join(FIXTURES, 'http10_server.mjs')]);
       classes = mkdtempSync('/tmp/tcptrace-javac-');
-      const c = spawnSync(join(jdk, 'bin/javac'), ['-d', classes, join(FIXTURES, 'java/LeakyClient.java')], { encoding: 'utf8' });
+      const c = spawnSync(join(jdk, 'bin/javac'), ['-d', classes, join(FIXTURES, 'java/LeakyClient.java'), join(FIXTURES, 'java/DeoptClient.java')], { encoding: 'utf8' });
       assert.equal(c.status, 0, c.stderr);
     });
     after(async () => {
@@ -366,5 +368,43 @@ for (const jdk of jdks) {
         }
       });
     }
+
+    test('a compiled frame deoptimised while its callee runs (a class load breaks what it inlined): read at its original pc, with the line of its call', async (t) => {
+      // C2 only: under tiered -Xcomp serve's frame ran its C1 (tier 3) code, which this class load did not deoptimise
+      const fx = startLineFixture(join(jdk, 'bin/java'), ['-Xcomp', '-XX:-TieredCompilation', '-XX:CompileCommand=quiet', '-XX:CompileCommand=dontinline,DeoptClient::loop', '-XX:CompileCommand=dontinline,DeoptClient::serve', '-cp', classes, 'DeoptClient', String(http10.port)]);
+      try {
+        await fx.waitFor(/^READY/, 60_000);
+        let doc: any;
+        const groups = await traceJava(
+          fx,
+          1,
+          async () => {
+            await sleep(300);
+            fx.proc.stdin!.write('load\n');
+            await fx.waitFor(/^LOADED/, 60_000);
+            fx.proc.stdin!.write('leak\n');
+            await fx.waitFor(/^LEAKED/, 60_000);
+          },
+          (d) => (doc = d),
+        );
+        const truth = truthOf(fx);
+        assert.equal(truth.symbol, 'DeoptClient.serve');
+        for (const g of groups) {
+          const st: JFrame[] = g.stacks.acquire;
+          t.diagnostic(describeStack(st));
+          const serve = javaFrame(st, 'DeoptClient.serve');
+          assert.ok(serve, describeStack(st));
+          assert.equal(serve.inlined, false, describeStack(st));
+          assert.equal(serve.jit, true, `serve is compiled: ${describeStack(st)}`);
+          assert.equal(serve.line, truth.line, `serve's line: ${describeStack(st)}`);
+          assert.ok(javaFrame(st, 'DeoptClient.main'), describeStack(st));
+        }
+        const java = doc.stacks?.java;
+        assert.ok(java?.deoptimized >= 1, `serve's frame was deoptimised: ${JSON.stringify(java)}`);
+        assert.equal(java.scopesUnread, 0, JSON.stringify(java));
+      } finally {
+        await stopGroup(fx.proc);
+      }
+    });
   });
 }

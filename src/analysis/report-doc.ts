@@ -92,7 +92,7 @@ export interface ReportDoc {
     /** CPython processes whose frames were copied, those of a version not named, and Python frames named / unnamed (live only) */
     python?: { processes: number; unsupported: number; named: number; unnamed: number };
     /** HotSpot JVMs whose Java frames were walked, and Java frames named / unnamed (live only) */
-    java?: { processes: number; named: number; unnamed: number; inlined?: number; scopesUnread?: number };
+    java?: { processes: number; named: number; unnamed: number; inlined?: number; scopesUnread?: number; deoptimized?: number };
   } | null;
   warnings: string[];
 }

@@ -23,7 +23,7 @@ import { EVAL, pyRuns, splicePython } from './python/splice.js';
 /** Per runtime: processes recognised, frames named and unnamed (of the distinct stacks) */
 export interface InterpreterStats {
   python: { processes: number; unsupported: number; named: number; unnamed: number };
-  java: { processes: number; named: number; unnamed: number; inlined: number; scopesUnread: number };
+  java: { processes: number; named: number; unnamed: number; inlined: number; scopesUnread: number; deoptimized: number };
 }
 
 /** What the kernel must know about a process's runtime (null: forget it). */
@@ -165,7 +165,7 @@ export class InterpreterRegistry {
 
   stats(): InterpreterStats {
     const python = { processes: 0, unsupported: this.unsupported, named: 0, unnamed: 0 };
-    const java = { processes: 0, named: 0, unnamed: 0, inlined: 0, scopesUnread: 0 };
+    const java = { processes: 0, named: 0, unnamed: 0, inlined: 0, scopesUnread: 0, deoptimized: 0 };
     for (const p of this.procs.values()) {
       if (!(p instanceof PythonProcess || p instanceof JavaFrames)) continue;
       const into = p instanceof PythonProcess ? python : java;
@@ -175,6 +175,7 @@ export class InterpreterRegistry {
       if (p instanceof JavaFrames) {
         java.inlined += p.inlined;
         java.scopesUnread += p.scopesUnread;
+        java.deoptimized += p.deoptimized;
       }
     }
     return { python, java };

@@ -49,7 +49,7 @@ export interface ResolverStats {
   /** CPython processes recognised, and their frames named and not */
   python: { processes: number; unsupported: number; named: number; unnamed: number };
   /** HotSpot JVMs recognised, and their Java frames named and not */
-  java: { processes: number; named: number; unnamed: number; inlined: number; scopesUnread: number };
+  java: { processes: number; named: number; unnamed: number; inlined: number; scopesUnread: number; deoptimized: number };
 }
 
 /** Where learnt stacks go: the kernel's dedup maps (Tracer.learnStack). */

@@ -105,7 +105,7 @@ export interface SessionEnd {
   /** who held each CLOSE_WAIT socket of the box when the trace ended (src/trace/holders.ts); absent in recordings cut short */
   holdersAtEnd?: HeldSocket[];
   /** what unwinding and symbolizing the captured stacks cost the agent */
-  stackCost?: { stacks: number; distinct: number; unwindMs: number; symbolizeMs: number; unresolvedFrames: number; python?: { processes: number; unsupported: number; named: number; unnamed: number }; java?: { processes: number; named: number; unnamed: number; inlined?: number; scopesUnread?: number } };
+  stackCost?: { stacks: number; distinct: number; unwindMs: number; symbolizeMs: number; unresolvedFrames: number; python?: { processes: number; unsupported: number; named: number; unnamed: number }; java?: { processes: number; named: number; unnamed: number; inlined?: number; scopesUnread?: number; deoptimized?: number } };
 }
 
 /** A consumer of a trace: the live analyzer, a recorder, or both. */

@@ -16,7 +16,8 @@
  * Compiled frames (nmethods) are walked by their frame size and named from
  * the nmethod's debug info at their pc (PcDesc, then the ScopeDesc chain):
  * the nmethod's method with its line, and the methods inlined into it at that
- * call, innermost first, in the frame's `inlined` list; debug info that does
+ * call, innermost first, in the frame's `inlined` list (a deoptimised frame
+ * at the original pc the JVM kept in it); debug info that does
  * not decode leaves the method's name alone, counted (docs/java.md). Every
  * read is bounded and may fail; a frame that does not read says why, never a
  * wrong name.
@@ -131,6 +132,8 @@ export class JavaFrames {
   inlined = 0;
   /** compiled frames whose debug info did not read or decode (named by their method only), and the last reason */
   scopesUnread = 0;
+  /** compiled frames found deoptimised (returning to the deopt handler), read at their original pc */
+  deoptimized = 0;
   lastScopesError: string | null = null;
 
   constructor(readonly jvm: HotSpotProcess) {
@@ -312,11 +315,13 @@ export class JavaFrames {
    * carry their DWARF-inlined calls. Debug info that does not read or decode
    * leaves the frame named by its method only, and is counted.
    */
-  private compiled(blob: bigint, blobName: string, pc: bigint, m: bigint, info: MethodInfo, hex: string): Frame {
+  private compiled(blob: bigint, blobName: string, pc: bigint, sp: bigint, word: (a: bigint) => bigint | null, m: bigint, info: MethodInfo, hex: string): Frame {
     if (/native/.test(blobName)) return this.named_(info, hex, -1, true); // a native method's wrapper: no bytecode
     let chain: { info: MethodInfo; bci: number }[] | string;
     try {
-      chain = this.scopesAt(blob, pc, m);
+      const orig = this.deoptimizedPc(blob, pc, sp, word);
+      if (orig !== null) this.deoptimized++;
+      chain = this.scopesAt(blob, orig ?? pc, m);
     } catch (err) {
       chain = (err as Error).message; // a field VMStructs lacks, a read past a short buffer
     }
@@ -332,6 +337,36 @@ export class JavaFrames {
     });
     this.inlined += inlined.length;
     return this.named_(outer.info, hex, outer.bci, true, inlined);
+  }
+
+  /**
+   * A frame the JVM deoptimised while a callee ran returns to the nmethod's
+   * deopt handler instead of its call site; the JVM keeps the call's return pc
+   * in the frame, at sp + nmethod::_orig_pc_offset bytes (as its own
+   * get_original_pc does). That pc when this frame is one (in the blob, else
+   * not believed), null when it is not.
+   */
+  private deoptimizedPc(blob: bigint, pc: bigint, sp: bigint, word: (a: bigint) => bigint | null): bigint | null {
+    const v = this.jvm.vm.offsets;
+    const handlers: bigint[] = [];
+    // JDK 9-22: pointers in CompiledMethod; JDK 23+: offsets from the blob (JDK 26 renames the field)
+    for (const k of ['CompiledMethod::_deopt_handler_begin', 'CompiledMethod::_deopt_mh_handler_begin']) {
+      const at = v.get(k);
+      const h = at !== undefined ? this.mem.u64(blob + BigInt(at)) : null;
+      if (h) handlers.push(h);
+    }
+    for (const k of ['nmethod::_deopt_handler_offset', 'nmethod::_deopt_mh_handler_offset', 'nmethod::_deopt_handler_entry_offset']) {
+      const at = v.get(k);
+      const o = at !== undefined ? this.mem.read(blob + BigInt(at), 4)?.readInt32LE(0) : undefined;
+      if (o !== undefined && o > 0) handlers.push(blob + BigInt(o));
+    }
+    if (!handlers.includes(pc)) return null;
+    const origAt = v.get('nmethod::_orig_pc_offset');
+    const off = origAt !== undefined ? this.mem.read(blob + BigInt(origAt), 4)?.readInt32LE(0) : undefined;
+    const size = this.mem.read(blob + BigInt(this.off('CodeBlob::_size')), 4)?.readInt32LE(0);
+    if (off === undefined || off < 0 || off > 1 << 16 || !size) return null;
+    const orig = word(sp + BigInt(off));
+    return orig !== null && orig > blob && orig < blob + BigInt(size) ? orig : null;
   }
 
   /** The nmethod's debug info tables (cached per blob, checked against its compile id), or why they do not read. */
@@ -497,7 +532,7 @@ export class JavaFrames {
         if ('error' in info) {
           this.unnamed++;
           frames.push({ addr: hex, symbol: '', offset: 0, module: 'java', moduleOffset: '0x0', reason: `compiled Java frame: ${info.error}` });
-        } else frames.push(this.compiled(b.blob, name, pc, m!, info, hex));
+        } else frames.push(this.compiled(b.blob, name, pc, sp, word, m!, info, hex));
       } else frames.push({ addr: hex, symbol: `[${name}]`, offset: 0, module: 'java', moduleOffset: '0x0' });
       const callerSp = sp + BigInt(fs * 8);
       const next = word(callerSp - 8n);
