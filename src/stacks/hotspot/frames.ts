@@ -466,7 +466,6 @@ export class JavaFrames {
     return out;
   }
 
-
   /**
    * Walks the Java frames from the first frame in the code cache (pc, its sp,
    * and its fp when known) by each blob's own rule, as the JVM does:
