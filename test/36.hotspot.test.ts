@@ -23,11 +23,13 @@
  * compiled frame the JVM deoptimised under its running callee (DeoptClient)
  * is read at its original pc, with the line of its call. The
  * decoder itself is also tested on tables built here, damaged ones included.
+ * On JDK 21+ a client that leaks from virtual threads (VirtualClient) is named
+ * at its connect, and at its first write and EOF read after it was unmounted.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, realpathSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { HotSpotProcess } from '../src/stacks/hotspot/process.js';
 import { decodeScopes, unsigned5 } from '../src/stacks/hotspot/frames.js';
@@ -402,6 +404,54 @@ for (const jdk of jdks) {
         const java = doc.stacks?.java;
         assert.ok(java?.deoptimized >= 1, `serve's frame was deoptimised: ${JSON.stringify(java)}`);
         assert.equal(java.scopesUnread, 0, JSON.stringify(java));
+      } finally {
+        await stopGroup(fx.proc);
+      }
+    });
+  });
+}
+
+/** the JDK's feature release, from its release file (JAVA_VERSION="25.0.3"); 0 when it does not say */
+function featureRelease(jdk: string): number {
+  try {
+    const m = /^JAVA_VERSION="(\d+)/m.exec(readFileSync(join(jdk, 'release'), 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+for (const jdk of jdks) {
+  const release = featureRelease(jdk);
+  const vtSkip = traceSkip ?? (release >= 21 ? false : `${jdk} is JDK ${release || '?'}: virtual threads are JDK 21+`);
+  describe(`${jdk} virtual threads: Java frames of a leak made on a virtual thread`, { skip: vtSkip }, () => {
+    let http10: Server;
+    before(async () => {
+      http10 = await startServer(process.execPath, [join(FIXTURES, 'http10_server.mjs')]);
+    });
+    after(() => http10?.stop());
+
+    test('each request on a virtual thread of its own: acquire, first write and EOF read name VirtualClient.postEntry at its lines (the last two after the thread was unmounted and thawed back); counts = ss', async () => {
+      const fx = startLineFixture(join(jdk, 'bin/java'), [join(FIXTURES, 'java/VirtualClient.java'), String(http10.port), '3']);
+      try {
+        const groups = await traceJava(fx, 3, async () => {
+          await sleep(200);
+          fx.proc.stdin!.write('go\n');
+          await fx.waitFor(/^DONE/, 60_000);
+        });
+        const truth = truthOf(fx);
+        assert.equal(truth.symbol, 'VirtualClient.postEntry');
+        for (const g of groups) {
+          assertNamed(g.stacks.acquire, truth, 'acquire (connect)');
+          // mounted from the start: the whole virtual thread down to its continuation entry, then its carrier
+          for (const m of ['VirtualClient.lambda$main$0', 'java.lang.VirtualThread.run']) assert.ok(javaFrame(g.stacks.acquire, m), `${m} in ${describeStack(g.stacks.acquire)}`);
+          for (const site of ['io', 'eof']) {
+            const f = javaFrame(g.stacks[site] ?? [], 'VirtualClient.postEntry');
+            assert.ok(f, `${site}: ${describeStack(g.stacks[site])}`);
+            assert.equal(f.file, 'VirtualClient.java');
+            assert.ok(f.line! > truth.line, `${site}: postEntry at line ${f.line}, after the connect at ${truth.line}`);
+          }
+        }
       } finally {
         await stopGroup(fx.proc);
       }
