@@ -318,6 +318,37 @@ describe('tcptrace agent: a Python service running before the agent', { skip: sk
   });
 });
 
+describe('a CPython started after a whole-host trace began', { skip: skip ?? (found.length ? false : 'no CPython 3.11-3.13 on this machine') }, () => {
+  const http = keepHttpServer();
+
+  test('its first stack, captured before it was recognised, says why it has no Python frames; the next names CatalogClient.fetch_catalog; counts = ss', async () => {
+    const t = startTcptrace(['--stacks', '--format', 'json', '--leak-after', '1']);
+    let fx: ReturnType<typeof startFixture> | undefined;
+    try {
+      await t.ready;
+      fx = startFixture(found[0].path, ['http-client', String(http().port), '2']);
+      await letItLeak(fx, 2, 1300);
+    } finally {
+      var r = await t.stop();
+      var ss = fx ? ssCloseWait(fx.proc.pid!) : new Set<string>();
+      if (fx) await stopGroup(fx.proc);
+    }
+    assert.equal(r.code, 0, r.stderr);
+    const doc = JSON.parse(r.stdout);
+    const groups = assertCounts(doc, fx!.proc.pid!, ss, 2);
+    const truth = truthOf(fx!.lines, 'connect');
+    const named = groups.filter((g: any) => pyFrames(g.stacks.acquire).length);
+    const bare = groups.filter((g: any) => !pyFrames(g.stacks.acquire).length);
+    assert.ok(named.length >= 1, groups.map((g: any) => describeStack(g.stacks.acquire)).join('\n'));
+    for (const g of named) assertNamed(g.stacks.acquire, truth, 'acquire after recognition');
+    // the first connection of the process came before its recognition (the first stack is where it is recognised)
+    for (const g of bare) {
+      assert.ok(g.notes.some((n: string) => /before tcptrace recognised this CPython/.test(n)), g.notes.join('; '));
+      assert.ok(!g.notes.some((n: string) => /not named here/.test(n)), g.notes.join('; '));
+    }
+  });
+});
+
 describe('a recording of a Python service', { skip: skip ?? (found.length ? false : 'no CPython 3.11-3.13 on this machine') }, () => {
   const http = keepHttpServer();
 

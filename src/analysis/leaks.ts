@@ -128,7 +128,8 @@ export function groupLeaks(a: AnalysisState, endNs: number, startedNs: number): 
       if (!stacks.acquire) notes.push(`no ${SITE_TEXT.acquire} stack: not captured (per-process stack rate limit, or acquired before attach)`);
       const all = [...(stacks.acquire ?? []), ...(stacks.io ?? []), ...(stacks.read ?? []), ...(stacks.eof ?? [])];
       for (const f of all) if (f.reason && !notes.includes(f.reason)) notes.push(f.reason);
-      if (all.some((f) => f.symbol === '_PyEval_EvalFrameDefault'))
+      // the generic note only where no frame says why itself (an unsupported version, a stack captured before recognition)
+      if (all.some((f) => f.symbol === '_PyEval_EvalFrameDefault' && !f.reason))
         notes.push('Python functions are not named here: tcptrace reads the frames of CPython 3.11-3.13 (default builds) from the process; this interpreter is not one of those (or was not recognised: --log-level info says which)');
     }
     const peers = new Map<string, number>();

@@ -11,6 +11,7 @@
 import { readFileSync } from 'node:fs';
 import { logger } from '../log.js';
 import { parseMaps } from '../sys/procfs.js';
+import { TT_PY_STATUS } from '../generated/events.js';
 
 const log = logger('stacks');
 import type { Frame } from './types.js';
@@ -28,6 +29,9 @@ export interface InterpreterStats {
 
 /** What the kernel must know about a process's runtime (null: forget it). */
 export type InterpreterConfigurer = (pid: number, pythonConfig: Buffer | null) => void;
+
+/** why a recognised CPython's stack has no Python frames (captured before it was recognised) */
+const PY_LATE = 'captured before tcptrace recognised this CPython process (started after the trace began): its Python frames were not copied; its later stacks have them';
 
 const PYTHON_FILE = /\/(lib)?python3[^/\n]*$/m;
 const JVM_FILE = /\/libjvm\.so$/m;
@@ -139,7 +143,11 @@ export class InterpreterRegistry {
     const p = this.procs.get(pid);
     if (p instanceof JavaFrames) return ctx ? spliceJava(p, native, ctx, 0) : native;
     if (p instanceof PythonProcess) {
-      if (!py.frames.length) return native;
+      if (!py.frames.length) {
+        // no kernel entry at the capture: the process started after the trace began and is
+        // recognised at this very stack; say so where its frames would be (the report's notes)
+        return py.status === TT_PY_STATUS.NONE ? native.map((f) => (EVAL.test(f.symbol) ? { ...f, reason: PY_LATE } : f)) : native;
+      }
       return splicePython(native, pyRuns(py.frames, (r) => p.frame(r)));
     }
     if (p && native.some((f) => EVAL.test(f.symbol))) {
