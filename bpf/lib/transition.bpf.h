@@ -240,16 +240,16 @@ static __always_inline void handle_transition(const bool btf, const struct sock 
 		if (held(o)) {
 			/* summary mode: only CLOSE_WAIT (a leak in the making) and listeners are worth a record */
 			bool keep = newstate != TCP_CLOSE_WAIT && newstate != TCP_LISTEN;
-			/*
-			 * The agent: a CLOSE_WAIT is sent only once it lasts (linger.bpf.h). Its own
-			 * clock read: the record's time must stay later than the stack records a
-			 * publish() below sends, or user space would not give the socket its stacks.
-			 */
-			__u64 at = now ?: bpf_ktime_get_ns();
 
-			if (oldstate == TCP_CLOSE_WAIT && linger_end(skey, o, newstate, at))
+			/*
+			 * The agent: a CLOSE_WAIT is sent only once it lasts (linger.bpf.h). The clock
+			 * is read only into or out of CLOSE_WAIT, and not into `now`: the record's time
+			 * must stay later than the stack records a publish() below sends, or user space
+			 * would not give the socket its stacks.
+			 */
+			if (oldstate == TCP_CLOSE_WAIT && linger_end(skey, o, newstate, now ?: bpf_ktime_get_ns()))
 				keep = false; /* the sweep claimed it: sent as published */
-			else if (newstate == TCP_CLOSE_WAIT && linger_begin(skey, o, oldstate, at))
+			else if (newstate == TCP_CLOSE_WAIT && linger_begin(skey, o, oldstate, now ?: bpf_ktime_get_ns()))
 				keep = true;
 			if (keep) {
 				count(TT_CNT_SUMMARISED);
