@@ -7,6 +7,7 @@ import type { AnalysisState } from './state.js';
 import { stateName, TCP } from '../model/states.js';
 import type { SocketRecord } from '../model/socket-table.js';
 import type { SessionEnd } from '../trace/types.js';
+import type { JavaStats, PythonStats } from '../stacks/interpreters.js';
 import { buildClosedPaths, buildLeaks, type ClosedPath, type LeakGroup } from './leaks.js';
 
 export const REPORT_SCHEMA = 'tcptrace.report/1';
@@ -90,9 +91,9 @@ export interface ReportDoc {
     unwindMs?: number;
     symbolizeMs?: number;
     /** CPython processes whose frames were copied, those of a version not named, and Python frames named / unnamed (live only) */
-    python?: { processes: number; unsupported: number; named: number; unnamed: number };
+    python?: PythonStats;
     /** HotSpot JVMs whose Java frames were walked, and Java frames named / unnamed (live only) */
-    java?: { processes: number; named: number; unnamed: number; inlined?: number; scopesUnread?: number; deoptimized?: number };
+    java?: JavaStats;
   } | null;
   warnings: string[];
 }

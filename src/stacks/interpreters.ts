@@ -21,10 +21,28 @@ import { HotSpotProcess } from './hotspot/process.js';
 import { JavaFrames, type StackWords } from './hotspot/frames.js';
 import { EVAL, pyRuns, splicePython } from './python/splice.js';
 
+/** CPython processes recognised, those of a version not named, and Python frames named / unnamed (of the distinct stacks) */
+export interface PythonStats {
+  processes: number;
+  unsupported: number;
+  named: number;
+  unnamed: number;
+}
+
+/** HotSpot JVMs recognised, Java frames named / unnamed, inlined, compiled frames whose debug info did not decode, deoptimised frames */
+export interface JavaStats {
+  processes: number;
+  named: number;
+  unnamed: number;
+  inlined: number;
+  scopesUnread: number;
+  deoptimized: number;
+}
+
 /** Per runtime: processes recognised, frames named and unnamed (of the distinct stacks) */
 export interface InterpreterStats {
-  python: { processes: number; unsupported: number; named: number; unnamed: number };
-  java: { processes: number; named: number; unnamed: number; inlined: number; scopesUnread: number; deoptimized: number };
+  python: PythonStats;
+  java: JavaStats;
 }
 
 /** What the kernel must know about a process's runtime (null: forget it). */
@@ -172,8 +190,8 @@ export class InterpreterRegistry {
   }
 
   stats(): InterpreterStats {
-    const python = { processes: 0, unsupported: this.unsupported, named: 0, unnamed: 0 };
-    const java = { processes: 0, named: 0, unnamed: 0, inlined: 0, scopesUnread: 0, deoptimized: 0 };
+    const python: PythonStats = { processes: 0, unsupported: this.unsupported, named: 0, unnamed: 0 };
+    const java: JavaStats = { processes: 0, named: 0, unnamed: 0, inlined: 0, scopesUnread: 0, deoptimized: 0 };
     for (const p of this.procs.values()) {
       if (!(p instanceof PythonProcess || p instanceof JavaFrames)) continue;
       const into = p instanceof PythonProcess ? python : java;

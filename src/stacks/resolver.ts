@@ -13,7 +13,7 @@
 import { native } from '../native.js';
 import * as G from '../generated/events.js';
 import { SITE_NAMES, type Frame, type ResolvedStack } from './types.js';
-import { InterpreterRegistry, type InterpreterConfigurer } from './interpreters.js';
+import { InterpreterRegistry, type InterpreterConfigurer, type JavaStats, type PythonStats } from './interpreters.js';
 import { foldPyHash, pyFramesOf, pyKey, type PyCapture } from './python/frames.js';
 
 interface NativeResolved {
@@ -47,9 +47,9 @@ export interface ResolverStats {
   symbolizeMs: number;
   unresolvedFrames: number;
   /** CPython processes recognised, and their frames named and not */
-  python: { processes: number; unsupported: number; named: number; unnamed: number };
+  python: PythonStats;
   /** HotSpot JVMs recognised, and their Java frames named and not */
-  java: { processes: number; named: number; unnamed: number; inlined: number; scopesUnread: number; deoptimized: number };
+  java: JavaStats;
 }
 
 /** Where learnt stacks go: the kernel's dedup maps (Tracer.learnStack). */

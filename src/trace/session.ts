@@ -142,10 +142,11 @@ export class TraceSession {
     log.info({ mode: plan.mode.name, chosenBy: plan.chosenBy, hooks: hooks.hooks }, 'attach mode');
     // the agent's CLOSE_WAIT that lasts (bpf/lib/linger.bpf.h): a summary-mode sweep program, never attached
     const linger = !!opts.summary && (opts.closeWaitMinMs ?? 0) > 0;
+    const heldCounts = !!opts.summary && (linger || !!opts.heldCounts); // lingering counts its brief stays there
     const tracer = new (native().Tracer)({
       programs: linger ? [...hooks.programs, 'publish_lingering'] : hooks.programs,
       linger,
-      heldCounts: !!opts.summary && (linger || !!opts.heldCounts),
+      heldCounts,
       closeWaitBoundsNs: (opts.closeWaitBoundsS ?? []).slice(0, 8).map((s) => Math.round(s * 1e9)),
       ioViaSyscalls: hooks.ioViaSyscalls,
       filter: targets !== null,
@@ -173,6 +174,7 @@ export class TraceSession {
     }
     const session = new TraceSession(opts, sinks, plan, hooks, tracer, targets);
     session.lingerNs = lingerNs;
+    session.heldCountsOn = heldCounts;
     try {
       session.begin();
     } catch (err) {
@@ -282,6 +284,9 @@ export class TraceSession {
    */
   lingerNs = 0;
 
+  /** the kernel counts held sockets per process (the agent's summary mode): heldCounts() */
+  private heldCountsOn = false;
+
   /** a reload's new minimum (ms): at most what the session started with (its sweep runs at that pace) */
   setCloseWaitMin(ms: number): void {
     if (!this.lingerNs && !(this.opts.closeWaitMinMs ?? 0)) return;
@@ -302,7 +307,7 @@ export class TraceSession {
 
   /** the kernel's counts of held sockets per process (brief CLOSE_WAITs, transitions; null: not the agent, or closed); drops the tgids in drop */
   heldCounts(drop: number[] = []): { row: number; values: number[] } | null {
-    if (!this.opts.summary || !(this.opts.heldCounts || this.opts.closeWaitMinMs)) return null;
+    if (!this.heldCountsOn) return null;
     return this.whileLive(() => this.tracer.heldCounts(drop), null, true);
   }
 

@@ -1,6 +1,7 @@
 /** What flows from a trace source (live session or recording) to its consumers. */
 import type { PresentEvent } from '../model/events.js';
 import type { ResolvedStack } from '../stacks/types.js';
+import type { JavaStats, PythonStats } from '../stacks/interpreters.js';
 import type { HeldSocket } from './holders.js';
 
 export interface Counters {
@@ -105,7 +106,7 @@ export interface SessionEnd {
   /** who held each CLOSE_WAIT socket of the box when the trace ended (src/trace/holders.ts); absent in recordings cut short */
   holdersAtEnd?: HeldSocket[];
   /** what unwinding and symbolizing the captured stacks cost the agent */
-  stackCost?: { stacks: number; distinct: number; unwindMs: number; symbolizeMs: number; unresolvedFrames: number; python?: { processes: number; unsupported: number; named: number; unnamed: number }; java?: { processes: number; named: number; unnamed: number; inlined?: number; scopesUnread?: number; deoptimized?: number } };
+  stackCost?: { stacks: number; distinct: number; unwindMs: number; symbolizeMs: number; unresolvedFrames: number; python?: PythonStats; java?: JavaStats };
 }
 
 /** A consumer of a trace: the live analyzer, a recorder, or both. */
